@@ -1,0 +1,87 @@
+//! The analyzers: Istio's (by their Istio names) and Sluice's own.
+//!
+//! Each analyzer is a plain function over a [`Context`]; the registry below
+//! names them so `--analyzers` can select them.
+
+mod destinationrule;
+mod gateway;
+mod services;
+pub mod util;
+mod virtualservice;
+
+use crate::context::Context;
+
+/// A named analyzer.
+pub struct AnalyzerDef {
+    /// Istio's analyzer name (`gateway.IngressGatewayPortAnalyzer`) or Sluice's (`sluice.*`).
+    pub name: &'static str,
+    pub description: &'static str,
+    pub run: fn(&mut Context),
+}
+
+const fn def(name: &'static str, description: &'static str, run: fn(&mut Context)) -> AnalyzerDef {
+    AnalyzerDef {
+        name,
+        description,
+        run,
+    }
+}
+
+/// Every analyzer, in the order they run.
+pub static ALL: &[AnalyzerDef] = &[
+    def(
+        "destinationrule.CaCertificateAnalyzer",
+        "Checks if caCertificates is set when TLS mode is SIMPLE/MUTUAL",
+        destinationrule::ca_certificates,
+    ),
+    def(
+        "destinationrule.SubsetSelectPodAnalyzer",
+        "Checks if pods are selected by subsets in destination rules",
+        destinationrule::subset_select_pods,
+    ),
+    def(
+        "gateway.IngressGatewayPortAnalyzer",
+        "Checks a gateway's ports against the gateway's Kubernetes service ports",
+        gateway::ingress_gateway_port,
+    ),
+    def(
+        "gateway.ConflictingGatewayAnalyzer",
+        "Checks a gateway's selector, port number and hosts",
+        gateway::conflicting_gateways,
+    ),
+    def(
+        "gateway.SecretAnalyzer",
+        "Checks a gateway's referenced secrets for correctness",
+        gateway::secrets,
+    ),
+    def(
+        "gateway.CertificateAnalyzer",
+        "Checks a gateway certificate",
+        gateway::duplicate_certificates,
+    ),
+    def(
+        "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
+        "Checks if multiple virtual services associated with the mesh gateway have conflicting hosts",
+        virtualservice::conflicting_mesh_gateway_hosts,
+    ),
+    def(
+        "virtualservice.DestinationHostAnalyzer",
+        "Checks the destination hosts associated with each virtual service",
+        virtualservice::destination_hosts,
+    ),
+    def(
+        "virtualservice.DestinationRuleAnalyzer",
+        "Checks the destination rules associated with each virtual service",
+        virtualservice::destination_rules,
+    ),
+    def(
+        "virtualservice.GatewayAnalyzer",
+        "Checks the gateways associated with each virtual service",
+        virtualservice::gateways,
+    ),
+    def(
+        "virtualservice.JWTClaimRouteAnalyzer",
+        "Checks the VirtualService using JWT claim based routing has corresponding RequestAuthentication",
+        virtualservice::jwt_claim_route,
+    ),
+];
