@@ -269,14 +269,15 @@ fn decode_base64(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// IST0138 when two gateways selecting the same workloads (same namespace)
-/// serve the same certificate.
+/// IST0138 when two gateways selecting the same workloads serve the same
+/// certificate (across namespaces: Istio does not scope gateways to their
+/// namespace by default).
 pub fn duplicate_certificates(ctx: &mut Context) {
     let gateways: Vec<&Resource> = ctx.snapshot.of(kinds::GATEWAY).collect();
     for current in &gateways {
         let selector = selector_of(current);
         for other in &gateways {
-            if std::ptr::eq(*current, *other) || other.ns() != current.ns() {
+            if std::ptr::eq(*current, *other) {
                 continue;
             }
             if !selector.is_empty() && !selector_subset(&selector, &selector_of(other)) {

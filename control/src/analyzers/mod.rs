@@ -4,10 +4,16 @@
 //! names them so `--analyzers` can select them.
 
 mod destinationrule;
+mod envoyfilter;
 mod gateway;
+mod injection;
+mod service;
+mod serviceentry;
 mod services;
+mod sidecar;
 pub mod util;
 mod virtualservice;
+mod webhooks;
 
 use crate::context::Context;
 
@@ -83,5 +89,55 @@ pub static ALL: &[AnalyzerDef] = &[
         "virtualservice.JWTClaimRouteAnalyzer",
         "Checks the VirtualService using JWT claim based routing has corresponding RequestAuthentication",
         virtualservice::jwt_claim_route,
+    ),
+    def(
+        "service.PortNameAnalyzer",
+        "Checks the port names associated with each service",
+        service::port_names,
+    ),
+    def(
+        "applicationUID.Analyzer",
+        "Checks invalid application UID",
+        service::application_uid,
+    ),
+    def(
+        "serviceentry.Analyzer",
+        "Checks the validity of ServiceEntry",
+        serviceentry::protocol_addresses,
+    ),
+    def(
+        "serviceentry.ConflictingServiceEntryProtocolAnalyzer",
+        "Checks if multiple ServiceEntries define the same host and port with different protocols",
+        serviceentry::conflicting_protocols,
+    ),
+    def(
+        "externalcontrolplane.ExternalControlPlaneAnalyzer",
+        "Checks that the remote IstioOperator resources reference an external control plane",
+        webhooks::external_control_plane,
+    ),
+    def(
+        "envoyfilter.EnvoyPatchAnalyzer",
+        "Checks an envoyFilters",
+        envoyfilter::envoy_patches,
+    ),
+    def(
+        "injection.Analyzer",
+        "Checks conditions related to Istio sidecar injection",
+        injection::injection,
+    ),
+    def(
+        "injection.ImageAnalyzer",
+        "Checks the image of auto-injection configured with the running proxies on pods",
+        injection::proxy_image,
+    ),
+    def(
+        "injection.ImageAutoAnalyzer",
+        "Makes sure that Pods and Deployments with `image: auto` are going to be injected",
+        injection::image_auto,
+    ),
+    def(
+        "sidecar.SelectorAnalyzer",
+        "Validates that sidecars that define a workload selector match at least one pod, and that there aren't multiple sidecar resources that select overlapping pods",
+        sidecar::selectors,
     ),
 ];

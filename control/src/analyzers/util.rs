@@ -175,3 +175,31 @@ pub fn full_name(resource: &Resource) -> String {
         None => resource.name.clone(),
     }
 }
+
+/// Kubernetes `LabelSelector` (`matchLabels` + `matchExpressions`) matching.
+/// A null selector matches nothing when `null_matches` is false, everything otherwise;
+/// an empty selector (`{}`) matches everything.
+pub fn label_selector_matches(selector: &Value, labels: &Labels, null_matches: bool) -> bool {
+    if selector.is_null() {
+        return null_matches;
+    }
+    let match_labels = labels_at(selector, "/matchLabels");
+    if !selector_matches(&match_labels, labels) {
+        return false;
+    }
+    array_at(selector, "/matchExpressions").iter().all(|expr| {
+        let key = str_at(expr, "/key");
+        let values: Vec<&str> = array_at(expr, "/values")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let value = labels.get(key).map(String::as_str);
+        match str_at(expr, "/operator") {
+            "In" => value.is_some_and(|v| values.contains(&v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(&v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    })
+}

@@ -35,9 +35,9 @@ fn route_destinations(vs: &Resource) -> Vec<Destination<'_>> {
     for section in ["tcp", "tls", "http"] {
         for rule in array_at(&vs.body, &format!("/spec/{section}")) {
             for route in array_at(rule, "/route") {
-                if let Some(d) = route.get("destination") {
-                    out.push(Destination { value: d });
-                }
+                // A route without destination still names a host: the empty one.
+                let d = route.get("destination").unwrap_or(&Value::Null);
+                out.push(Destination { value: d });
             }
         }
     }
