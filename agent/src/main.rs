@@ -1,0 +1,150 @@
+//! `sluice-agent`: the node agent binary.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluice_agent::{
+    config::{DatapathConfig, NetnsConfig},
+    datapath::{self, Datapath, attach, maps},
+    netns,
+};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice-agent",
+    version,
+    about = "Sluice node agent: loads and pins the eBPF datapath and attaches it to pod devices",
+    long_about = "Sluice node agent.\n\nMaps are pinned under <bpffs-root>/v<layout>/ and tc \
+                  attachments stay in place when the agent exits, so the datapath keeps \
+                  forwarding across restarts; a restarted agent reuses the pinned maps and swaps \
+                  its programs in atomically."
+)]
+struct Cli {
+    #[command(flatten)]
+    netns: NetnsConfig,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the datapath, attach it to the given interfaces and run until
+    /// SIGTERM/SIGINT. Maps and attachments outlive the process.
+    Run {
+        #[command(flatten)]
+        datapath: DatapathConfig,
+        /// Host-side pod device to attach the datapath to (repeatable).
+        #[arg(long = "interface", short = 'i')]
+        interfaces: Vec<String>,
+    },
+    /// Remove Sluice's tc programs from interfaces.
+    Detach {
+        /// Interfaces to detach from.
+        #[arg(required = true)]
+        interfaces: Vec<String>,
+    },
+    /// Remove this node's pinned maps (the datapath stops working once no
+    /// program holds them).
+    Unpin {
+        #[command(flatten)]
+        datapath: DatapathConfig,
+    },
+    /// Print the datapath counters (verdicts and drop reasons).
+    Counters {
+        #[command(flatten)]
+        datapath: DatapathConfig,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before any thread exists: setns only moves the calling thread.
+    if let Some(path) = &cli.netns.netns {
+        netns::enter(path)?;
+    }
+    match cli.command {
+        Command::Run {
+            datapath,
+            interfaces,
+        } => serve(&datapath, &interfaces),
+        Command::Detach { interfaces } => {
+            for iface in &interfaces {
+                let was_attached = attach::detach(iface)?;
+                info!(iface, was_attached, "detached");
+            }
+            Ok(())
+        }
+        Command::Unpin { datapath } => {
+            let dir = datapath::pin_dir(&datapath.bpffs_root);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove {}", dir.display()))?;
+            }
+            info!(dir = %dir.display(), "unpinned");
+            Ok(())
+        }
+        Command::Counters { datapath } => {
+            let counters = maps::read_counters(&datapath::pin_dir(&datapath.bpffs_root))?;
+            println!("{:<24} {:>12} {:>14}", "COUNTER", "PACKETS", "BYTES");
+            for (verdict, value) in &counters.verdicts {
+                println!(
+                    "{:<24} {:>12} {:>14}",
+                    verdict.name(),
+                    value.packets,
+                    value.bytes
+                );
+            }
+            for (reason, value) in &counters.drops {
+                let name = format!("DROP_{}", reason.name());
+                println!("{:<24} {:>12} {:>14}", name, value.packets, value.bytes);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: &DatapathConfig, interfaces: &[String]) -> anyhow::Result<()> {
+    let mut datapath = Datapath::load(config)?;
+    for iface in interfaces {
+        let outcome = datapath.attach_pod_device(iface)?;
+        info!(iface, ?outcome, "attached");
+    }
+    info!(pin_dir = %datapath.pin_dir().display(), "datapath ready");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(wait_for_shutdown())?;
+    info!("shutting down; maps and attachments stay in place");
+    Ok(())
+}
+
+async fn wait_for_shutdown() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

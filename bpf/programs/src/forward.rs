@@ -1,0 +1,39 @@
+//! Delivering an IPv4 packet to a local endpoint, the way a router would:
+//! new L2 header, TTL decremented, checksum fixed, then straight into the
+//! pod's namespace with `bpf_redirect_peer` (skipping the node's IP stack).
+
+use aya_ebpf::{helpers::generated::bpf_redirect_peer, programs::TcContext};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use sluice_bpf_common::{endpoint::EndpointInfo, metrics::Verdict};
+
+use crate::metrics;
+
+/// Rewrites the packet for `endpoint` and redirects it. The caller has
+/// checked that `eth` and `ip` lie inside the packet and that TTL > 1.
+#[inline(always)]
+pub fn to_endpoint(
+    ctx: &TcContext,
+    eth: *mut EthHdr,
+    ip: *mut Ipv4Hdr,
+    endpoint: &EndpointInfo,
+) -> i32 {
+    unsafe {
+        (*eth).dst_addr = endpoint.pod_mac;
+        (*eth).src_addr = endpoint.node_mac;
+        decrement_ttl(&mut *ip);
+    }
+    metrics::verdict(ctx, Verdict::Forwarded);
+    // Returns TC_ACT_REDIRECT on success, TC_ACT_SHOT for an invalid ifindex.
+    unsafe { bpf_redirect_peer(endpoint.ifindex, 0) as i32 }
+}
+
+/// TTL - 1 with the incremental checksum update of RFC 1624 (what the
+/// kernel's `ip_decrease_ttl` does): TTL is the high byte of its 16-bit
+/// word, so the one's-complement sum changes by 0x0100.
+#[inline(always)]
+fn decrement_ttl(ip: &mut Ipv4Hdr) {
+    ip.ttl -= 1;
+    let check = u32::from(u16::from_be_bytes(ip.check)) + 0x0100;
+    let folded = (check & 0xffff) + (check >> 16);
+    ip.check = (folded as u16).to_be_bytes();
+}
