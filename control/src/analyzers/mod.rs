@@ -3,6 +3,7 @@
 //! Each analyzer is a plain function over a [`Context`]; the registry below
 //! names them so `--analyzers` can select them.
 
+mod deployment;
 mod destinationrule;
 mod envoyfilter;
 mod gateway;
@@ -11,6 +12,7 @@ mod service;
 mod serviceentry;
 mod services;
 mod sidecar;
+mod telemetry;
 pub mod util;
 mod virtualservice;
 mod webhooks;
@@ -139,5 +141,35 @@ pub static ALL: &[AnalyzerDef] = &[
         "sidecar.SelectorAnalyzer",
         "Validates that sidecars that define a workload selector match at least one pod, and that there aren't multiple sidecar resources that select overlapping pods",
         sidecar::selectors,
+    ),
+    def(
+        "deployment.MultiServiceAnalyzer",
+        "Checks association between services and pods",
+        deployment::multi_service,
+    ),
+    def(
+        "authn.BlockedCIDRsAnalyzer",
+        "Checks that BLOCKED_CIDRS_IN_JWKS_URIS is configured on istiod when RequestAuthentication resources exist",
+        deployment::blocked_cidrs,
+    ),
+    def(
+        "telemetry.ProviderAnalyzer",
+        "Validates that providers in telemetry resource is valid",
+        telemetry::providers,
+    ),
+    def(
+        "telemetry.SelectorAnalyzer",
+        "Validates that telemetries that define a selector match at least one pod, and that there aren't multiple telemetry resources that select overlapping pods",
+        telemetry::selectors,
+    ),
+    def(
+        "telemetry.DefaultSelectorAnalyzer",
+        "Validates that there aren't multiple telemetry resources that have no selector",
+        telemetry::default_selectors,
+    ),
+    def(
+        "telemetry.LightstepAnalyzer",
+        "Validates that lightstep provider is still used",
+        telemetry::lightstep,
     ),
 ];
