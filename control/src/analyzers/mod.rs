@@ -3,6 +3,7 @@
 //! Each analyzer is a plain function over a [`Context`]; the registry below
 //! names them so `--analyzers` can select them.
 
+mod cluster;
 mod deployment;
 mod destinationrule;
 mod envoyfilter;
@@ -171,5 +172,25 @@ pub static ALL: &[AnalyzerDef] = &[
         "telemetry.LightstepAnalyzer",
         "Validates that lightstep provider is still used",
         telemetry::lightstep,
+    ),
+    def(
+        "meshnetworks.MeshNetworksAnalyzer",
+        "Check the validity of MeshNetworks in the cluster",
+        cluster::mesh_networks,
+    ),
+    def(
+        "k8sgateway.CRDVersionAnalyzer",
+        "Checks Gateway API CRDs are at the minimum version required by this Istio version",
+        cluster::gateway_api_crd_version,
+    ),
+    def(
+        "k8sgateway.SelectorAnalyzer",
+        "Check that selectors are effective for Kubernetes gateway",
+        cluster::k8s_gateway_selectors,
+    ),
+    def(
+        "conditions.ConditionAnalyzer",
+        "Checks for negative status conditions on resources",
+        cluster::conditions,
     ),
 ];
