@@ -1,0 +1,39 @@
+//! `sluice`: the user CLI.
+//!
+//! Each subcommand lives in its own module; `main` only parses and dispatches.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod analyze;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: an eBPF-first service-mesh core"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print version information.
+    Version,
+    /// Analyze manifests for mesh and policy configuration problems.
+    Analyze(analyze::AnalyzeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("sluice {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Analyze(args) => analyze::run(args),
+    }
+}
