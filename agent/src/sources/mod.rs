@@ -1,0 +1,10 @@
+//! Sources of Kubernetes objects. Each writes the same typed objects into the
+//! [`Store`](crate::store::Store) under its own [`Scope`](crate::store::Scope);
+//! nothing downstream knows which source an object came from.
+//!
+//! - [`files`]: a directory of YAML manifests, watched for changes (local mesh,
+//!   tests, and clusterless use);
+//! - [`kubernetes`]: kube-rs watchers against the API server.
+
+pub mod files;
+pub mod kubernetes;
