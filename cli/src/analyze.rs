@@ -1,7 +1,11 @@
 //! `sluice analyze`: finds configuration problems in manifests before they
 //! reach a cluster (Istio's `IST0xxx` analyzers and Sluice's `SLC0xxx` ones).
 
-use std::{fs, path::PathBuf, process::ExitCode};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
@@ -205,7 +209,7 @@ fn options(args: &AnalyzeArgs) -> Result<Options> {
     Ok(options)
 }
 
-fn merge_mesh_file(doc: &mut MeshDoc, path: &PathBuf) -> Result<()> {
+fn merge_mesh_file(doc: &mut MeshDoc, path: &Path) -> Result<()> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     if let Err(e) = doc.merge_yaml(&path.display().to_string(), &text) {
         bail!("{}: invalid YAML: {e}", path.display());

@@ -5,7 +5,11 @@
 //! The data stays outside the repository. Without it the test skips, except
 //! under CI (`CI=true`), where a missing corpus is a failure.
 
-use std::{collections::BTreeMap, fs, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use serde_json::Value;
 use sluice_control::{
@@ -16,18 +20,18 @@ use sluice_control::{
 };
 
 /// Cases passing today; raise it when more pass so regressions fail.
-const MIN_PASSING: usize = 0;
+const MIN_PASSING: usize = 77;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/istio-analyze")
 }
 
-fn read(path: &PathBuf) -> String {
+fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 /// Runs one case; returns `Err(diff)` when the multisets differ.
-fn run_case(dir: &PathBuf, case: &Value) -> Result<(), String> {
+fn run_case(dir: &Path, case: &Value) -> Result<(), String> {
     let testdata = dir.join("testdata");
     let mut options = Options {
         analyzers: strings(&case["analyzers"]),

@@ -13,6 +13,7 @@ mod service;
 mod serviceentry;
 mod services;
 mod sidecar;
+mod sluice;
 mod telemetry;
 pub mod util;
 mod virtualservice;
@@ -192,5 +193,45 @@ pub static ALL: &[AnalyzerDef] = &[
         "conditions.ConditionAnalyzer",
         "Checks for negative status conditions on resources",
         cluster::conditions,
+    ),
+    def(
+        "sluice.PolicySelectorAnalyzer",
+        "SLC0001: NetworkPolicies and Sluice policies whose pod selector matches no workload",
+        sluice::policy_selects_nothing,
+    ),
+    def(
+        "sluice.DenyShadowAnalyzer",
+        "SLC0002: Sluice policy allow rules shadowed by a deny rule",
+        sluice::shadowed_by_deny,
+    ),
+    def(
+        "sluice.IpBlockAnalyzer",
+        "SLC0003: ipBlocks overlapping the pod or service CIDR",
+        sluice::ip_block_overlaps_cluster,
+    ),
+    def(
+        "sluice.NamedPortAnalyzer",
+        "SLC0004: named ports in ingress rules that no selected pod declares",
+        sluice::named_ports,
+    ),
+    def(
+        "sluice.ServiceBackendAnalyzer",
+        "SLC0005/SLC0006: Services selecting no pods or targeting undeclared ports",
+        sluice::service_backends,
+    ),
+    def(
+        "sluice.EgressDnsAnalyzer",
+        "SLC0007: egress isolation without a DNS (port 53) allowance",
+        sluice::egress_without_dns,
+    ),
+    def(
+        "sluice.MeshDenyAnalyzer",
+        "SLC0008: NetworkPolicies allowing what an AuthorizationPolicy DENY denies",
+        sluice::network_policy_allows_mesh_denied,
+    ),
+    def(
+        "sluice.MeshAllowAnalyzer",
+        "SLC0009: AuthorizationPolicy ALLOW rules that NetworkPolicies block",
+        sluice::mesh_allowed_blocked,
     ),
 ];

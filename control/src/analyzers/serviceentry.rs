@@ -37,11 +37,14 @@ pub fn protocol_addresses(ctx: &mut Context) {
     }
 }
 
+/// (exportTo scope, host, port).
+type ScopedHostPort = (String, String, u64);
+
 /// IST0177: ServiceEntries visible in the same scope defining one host and
 /// port with different protocols.
 pub fn conflicting_protocols(ctx: &mut Context) {
     // (scope, host, port) -> (protocol, ServiceEntry)
-    let mut index: BTreeMap<(String, String, u64), Vec<(String, &Resource)>> = BTreeMap::new();
+    let mut index: BTreeMap<ScopedHostPort, Vec<(String, &Resource)>> = BTreeMap::new();
     for se in ctx.snapshot.of(kinds::SERVICE_ENTRY) {
         let export_to: Vec<&str> = array_at(&se.body, "/spec/exportTo")
             .iter()

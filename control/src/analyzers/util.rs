@@ -143,31 +143,6 @@ pub fn split_ns_host(host: &str) -> (Option<&str>, &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_hosts_expand_in_the_namespace() {
-        assert_eq!(
-            fqdn("reviews", "default"),
-            "reviews.default.svc.cluster.local"
-        );
-        assert_eq!(fqdn("reviews.prod", "default"), "reviews.prod");
-        assert_eq!(fqdn("www.example.com", "default"), "www.example.com");
-        assert_eq!(fqdn("*.example.com", "default"), "*.example.com");
-    }
-
-    #[test]
-    fn wildcard_hosts_intersect() {
-        assert!(hosts_intersect("*.example.com", "a.example.com"));
-        assert!(hosts_intersect("*", "a.example.com"));
-        assert!(!hosts_intersect("a.example.com", "b.example.com"));
-        assert!(host_matches("*.example.com", "a.example.com"));
-        assert!(!host_matches("a.example.com", "*.example.com"));
-    }
-}
-
 /// A resource's `namespace/name` (or `name` without a namespace), as Istio's `FullName`.
 pub fn full_name(resource: &Resource) -> String {
     match &resource.namespace {
@@ -202,4 +177,29 @@ pub fn label_selector_matches(selector: &Value, labels: &Labels, null_matches: b
             _ => false,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_hosts_expand_in_the_namespace() {
+        assert_eq!(
+            fqdn("reviews", "default"),
+            "reviews.default.svc.cluster.local"
+        );
+        assert_eq!(fqdn("reviews.prod", "default"), "reviews.prod");
+        assert_eq!(fqdn("www.example.com", "default"), "www.example.com");
+        assert_eq!(fqdn("*.example.com", "default"), "*.example.com");
+    }
+
+    #[test]
+    fn wildcard_hosts_intersect() {
+        assert!(hosts_intersect("*.example.com", "a.example.com"));
+        assert!(hosts_intersect("*", "a.example.com"));
+        assert!(!hosts_intersect("a.example.com", "b.example.com"));
+        assert!(host_matches("*.example.com", "a.example.com"));
+        assert!(!host_matches("a.example.com", "*.example.com"));
+    }
 }
