@@ -35,19 +35,16 @@ impl Verdict {
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
-    /// IPv4 header shorter than its fixed part, or IHL < 5.
+    /// IPv4 ethertype but not a valid IPv4 header (short, version, IHL < 5).
     InvalidIpv4Header = 1,
-    /// The packet could not be rewritten (helper failed).
-    RewriteFailed = 2,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 2] = [DropReason::InvalidIpv4Header, DropReason::RewriteFailed];
+    pub const ALL: [DropReason; 1] = [DropReason::InvalidIpv4Header];
 
     pub const fn name(self) -> &'static str {
         match self {
             DropReason::InvalidIpv4Header => "INVALID_IPV4_HEADER",
-            DropReason::RewriteFailed => "REWRITE_FAILED",
         }
     }
 
@@ -58,7 +55,6 @@ impl DropReason {
     pub const fn from_code(code: u8) -> Option<Self> {
         match code {
             1 => Some(DropReason::InvalidIpv4Header),
-            2 => Some(DropReason::RewriteFailed),
             _ => None,
         }
     }

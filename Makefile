@@ -1,0 +1,47 @@
+# Sluice developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: setup build lint fmt unit vmtests test demo bench clean-test-leftovers
+
+## setup: install what the build and the tests need (idempotent)
+setup:
+	@scripts/setup.sh
+
+## build: every userspace binary, with the eBPF object embedded in the agent
+build: setup
+	$(CARGO) build
+
+## fmt: format the workspace
+fmt:
+	$(CARGO) fmt --all
+
+## lint: formatting and clippy (-D warnings), the eBPF crate included
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --exclude sluice-bpf --all-targets -- -D warnings
+	# The eBPF crate alone: with the agent in the same build, std gets linked
+	# into it (see bpf/programs/src/main.rs).
+	RUSTFLAGS="-C panic=abort" $(CARGO) clippy -p sluice-bpf --bins --target-dir target/lint-bpf -- -D warnings
+
+## unit: unprivileged tests
+unit: setup
+	$(CARGO) test --workspace --exclude sluice-bpf --exclude sluice-vmtests
+
+## vmtests: privileged tests (root): real namespaces, programs and traffic
+vmtests: setup
+	$(CARGO) build -p sluice-agent
+	$(CARGO) test -p sluice-vmtests
+
+## test: everything CI checks
+test: lint unit vmtests
+
+## demo: the datapath smoke path: two pods, the agent, real traffic
+demo: setup
+	$(CARGO) build -p sluice-agent
+	$(CARGO) test -p sluice-vmtests --test pod_traffic -- --nocapture
+
+## bench: benchmarks, written to BENCHMARKS.md
+bench: setup
+	scripts/bench.sh

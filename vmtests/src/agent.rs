@@ -1,0 +1,146 @@
+//! The real `sluice-agent` binary as a child process, and scratch pin roots.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use crate::{netns::NetNs, unique_suffix};
+
+/// A bpffs directory private to one test, removed (pins and all) on drop.
+pub struct PinRoot {
+    path: PathBuf,
+}
+
+impl PinRoot {
+    pub fn new() -> Self {
+        Self {
+            path: PathBuf::from(format!("/sys/fs/bpf/sluice-vmtests/{}", unique_suffix())),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Default for PinRoot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PinRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+        // The shared parent goes once the last test's root is gone.
+        if let Some(parent) = self.path.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+/// Path of the agent binary: `SLUICE_AGENT_BIN`, else the workspace's debug
+/// build (`make test` builds it before running these tests).
+pub fn agent_binary() -> PathBuf {
+    let path = std::env::var_os("SLUICE_AGENT_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sluice-agent"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build -p sluice-agent`, which `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A running agent; killed on drop.
+pub struct AgentProcess {
+    child: Child,
+}
+
+impl AgentProcess {
+    /// Starts `sluice-agent run` inside `node`, attached to `interfaces`, and
+    /// waits until it reports the datapath ready.
+    pub fn start(node: &NetNs, pin_root: &Path, interfaces: &[&str]) -> Self {
+        let mut cmd = Command::new(agent_binary());
+        cmd.arg("--netns")
+            .arg(node.path())
+            .arg("run")
+            .arg("--bpffs-root")
+            .arg(pin_root);
+        for iface in interfaces {
+            cmd.args(["--interface", iface]);
+        }
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn sluice-agent");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut log = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[agent] {line}");
+                log.push_str(&line);
+                log.push('\n');
+                if line.contains("datapath ready") {
+                    let _ = ready_tx.send(Ok(()));
+                }
+            }
+            let _ = ready_tx.send(Err(log));
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(())) => Self { child },
+            Ok(Err(log)) => panic!("sluice-agent exited before it was ready:\n{log}"),
+            Err(_) => panic!("sluice-agent did not report ready within 60 s"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the agent gets no chance to clean anything up.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let status = self.child.wait().expect("wait for sluice-agent");
+        assert!(status.success(), "sluice-agent exited with {status}");
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a one-shot `sluice-agent` subcommand (e.g. `detach`) inside `node`.
+pub fn agent_command(node: &NetNs, args: &[&str]) -> String {
+    let output = Command::new(agent_binary())
+        .arg("--netns")
+        .arg(node.path())
+        .args(args)
+        .output()
+        .expect("run sluice-agent");
+    assert!(
+        output.status.success(),
+        "sluice-agent {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

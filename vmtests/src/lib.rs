@@ -1,0 +1,53 @@
+//! The privileged test harness every datapath test uses.
+//!
+//! - [`netns`]: named network namespaces that delete themselves on drop.
+//! - [`topology`]: a node namespace with pods wired to it by veth pairs.
+//! - [`packet`]: crafted packets in, parsed packets out.
+//! - [`test_run`]: BPF_PROG_TEST_RUN for table-driven datapath tests.
+//! - [`agent`]: the real `sluice-agent` binary as a child process.
+//!
+//! Every test starts with [`require_root`]: these tests never skip silently.
+
+pub mod agent;
+pub mod netns;
+pub mod packet;
+pub mod test_run;
+pub mod topology;
+
+use std::process::Command;
+
+/// Fails the test loudly when not run as root.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!(
+            "this privileged test needs root (real network namespaces, eBPF programs, bpffs): \
+             run it with `make test` as root; CI always runs it as root"
+        );
+    }
+}
+
+/// Runs a command and returns its stdout, panicking with its stderr on failure.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    if !output.status.success() {
+        panic!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A name unique to this process and call, short enough for an interface
+/// name (15 bytes) when prefixed by a few characters.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}{n:x}", std::process::id() % 0xfffff)
+}

@@ -1,0 +1,38 @@
+//! BPF_PROG_TEST_RUN: run a loaded program on a crafted packet and get its
+//! verdict and the packet it wrote back.
+
+use aya::{
+    TestRun,
+    programs::{SchedClassifier, TestRunOptions},
+};
+
+/// tc verdicts as the kernel defines them (include/uapi/linux/pkt_cls.h).
+pub const TC_ACT_OK: i32 = 0;
+pub const TC_ACT_SHOT: i32 = 2;
+pub const TC_ACT_REDIRECT: i32 = 7;
+
+/// What one run of a tc program did.
+#[derive(Debug)]
+pub struct TcRun {
+    pub action: i32,
+    pub packet: Vec<u8>,
+}
+
+/// Runs `program` once on `packet`.
+pub fn run_tc(program: &SchedClassifier, packet: &[u8]) -> TcRun {
+    // Room for programs that grow the packet (encapsulation, later).
+    let mut out = vec![0u8; packet.len() + 256];
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..TestRunOptions::new()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(result.data_size_out as usize);
+    TcRun {
+        action: result.return_value as i32,
+        packet: out,
+    }
+}
