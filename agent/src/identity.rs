@@ -218,7 +218,10 @@ impl IdentityAllocator {
     /// Opens (or starts) the allocator persisted at `path`. With
     /// [`OnCorruptState::Fail`] a bad state file is an error; with
     /// [`OnCorruptState::StartFresh`] it is moved aside and numbers restart.
-    pub fn open(path: impl Into<PathBuf>, on_corrupt: OnCorruptState) -> Result<Self, IdentityError> {
+    pub fn open(
+        path: impl Into<PathBuf>,
+        on_corrupt: OnCorruptState,
+    ) -> Result<Self, IdentityError> {
         Self::open_with_range(path, on_corrupt, FIRST_ALLOCATED..=LAST_ALLOCATED)
     }
 
@@ -231,9 +234,8 @@ impl IdentityAllocator {
     ) -> Result<Self, IdentityError> {
         let range = (*range.start()).max(FIRST_ALLOCATED)..=*range.end();
         let file = StateFile::new(path);
-        let restored = file.load_or_recover(on_corrupt, |p: PersistedIdentities| {
-            restore(p, &range)
-        })?;
+        let restored =
+            file.load_or_recover(on_corrupt, |p: PersistedIdentities| restore(p, &range))?;
         let state = restored.unwrap_or_else(|| Identities {
             next: *range.start(),
             ..Default::default()
@@ -545,7 +547,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let alloc = open(&dir.path().join("ids.json"));
         let web = alloc.acquire(&pod_labels("shop", "web")).expect("web");
-        let web_again = alloc.acquire(&pod_labels("shop", "web")).expect("web again");
+        let web_again = alloc
+            .acquire(&pod_labels("shop", "web"))
+            .expect("web again");
         let db = alloc.acquire(&pod_labels("shop", "db")).expect("db");
         let other_ns = alloc.acquire(&pod_labels("dev", "web")).expect("dev web");
         assert_eq!(web, web_again);
@@ -567,7 +571,9 @@ mod tests {
         let path = dir.path().join("ids.json");
         let alloc = open(&path);
         let web = alloc.acquire(&pod_labels("shop", "web")).expect("web");
-        alloc.acquire(&pod_labels("shop", "web")).expect("web again");
+        alloc
+            .acquire(&pod_labels("shop", "web"))
+            .expect("web again");
 
         assert_eq!(
             alloc.release(web).expect("release"),
@@ -607,7 +613,10 @@ mod tests {
         assert_eq!(alloc.refs(db), Some(1));
 
         let new = alloc.acquire(&pod_labels("shop", "api")).expect("api");
-        assert!(new != web && new != db, "next number continues after restart");
+        assert!(
+            new != web && new != db,
+            "next number continues after restart"
+        );
         assert_eq!(open(&path).identities().len(), 2);
     }
 
@@ -624,10 +633,7 @@ mod tests {
             .iter()
             .map(|app| alloc.acquire(&pod_labels("ns", app)).expect("acquire"))
             .collect();
-        assert_eq!(
-            ids,
-            [300, 301, 302].map(NumericIdentity::new).to_vec()
-        );
+        assert_eq!(ids, [300, 301, 302].map(NumericIdentity::new).to_vec());
         let err = alloc
             .acquire(&pod_labels("ns", "d"))
             .expect_err("range is full");
@@ -654,11 +660,14 @@ mod tests {
             "{message}"
         );
 
-        let alloc = IdentityAllocator::open(&path, OnCorruptState::StartFresh)
-            .expect("start fresh");
+        let alloc =
+            IdentityAllocator::open(&path, OnCorruptState::StartFresh).expect("start fresh");
         assert!(alloc.identities().is_empty());
         assert_eq!(
-            alloc.acquire(&pod_labels("shop", "web")).expect("web").get(),
+            alloc
+                .acquire(&pod_labels("shop", "web"))
+                .expect("web")
+                .get(),
             FIRST_ALLOCATED
         );
     }
@@ -690,7 +699,10 @@ mod tests {
         fs::write(&path, reserved.to_string()).expect("write state");
         let err = IdentityAllocator::open(&path, OnCorruptState::Fail)
             .expect_err("a reserved number in the file must be rejected");
-        assert!(err.to_string().contains("outside the allocation range"), "{err}");
+        assert!(
+            err.to_string().contains("outside the allocation range"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -269,7 +269,10 @@ impl Ipam {
 
     /// Releases every lease whose container is not in `live_containers`
     /// (containers that vanished without a DEL). Returns what was released.
-    pub fn gc(&self, live_containers: &HashSet<String>) -> Result<Vec<(Owner, Ipv4Addr)>, IpamError> {
+    pub fn gc(
+        &self,
+        live_containers: &HashSet<String>,
+    ) -> Result<Vec<(Owner, Ipv4Addr)>, IpamError> {
         let mut leases = self.lock();
         let mut stale: Vec<(Owner, Ipv4Addr)> = leases
             .by_owner
@@ -435,13 +438,23 @@ mod tests {
         // .0 network, .1 gateway, .7 broadcast: five pod addresses.
         let ipam = open("192.168.5.0/29", &dir.path().join("ipam.json"));
         let got: Vec<Ipv4Addr> = (0..5)
-            .map(|i| ipam.allocate(&format!("c{i}"), "eth0").expect("allocate").ip)
+            .map(|i| {
+                ipam.allocate(&format!("c{i}"), "eth0")
+                    .expect("allocate")
+                    .ip
+            })
             .collect();
         assert_eq!(
             got,
-            ["192.168.5.2", "192.168.5.3", "192.168.5.4", "192.168.5.5", "192.168.5.6"]
-                .map(ip)
-                .to_vec()
+            [
+                "192.168.5.2",
+                "192.168.5.3",
+                "192.168.5.4",
+                "192.168.5.5",
+                "192.168.5.6"
+            ]
+            .map(ip)
+            .to_vec()
         );
         let err = ipam.allocate("c5", "eth0").expect_err("CIDR is full");
         assert_eq!(
@@ -610,17 +623,18 @@ mod tests {
             .allocate("c1", "eth0")
             .expect("allocate");
 
-        let err = Ipam::open(cidr("10.9.0.0/24"), &path, OnCorruptState::Fail)
-            .expect_err("CIDR changed");
+        let err =
+            Ipam::open(cidr("10.9.0.0/24"), &path, OnCorruptState::Fail).expect_err("CIDR changed");
         assert!(
-            err.to_string()
-                .contains("leases are for pod CIDR 10.0.0.0/24 but the node's pod CIDR is 10.9.0.0/24"),
+            err.to_string().contains(
+                "leases are for pod CIDR 10.0.0.0/24 but the node's pod CIDR is 10.9.0.0/24"
+            ),
             "{err}"
         );
 
         fs::write(&path, b"\x00\x01 definitely not json").expect("write garbage");
-        let err = Ipam::open(cidr("10.0.0.0/24"), &path, OnCorruptState::Fail)
-            .expect_err("garbage");
+        let err =
+            Ipam::open(cidr("10.0.0.0/24"), &path, OnCorruptState::Fail).expect_err("garbage");
         assert!(err.to_string().contains("is corrupt"), "{err}");
 
         let ipam = Ipam::open(cidr("10.0.0.0/24"), &path, OnCorruptState::StartFresh)

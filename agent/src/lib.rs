@@ -5,4 +5,9 @@
 
 pub mod config;
 pub mod datapath;
+pub mod identity;
+pub mod ipam;
 pub mod netns;
+pub mod sources;
+pub mod state_file;
+pub mod store;

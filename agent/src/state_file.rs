@@ -186,7 +186,9 @@ impl StateFile {
             .crash_before_rename
             .load(std::sync::atomic::Ordering::SeqCst)
         {
-            return Err(io::Error::other("simulated crash between temp write and rename"));
+            return Err(io::Error::other(
+                "simulated crash between temp write and rename",
+            ));
         }
 
         fs::rename(&temp, &self.path)?;

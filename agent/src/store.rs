@@ -705,7 +705,10 @@ mod tests {
         let StoreEvent::Updated { old, new } = &events[1] else {
             panic!("second event must be an update: {events:?}");
         };
-        assert_eq!(old.metadata().labels.as_ref().expect("labels")["app"], "web");
+        assert_eq!(
+            old.metadata().labels.as_ref().expect("labels")["app"],
+            "web"
+        );
         assert_eq!(
             new.metadata().labels.as_ref().expect("labels")["app"],
             "web2"
@@ -955,6 +958,10 @@ mod tests {
             Err(TryRecvError::Lagged(3))
         ));
         let fresh = store.subscribe();
-        assert_eq!(fresh.snapshot.len(), 5, "resubscribing gives a full snapshot");
+        assert_eq!(
+            fresh.snapshot.len(),
+            5,
+            "resubscribing gives a full snapshot"
+        );
     }
 }

@@ -95,9 +95,11 @@ pub fn parse_manifests(file: &Path, text: &str) -> Result<Vec<Object>, Vec<Manif
 }
 
 /// `Ok(None)` for an empty document (a stray `---` or only comments).
-fn parse_document(document: serde_yaml::Deserializer<'_>) -> Result<Option<Object>, ManifestProblem> {
-    let value =
-        serde_yaml::Value::deserialize(document).map_err(|e| ManifestProblem::Yaml(e.to_string()))?;
+fn parse_document(
+    document: serde_yaml::Deserializer<'_>,
+) -> Result<Option<Object>, ManifestProblem> {
+    let value = serde_yaml::Value::deserialize(document)
+        .map_err(|e| ManifestProblem::Yaml(e.to_string()))?;
     let mapping = match &value {
         serde_yaml::Value::Null => return Ok(None),
         serde_yaml::Value::Mapping(m) => m,
@@ -117,7 +119,14 @@ fn parse_document(document: serde_yaml::Deserializer<'_>) -> Result<Option<Objec
         kind,
         message: e.to_string(),
     })?;
-    if kind.is_namespaced() && object.metadata().namespace.as_deref().unwrap_or("").is_empty() {
+    if kind.is_namespaced()
+        && object
+            .metadata()
+            .namespace
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+    {
         object.metadata_mut().namespace = Some(DEFAULT_NAMESPACE.to_owned());
     }
     object.key().map_err(ManifestProblem::Invalid)?;
@@ -265,10 +274,7 @@ impl ManifestDir {
 #[derive(Debug, thiserror::Error)]
 pub enum FilesSourceError {
     #[error("cannot watch manifest directory {}: {source}", dir.display())]
-    Watch {
-        dir: PathBuf,
-        source: notify::Error,
-    },
+    Watch { dir: PathBuf, source: notify::Error },
 }
 
 /// Reads and ignores nothing but content changes: our own reads of the files
@@ -306,11 +312,12 @@ impl FilesSource {
             dir: dir.clone(),
             source,
         };
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // Fails only once the source is stopped.
-            let _ = tx.send(event);
-        })
-        .map_err(watch_error)?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Fails only once the source is stopped.
+                let _ = tx.send(event);
+            })
+            .map_err(watch_error)?;
         // Watch before the first scan so no change between the two is missed.
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
@@ -431,7 +438,12 @@ spec:
             .replace_all(&Scope::new("t"), objects)
             .expect("store accepts parsed objects");
         let svc = store.get::<Service>(Some("shop"), "web").expect("service");
-        let port = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).expect("ports")[0].port;
+        let port = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .expect("ports")[0]
+            .port;
         assert_eq!(port, 80);
     }
 
@@ -462,12 +474,18 @@ spec:
             messages[0],
             "/m/bad.yaml: document 2: unknown kind Deployment in apiVersion apps/v1"
         );
-        assert_eq!(messages[1], "/m/bad.yaml: document 3: Pod has no metadata.name");
+        assert_eq!(
+            messages[1],
+            "/m/bad.yaml: document 3: Pod has no metadata.name"
+        );
         assert_eq!(
             messages[2],
             "/m/bad.yaml: document 4: not a mapping (a Kubernetes object is a YAML mapping)"
         );
-        assert_eq!(messages[3], "/m/bad.yaml: document 5: missing apiVersion or kind");
+        assert_eq!(
+            messages[3],
+            "/m/bad.yaml: document 5: missing apiVersion or kind"
+        );
         assert!(
             messages[4].starts_with("/m/bad.yaml: document 6: invalid NetworkPolicy: "),
             "{}",
@@ -477,11 +495,15 @@ spec:
 
     #[test]
     fn malformed_yaml_is_reported_with_its_location() {
-        let text = format!("{}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: [oops\n", pod_yaml("ok", "x"));
+        let text = format!(
+            "{}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: [oops\n",
+            pod_yaml("ok", "x")
+        );
         let errors = parse_manifests(Path::new("broken.yaml"), &text).expect_err("malformed");
         let message = errors[0].to_string();
         assert!(
-            message.starts_with("broken.yaml: document 2: malformed YAML: ") && message.contains("line"),
+            message.starts_with("broken.yaml: document 2: malformed YAML: ")
+                && message.contains("line"),
             "{message}"
         );
     }
@@ -502,8 +524,14 @@ spec:
         assert_eq!(report.summary.added, 2);
 
         // a.yaml gets a good edit plus a bad document: the whole file is held back.
-        fs::write(&a, format!("{}---\nkind: Mystery\napiVersion: v9\n", pod_yaml("pa", "v2")))
-            .expect("break a");
+        fs::write(
+            &a,
+            format!(
+                "{}---\nkind: Mystery\napiVersion: v9\n",
+                pod_yaml("pa", "v2")
+            ),
+        )
+        .expect("break a");
         fs::write(&b, pod_yaml("pb", "v2")).expect("edit b");
         let report = manifests.rescan(&store);
         assert_eq!(report.errors.len(), 1);
@@ -550,8 +578,14 @@ spec:
     fn rejected_documents_are_logged_naming_file_and_document() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bad = dir.path().join("bad.yaml");
-        fs::write(&bad, format!("{}---\napiVersion: v1\nkind: Pod\nmetadata: {{}}\n", pod_yaml("p", "x")))
-            .expect("write");
+        fs::write(
+            &bad,
+            format!(
+                "{}---\napiVersion: v1\nkind: Pod\nmetadata: {{}}\n",
+                pod_yaml("p", "x")
+            ),
+        )
+        .expect("write");
         let logs = LogBuffer::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -561,10 +595,14 @@ spec:
         tracing::subscriber::with_default(subscriber, || {
             ManifestDir::new(dir.path()).rescan(&Store::default());
         });
-        let text = String::from_utf8(logs.0.lock().expect("log buffer").clone()).expect("utf8 logs");
+        let text =
+            String::from_utf8(logs.0.lock().expect("log buffer").clone()).expect("utf8 logs");
         assert!(text.contains("ERROR"), "{text}");
         assert!(
-            text.contains(&format!("{}: document 2: Pod has no metadata.name", bad.display())),
+            text.contains(&format!(
+                "{}: document 2: Pod has no metadata.name",
+                bad.display()
+            )),
             "{text}"
         );
     }
@@ -584,7 +622,10 @@ spec:
                 }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(20), wait).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .is_err()
+        {
             panic!("store never reached: {what}");
         }
     }
@@ -595,8 +636,9 @@ spec:
         let store = Arc::new(Store::default());
         let mut events = store.subscribe().events;
         fs::write(dir.path().join("shop.yaml"), SHOP).expect("write shop");
-        let _source = FilesSource::start_with_debounce(dir.path(), store.clone(), Duration::from_millis(50))
-            .expect("start files source");
+        let _source =
+            FilesSource::start_with_debounce(dir.path(), store.clone(), Duration::from_millis(50))
+                .expect("start files source");
         assert!(
             store.get::<Namespace>(None, "shop").is_some(),
             "start loads the directory synchronously"
@@ -616,8 +658,11 @@ spec:
         .await;
 
         // Edit in place.
-        fs::write(dir.path().join("shop.yaml"), SHOP.replace("{app: web}", "{app: shop-web}"))
-            .expect("edit shop");
+        fs::write(
+            dir.path().join("shop.yaml"),
+            SHOP.replace("{app: web}", "{app: shop-web}"),
+        )
+        .expect("edit shop");
         wait_until(&store, &mut events, "pod relabelled", |s| {
             pod_app(s, "shop", "web").as_deref() == Some("shop-web")
         })
@@ -633,8 +678,11 @@ spec:
         .await;
 
         // Rename out of the manifest set.
-        fs::rename(dir.path().join("extra.yaml"), dir.path().join("extra.yaml.off"))
-            .expect("rename away");
+        fs::rename(
+            dir.path().join("extra.yaml"),
+            dir.path().join("extra.yaml.off"),
+        )
+        .expect("rename away");
         wait_until(&store, &mut events, "renamed-away pod gone", |s| {
             pod_app(s, "default", "extra").is_none()
         })
@@ -655,8 +703,9 @@ spec:
         let file = dir.path().join("pods.yaml");
         fs::write(&file, pod_yaml("p", "good")).expect("write");
         let store = Arc::new(Store::default());
-        let _source = FilesSource::start_with_debounce(dir.path(), store.clone(), Duration::from_millis(50))
-            .expect("start files source");
+        let _source =
+            FilesSource::start_with_debounce(dir.path(), store.clone(), Duration::from_millis(50))
+                .expect("start files source");
         let mut events = store.subscribe().events;
 
         fs::write(&file, "apiVersion: v1\nkind: Pod\nmetadata: {name: p\n").expect("break");
