@@ -10,14 +10,20 @@ pub struct Snapshot {
     resources: Vec<Resource>,
     by_kind: HashMap<Kind, Vec<usize>>,
     by_name: HashMap<(Kind, String, String), usize>,
+    by_namespace: HashMap<(Kind, String), Vec<usize>>,
 }
 
 impl Snapshot {
     pub fn new(resources: Vec<Resource>) -> Self {
         let mut by_kind: HashMap<Kind, Vec<usize>> = HashMap::new();
         let mut by_name = HashMap::new();
+        let mut by_namespace: HashMap<(Kind, String), Vec<usize>> = HashMap::new();
         for (i, r) in resources.iter().enumerate() {
             by_kind.entry(r.kind).or_default().push(i);
+            by_namespace
+                .entry((r.kind, r.ns().to_string()))
+                .or_default()
+                .push(i);
             // The first definition wins, as a later duplicate would fail to apply.
             by_name
                 .entry((r.kind, r.ns().to_string(), r.name.clone()))
@@ -27,6 +33,7 @@ impl Snapshot {
             resources,
             by_kind,
             by_name,
+            by_namespace,
         }
     }
 
@@ -45,7 +52,11 @@ impl Snapshot {
         kind: Kind,
         namespace: &'a str,
     ) -> impl Iterator<Item = &'a Resource> + 'a {
-        self.of(kind).filter(move |r| r.ns() == namespace)
+        self.by_namespace
+            .get(&(kind, namespace.to_string()))
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.resources[i])
     }
 
     /// The resource of a kind with a namespace (`""` for none) and name.

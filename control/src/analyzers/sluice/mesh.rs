@@ -7,11 +7,15 @@
 
 use serde_json::Value;
 
-use super::{Policy, Workloads, is_empty_selector, policy::Direction};
+use super::{
+    Policy, Workloads, is_empty_selector,
+    policy::{Direction, Rule},
+};
 use crate::{
     analyzers::util::{Labels, array_at, full_name, label_selector_matches, labels_at, str_at},
     context::Context,
     kinds,
+    message::sluice,
     resource::Resource,
     snapshot::Snapshot,
 };
@@ -84,18 +88,8 @@ fn namespace_labels(snapshot: &Snapshot, name: &str) -> Labels {
     labels
 }
 
-/// The ingress rule admits some pods of `source_ns` on `port` (`None` = any port).
-fn rule_admits(
-    snapshot: &Snapshot,
-    policy_ns: &str,
-    peers: &[Value],
-    allows_port: impl Fn(Option<u64>) -> bool,
-    source_ns: &str,
-    port: Option<u64>,
-) -> bool {
-    if !allows_port(port) {
-        return false;
-    }
+/// The ingress rule's peers include some pods of `source_ns`.
+fn rule_admits(snapshot: &Snapshot, policy_ns: &str, peers: &[Value], source_ns: &str) -> bool {
     if peers.is_empty() {
         return true;
     }
@@ -123,45 +117,68 @@ fn ports_of(rule: &MeshRule) -> Vec<Option<u64>> {
     }
 }
 
-fn policies_for<'a>(ctx: &Context<'a>, ap: &Resource, workloads: &Workloads) -> Vec<Policy<'a>> {
+/// The ingress-isolating policies in the AuthorizationPolicy's namespace that share pods with it.
+fn policies_for<'p, 'a>(
+    policies: &'p [Policy<'a>],
+    ap: &Resource,
+    workloads: &Workloads,
+) -> Vec<&'p Policy<'a>> {
     let ap_selector = ap
         .body
         .pointer("/spec/selector/matchLabels")
         .map(|_| labels_at(&ap.body, "/spec/selector/matchLabels"));
-    Policy::all(ctx.snapshot)
-        .into_iter()
+    policies
+        .iter()
         .filter(|p| p.namespace == Some(ap.ns()) && p.isolates(Direction::Ingress))
         .filter(|p| applies_to_same_pods(p, ap_selector.as_ref(), workloads))
         .collect()
+}
+
+/// The rule admits TCP `port` (`None` = any port): numeric ports directly,
+/// named ports through the container ports the policy's workloads declare.
+fn rule_allows_port(
+    rule: &Rule,
+    policy: &Policy,
+    workloads: &Workloads,
+    port: Option<u64>,
+) -> bool {
+    let Some(number) = port else {
+        return true;
+    };
+    if rule.allows_port(number, "TCP") {
+        return true;
+    }
+    rule.ports.iter().any(|p| {
+        let Some(name) = p.get("port").and_then(Value::as_str) else {
+            return false;
+        };
+        workloads
+            .selected(policy.namespace, policy.pod_selector)
+            .any(|w| w.ports.iter().any(|d| d.name == name && d.number == number))
+    })
 }
 
 /// SLC0008: a NetworkPolicy ingress rule admits a namespace and port that an
 /// AuthorizationPolicy with action DENY denies for the same pods.
 pub fn network_policy_allows_mesh_denied(ctx: &mut Context) {
     let workloads = Workloads::build(ctx.snapshot);
+    let policies = Policy::all(ctx.snapshot);
     let mut reports = Vec::new();
-    for ap in ctx
+    let denies = ctx
         .snapshot
         .of(kinds::AUTHORIZATION_POLICY)
-        .filter(|ap| action(ap) == "DENY")
-    {
-        for policy in policies_for(ctx, ap, &workloads) {
+        .filter(|ap| action(ap) == "DENY");
+    for ap in denies {
+        let mesh_rules = mesh_rules(ap);
+        for policy in policies_for(&policies, ap, &workloads) {
             for rule in policy.rules(Direction::Ingress) {
-                for mesh_rule in mesh_rules(ap) {
+                for mesh_rule in &mesh_rules {
                     for source_ns in &mesh_rule.namespaces {
-                        for port in ports_of(&mesh_rule) {
-                            let allows = |p: Option<u64>| match p {
-                                Some(n) => rule.allows_port(n, "TCP"),
-                                None => true,
-                            };
-                            if rule_admits(
-                                ctx.snapshot,
-                                ap.ns(),
-                                rule.peers,
-                                allows,
-                                source_ns,
-                                port,
-                            ) {
+                        if !rule_admits(ctx.snapshot, ap.ns(), rule.peers, source_ns) {
+                            continue;
+                        }
+                        for port in ports_of(mesh_rule) {
+                            if rule_allows_port(&rule, policy, &workloads, port) {
                                 let params = vec![
                                     rule.index.to_string(),
                                     source_ns.clone(),
@@ -177,11 +194,7 @@ pub fn network_policy_allows_mesh_denied(ctx: &mut Context) {
         }
     }
     for (resource, params) in reports {
-        ctx.report(
-            crate::message::sluice::NETWORK_POLICY_ALLOWS_MESH_DENIED,
-            resource,
-            params,
-        );
+        ctx.report(sluice::NETWORK_POLICY_ALLOWS_MESH_DENIED, resource, params);
     }
 }
 
@@ -189,29 +202,26 @@ pub fn network_policy_allows_mesh_denied(ctx: &mut Context) {
 /// NetworkPolicies isolating the same pods admit none of it.
 pub fn mesh_allowed_blocked(ctx: &mut Context) {
     let workloads = Workloads::build(ctx.snapshot);
+    let all_policies = Policy::all(ctx.snapshot);
     let mut reports = Vec::new();
-    for ap in ctx
+    let allows = ctx
         .snapshot
         .of(kinds::AUTHORIZATION_POLICY)
-        .filter(|ap| action(ap) == "ALLOW")
-    {
-        let policies = policies_for(ctx, ap, &workloads);
+        .filter(|ap| action(ap) == "ALLOW");
+    for ap in allows {
+        let policies = policies_for(&all_policies, ap, &workloads);
         if policies.is_empty() {
             continue;
         }
         for mesh_rule in mesh_rules(ap) {
             for source_ns in &mesh_rule.namespaces {
                 for port in ports_of(&mesh_rule) {
-                    let admitted = policies
-                        .iter()
-                        .flat_map(|p| p.rules(Direction::Ingress))
-                        .any(|rule| {
-                            let allows = |p: Option<u64>| match p {
-                                Some(n) => rule.allows_port(n, "TCP"),
-                                None => true,
-                            };
-                            rule_admits(ctx.snapshot, ap.ns(), rule.peers, allows, source_ns, port)
-                        });
+                    let admitted = policies.iter().any(|policy| {
+                        policy.rules(Direction::Ingress).iter().any(|rule| {
+                            rule_admits(ctx.snapshot, ap.ns(), rule.peers, source_ns)
+                                && rule_allows_port(rule, policy, &workloads, port)
+                        })
+                    });
                     if !admitted {
                         reports.push((ap, vec![source_ns.clone(), port_text(port)]));
                     }
@@ -221,7 +231,7 @@ pub fn mesh_allowed_blocked(ctx: &mut Context) {
     }
     for (resource, params) in reports {
         ctx.report(
-            crate::message::sluice::MESH_ALLOWED_BLOCKED_BY_NETWORK_POLICY,
+            sluice::MESH_ALLOWED_BLOCKED_BY_NETWORK_POLICY,
             resource,
             params,
         );

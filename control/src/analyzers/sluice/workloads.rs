@@ -1,6 +1,8 @@
 //! The pods a cluster will run: Pods in the input plus the pod templates of
 //! workload controllers, so manifests without Pods can still be analyzed.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::{
@@ -38,6 +40,8 @@ const CONTROLLERS: &[kinds::Kind] = &[
 
 pub struct Workloads {
     all: Vec<Workload>,
+    /// Indexes into `all` by namespace, so per-namespace scans stay cheap.
+    by_namespace: HashMap<String, Vec<usize>>,
 }
 
 impl Workloads {
@@ -61,7 +65,25 @@ impl Workloads {
                 });
             }
         }
-        Workloads { all }
+        let mut by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, w) in all.iter().enumerate() {
+            by_namespace.entry(w.namespace.clone()).or_default().push(i);
+        }
+        Workloads { all, by_namespace }
+    }
+
+    /// Workloads in one namespace, or in all of them for `None`.
+    fn scope<'a>(&'a self, namespace: Option<&str>) -> Box<dyn Iterator<Item = &'a Workload> + 'a> {
+        match namespace {
+            None => Box::new(self.all.iter()),
+            Some(ns) => Box::new(
+                self.by_namespace
+                    .get(ns)
+                    .into_iter()
+                    .flatten()
+                    .map(|&i| &self.all[i]),
+            ),
+        }
     }
 
     /// Workloads a LabelSelector selects, in `namespace` (or every namespace for `None`).
@@ -70,10 +92,8 @@ impl Workloads {
         namespace: Option<&'a str>,
         selector: &'a Value,
     ) -> impl Iterator<Item = &'a Workload> + 'a {
-        self.all.iter().filter(move |w| {
-            namespace.is_none_or(|ns| w.namespace == ns)
-                && label_selector_matches(selector, &w.labels, true)
-        })
+        self.scope(namespace)
+            .filter(move |w| label_selector_matches(selector, &w.labels, true))
     }
 
     /// Workloads in `namespace` whose labels contain a plain label map.
