@@ -5,6 +5,7 @@
 
 mod cluster;
 mod deployment;
+mod deprecation;
 mod destinationrule;
 mod envoyfilter;
 mod gateway;
@@ -193,6 +194,16 @@ pub static ALL: &[AnalyzerDef] = &[
         "conditions.ConditionAnalyzer",
         "Checks for negative status conditions on resources",
         cluster::conditions,
+    ),
+    def(
+        "webhook.Analyzer",
+        "Checks the validity of Istio webhooks",
+        webhooks::injection_webhooks,
+    ),
+    def(
+        "deprecation.DeprecationAnalyzer",
+        "Checks for deprecated Istio types and fields",
+        deprecation::deprecations,
     ),
     def(
         "sluice.PolicySelectorAnalyzer",
