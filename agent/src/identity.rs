@@ -728,4 +728,39 @@ mod tests {
         let reopened = open(&path);
         assert_eq!(reopened.identities().len(), 2);
     }
+
+    #[test]
+    fn concurrent_acquires_agree_on_numbers_and_count_references() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let alloc = std::sync::Arc::new(open(&dir.path().join("ids.json")));
+        let apps = ["web", "db", "cache", "api"];
+        let threads: Vec<_> = (0..40)
+            .map(|i| {
+                let alloc = std::sync::Arc::clone(&alloc);
+                let app = apps[i % apps.len()];
+                std::thread::spawn(move || {
+                    (
+                        app,
+                        alloc.acquire(&pod_labels("shop", app)).expect("acquire"),
+                    )
+                })
+            })
+            .collect();
+        let mut by_app: BTreeMap<&str, BTreeSet<NumericIdentity>> = BTreeMap::new();
+        for t in threads {
+            let (app, id) = t.join().expect("acquiring thread panicked");
+            by_app.entry(app).or_default().insert(id);
+        }
+        let distinct: BTreeSet<NumericIdentity> = by_app
+            .values()
+            .map(|ids| {
+                assert_eq!(ids.len(), 1, "one label set got several numbers: {ids:?}");
+                *ids.first().expect("one id")
+            })
+            .collect();
+        assert_eq!(distinct.len(), apps.len(), "label sets share a number");
+        for id in distinct {
+            assert_eq!(alloc.refs(id), Some(10));
+        }
+    }
 }

@@ -16,6 +16,7 @@ use std::{
 };
 
 use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
 use serde::{Deserialize, Serialize};
 
 use crate::state_file::{OnCorruptState, StateFile, StateFileError};
@@ -60,8 +61,30 @@ impl Allocation {
     }
 }
 
+/// The node's IPv4 pod CIDR from its `spec.podCIDRs` (or the older
+/// `spec.podCIDR`), for when no CIDR is configured. `Ok(None)` if it has none
+/// (yet: the node IPAM controller may not have assigned one).
+pub fn ipv4_pod_cidr_of(node: &Node) -> Result<Option<Ipv4Net>, IpamError> {
+    let Some(spec) = node.spec.as_ref() else {
+        return Ok(None);
+    };
+    let ipv4 = spec
+        .pod_cidrs
+        .iter()
+        .flatten()
+        .chain(spec.pod_cidr.iter())
+        .find(|c| !c.contains(':'));
+    ipv4.map(|cidr| {
+        cidr.parse()
+            .map_err(|_| IpamError::BadNodeCidr { cidr: cidr.clone() })
+    })
+    .transpose()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
+    #[error("node pod CIDR {cidr:?} is not an IPv4 CIDR")]
+    BadNodeCidr { cidr: String },
     #[error(transparent)]
     State(#[from] StateFileError),
     #[error("pod CIDR {cidr} is too small: need a prefix of /{MAX_PREFIX_LEN} or shorter")]
@@ -654,5 +677,37 @@ mod tests {
         let err = Ipam::open(cidr("10.0.0.0/24"), &path, OnCorruptState::Fail)
             .expect_err("gateway leased to a pod");
         assert!(err.to_string().contains("is not a pod address"), "{err}");
+    }
+
+    #[test]
+    fn pod_cidr_comes_from_the_node_object() {
+        use k8s_openapi::api::core::v1::NodeSpec;
+        let node = |pod_cidrs: Option<Vec<&str>>, pod_cidr: Option<&str>| Node {
+            spec: Some(NodeSpec {
+                pod_cidrs: pod_cidrs.map(|v| v.into_iter().map(String::from).collect()),
+                pod_cidr: pod_cidr.map(String::from),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let dual_stack = node(
+            Some(vec!["fd00:10::/64", "10.244.3.0/24"]),
+            Some("fd00:10::/64"),
+        );
+        assert_eq!(
+            ipv4_pod_cidr_of(&dual_stack).expect("valid"),
+            Some(cidr("10.244.3.0/24"))
+        );
+        let legacy = node(None, Some("10.244.4.0/24"));
+        assert_eq!(
+            ipv4_pod_cidr_of(&legacy).expect("valid"),
+            Some(cidr("10.244.4.0/24"))
+        );
+        assert_eq!(ipv4_pod_cidr_of(&node(None, None)).expect("valid"), None);
+        assert_eq!(ipv4_pod_cidr_of(&Node::default()).expect("valid"), None);
+        assert!(matches!(
+            ipv4_pod_cidr_of(&node(Some(vec!["10.1.0.0/33"]), None)),
+            Err(IpamError::BadNodeCidr { .. })
+        ));
     }
 }

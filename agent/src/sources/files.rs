@@ -31,6 +31,10 @@ use crate::store::{InvalidObject, Kind, Object, ObjectKey, ReplaceSummary, Scope
 /// `kubectl`-style rename-into-place is several events.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// A rescan happens at the latest this many debounce periods after the
+/// first change, even if changes keep coming.
+const MAX_DEBOUNCE_FACTOR: u32 = 10;
+
 /// Namespace given to namespaced objects that name none, as `kubectl` does.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -356,9 +360,13 @@ async fn watch_loop(
         if !relevant(event) {
             continue;
         }
-        // Wait until the directory has been quiet for `debounce`.
+        // Wait until the directory has been quiet for `debounce`, but no
+        // longer than `MAX_DEBOUNCE_FACTOR` times that under a constant stream
+        // of changes.
+        let latest = tokio::time::Instant::now() + debounce * MAX_DEBOUNCE_FACTOR;
         loop {
-            match tokio::time::timeout(debounce, events.recv()).await {
+            let quiet_until = (tokio::time::Instant::now() + debounce).min(latest);
+            match tokio::time::timeout_at(quiet_until, events.recv()).await {
                 Ok(Some(_)) => continue,
                 Ok(None) => return,
                 Err(_elapsed) => break,
