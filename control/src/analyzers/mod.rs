@@ -3,6 +3,7 @@
 //! Each analyzer is a plain function over a [`Context`]; the registry below
 //! names them so `--analyzers` can select them.
 
+mod authz;
 mod cluster;
 mod deployment;
 mod deprecation;
@@ -204,6 +205,11 @@ pub static ALL: &[AnalyzerDef] = &[
         "deprecation.DeprecationAnalyzer",
         "Checks for deprecated Istio types and fields",
         deprecation::deprecations,
+    ),
+    def(
+        "auth.AuthorizationPoliciesAnalyzer",
+        "Checks the validity of authorization policies",
+        authz::authorization_policies,
     ),
     def(
         "sluice.PolicySelectorAnalyzer",
