@@ -328,7 +328,9 @@ impl Store {
     }
 
     pub fn subscribe(&self) -> Subscription {
-        let objects = self.write();
+        // Events are sent under the write lock, so none can slip between the
+        // snapshot and the new receiver while we hold the read lock.
+        let objects = self.read();
         let events = self.events.subscribe();
         let snapshot = objects.values().map(|e| e.object.clone()).collect();
         drop(objects);
