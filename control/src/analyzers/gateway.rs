@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::util::{
-    Labels, array_at, as_u64, full_name, labels_at, labels_string, selector_matches, str_at,
+use super::{
+    util::{
+        Labels, array_at, as_u64, full_name, labels_at, labels_string, selector_matches, str_at,
+    },
+    x509,
 };
 use crate::{context::Context, kinds, message::istio, resource::Resource};
 
@@ -223,14 +226,13 @@ pub fn secrets(ctx: &mut Context) {
 }
 
 /// A TLS secret needs a certificate and a key: `tls.crt`/`tls.key`, or
-/// `cert`/`key` (generic secrets). The certificate must be PEM.
+/// `cert`/`key` (generic secrets); the certificate must be a PEM X.509
+/// certificate valid now (as Istio's `ValidateCertificate`).
 fn has_valid_certificate(secret: &Resource) -> bool {
     let data = |key: &str| -> Option<String> {
-        if let Some(v) = secret
-            .body
-            .pointer(&format!("/data/{}", key.replace('/', "~1")))
-        {
-            return v.as_str().and_then(decode_base64);
+        if let Some(v) = secret.body.pointer(&format!("/data/{key}")) {
+            let bytes = v.as_str().and_then(x509::decode_base64)?;
+            return String::from_utf8(bytes).ok();
         }
         secret
             .body
@@ -245,28 +247,7 @@ fn has_valid_certificate(secret: &Resource) -> bool {
             _ => return false,
         },
     };
-    !key.trim().is_empty() && cert.contains("-----BEGIN CERTIFICATE-----")
-}
-
-fn decode_base64(text: &str) -> Option<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for byte in text
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
-    {
-        let value = ALPHABET.iter().position(|&a| a == byte)? as u32;
-        bits = (bits << 6) | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    !key.trim().is_empty() && x509::certificate_is_current(&cert)
 }
 
 /// IST0138 when two gateways selecting the same workloads serve the same

@@ -20,6 +20,7 @@ mod telemetry;
 pub mod util;
 mod virtualservice;
 mod webhooks;
+mod x509;
 
 use crate::context::Context;
 
