@@ -19,6 +19,7 @@ mod sluice;
 mod telemetry;
 pub mod util;
 mod virtualservice;
+mod vsrules;
 mod webhooks;
 mod x509;
 
@@ -211,6 +212,11 @@ pub static ALL: &[AnalyzerDef] = &[
         "auth.AuthorizationPoliciesAnalyzer",
         "Checks the validity of authorization policies",
         authz::authorization_policies,
+    ),
+    def(
+        "schema.ValidationAnalyzer.VirtualService",
+        "Runs the rule-reachability checks of Istio's VirtualService validation",
+        vsrules::virtual_service_rules,
     ),
     def(
         "sluice.PolicySelectorAnalyzer",

@@ -158,9 +158,18 @@ pub fn label_selector_matches(selector: &Value, labels: &Labels, null_matches: b
     if selector.is_null() {
         return null_matches;
     }
-    let match_labels = labels_at(selector, "/matchLabels");
-    if !selector_matches(&match_labels, labels) {
-        return false;
+    // Compared in place: this runs per (selector, pod) pair, so no allocation.
+    if let Some(Value::Object(match_labels)) = selector.get("matchLabels") {
+        let all_match = match_labels.iter().all(|(k, v)| {
+            let wanted = match v {
+                Value::String(s) => s.as_str(),
+                _ => return false,
+            };
+            labels.get(k).is_some_and(|have| have == wanted)
+        });
+        if !all_match {
+            return false;
+        }
     }
     array_at(selector, "/matchExpressions").iter().all(|expr| {
         let key = str_at(expr, "/key");

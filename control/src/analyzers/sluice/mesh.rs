@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{
     Policy, Workloads, is_empty_selector,
     policy::{Direction, Rule},
+    workloads::Workload,
 };
 use crate::{
     analyzers::util::{Labels, array_at, full_name, label_selector_matches, labels_at, str_at},
@@ -58,7 +59,7 @@ fn action(ap: &Resource) -> &str {
 fn applies_to_same_pods(
     policy: &Policy,
     ap_selector: Option<&Labels>,
-    workloads: &Workloads,
+    ap_workloads: &[&Workload],
 ) -> bool {
     let Some(ap_selector) = ap_selector.filter(|s| !s.is_empty()) else {
         return true;
@@ -66,14 +67,12 @@ fn applies_to_same_pods(
     if is_empty_selector(policy.pod_selector) {
         return true;
     }
-    let ns = policy.namespace.unwrap_or("");
-    let known: Vec<_> = workloads.matching_labels(ns, ap_selector).collect();
-    if known.is_empty() {
+    if ap_workloads.is_empty() {
         // Nothing to compare against: fall back to identical selectors.
         return labels_at(policy.pod_selector, "/matchLabels") == *ap_selector
             && array_at(policy.pod_selector, "/matchExpressions").is_empty();
     }
-    known
+    ap_workloads
         .iter()
         .any(|w| label_selector_matches(policy.pod_selector, &w.labels, true))
 }
@@ -127,10 +126,17 @@ fn policies_for<'p, 'a>(
         .body
         .pointer("/spec/selector/matchLabels")
         .map(|_| labels_at(&ap.body, "/spec/selector/matchLabels"));
+    // The workloads the AuthorizationPolicy selects, computed once per policy.
+    let ap_workloads: Vec<&Workload> = match &ap_selector {
+        Some(selector) if !selector.is_empty() => {
+            workloads.matching_labels(ap.ns(), selector).collect()
+        }
+        _ => Vec::new(),
+    };
     policies
         .iter()
         .filter(|p| p.namespace == Some(ap.ns()) && p.isolates(Direction::Ingress))
-        .filter(|p| applies_to_same_pods(p, ap_selector.as_ref(), workloads))
+        .filter(|p| applies_to_same_pods(p, ap_selector.as_ref(), &ap_workloads))
         .collect()
 }
 
