@@ -30,3 +30,87 @@ pub struct NetnsConfig {
     #[arg(long, env = "SLUICE_NETNS")]
     pub netns: Option<PathBuf>,
 }
+
+/// Default directory for the agent's state files (IPAM, identities, endpoints).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sluice";
+/// Default address of the metrics and health HTTP server.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9091";
+/// Default time graceful shutdown may take before the agent exits anyway.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
+/// Where Kubernetes objects come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A directory of YAML manifests (`--manifests`), watched for changes.
+    Files,
+    /// The API server (in-cluster config or $KUBECONFIG).
+    Kubernetes,
+    /// No objects: endpoints get identities from their namespace alone.
+    None,
+}
+
+/// What to do with a state file that cannot be read.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CorruptStatePolicy {
+    /// Refuse to start (the operator decides).
+    Fail,
+    /// Move the file aside and start empty.
+    StartFresh,
+}
+
+impl From<CorruptStatePolicy> for crate::state_file::OnCorruptState {
+    fn from(p: CorruptStatePolicy) -> Self {
+        match p {
+            CorruptStatePolicy::Fail => Self::Fail,
+            CorruptStatePolicy::StartFresh => Self::StartFresh,
+        }
+    }
+}
+
+/// Everything `sluice-agent run` needs.
+#[derive(Args, Clone, Debug)]
+pub struct AgentConfig {
+    #[command(flatten)]
+    pub datapath: DatapathConfig,
+
+    /// This node's name (Pods are scoped to it by spec.nodeName).
+    #[arg(long, env = "SLUICE_NODE_NAME")]
+    pub node_name: String,
+
+    /// The node's pod CIDR (IPv4), e.g. 10.244.1.0/24.
+    #[arg(long, env = "SLUICE_POD_CIDR")]
+    pub pod_cidr: ipnet::Ipv4Net,
+
+    /// Directory for state files (IPAM leases, identities, endpoints).
+    #[arg(long, env = "SLUICE_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// Unix socket of the gRPC API (created with mode 0600).
+    #[arg(long, env = "SLUICE_API_SOCKET", default_value = sluice_api::DEFAULT_AGENT_SOCKET)]
+    pub api_socket: PathBuf,
+
+    /// Address of the metrics/health HTTP server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "SLUICE_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Where Kubernetes objects come from.
+    #[arg(long, env = "SLUICE_SOURCE", value_enum, default_value_t = SourceKind::None)]
+    pub source: SourceKind,
+
+    /// Manifest directory for `--source files`.
+    #[arg(long, env = "SLUICE_MANIFESTS", required_if_eq("source", "files"))]
+    pub manifests: Option<PathBuf>,
+
+    /// What to do when a state file is unreadable or corrupt.
+    #[arg(long, env = "SLUICE_ON_CORRUPT_STATE", value_enum, default_value_t = CorruptStatePolicy::Fail)]
+    pub on_corrupt_state: CorruptStatePolicy,
+
+    /// Seconds graceful shutdown may take.
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
+    pub shutdown_timeout: u64,
+
+    /// Extra device to attach the pod-device program to (repeatable; pod
+    /// devices registered through the API are attached automatically).
+    #[arg(long = "interface", short = 'i')]
+    pub interfaces: Vec<String>,
+}

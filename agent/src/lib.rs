@@ -3,10 +3,15 @@
 //!
 //! `lib.rs` only declares modules; each owns one concern.
 
+pub mod api;
 pub mod config;
+pub mod daemon;
 pub mod datapath;
+pub mod endpoints;
 pub mod identity;
 pub mod ipam;
+pub mod labels;
+pub mod metrics;
 pub mod netns;
 pub mod sources;
 pub mod state_file;

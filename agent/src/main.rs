@@ -5,8 +5,9 @@ use std::{io::IsTerminal, process::ExitCode};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_agent::{
-    config::{DatapathConfig, NetnsConfig},
-    datapath::{self, Datapath, attach, maps},
+    config::{AgentConfig, DatapathConfig, NetnsConfig},
+    daemon,
+    datapath::{self, attach, maps},
     netns,
 };
 use tracing::{error, info};
@@ -30,15 +31,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load the datapath, attach it to the given interfaces and run until
-    /// SIGTERM/SIGINT. Maps and attachments outlive the process.
-    Run {
-        #[command(flatten)]
-        datapath: DatapathConfig,
-        /// Host-side pod device to attach the datapath to (repeatable).
-        #[arg(long = "interface", short = 'i')]
-        interfaces: Vec<String>,
-    },
+    /// Run the agent: load the datapath, restore endpoints, serve the gRPC
+    /// API and metrics until SIGTERM/SIGINT. Maps and attachments outlive
+    /// the process.
+    Run(Box<AgentConfig>),
     /// Remove Sluice's tc programs from interfaces.
     Detach {
         /// Interfaces to detach from.
@@ -83,10 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         netns::enter(path)?;
     }
     match cli.command {
-        Command::Run {
-            datapath,
-            interfaces,
-        } => serve(&datapath, &interfaces),
+        Command::Run(config) => daemon::run(*config),
         Command::Detach { interfaces } => {
             for iface in &interfaces {
                 let was_attached = attach::detach(iface)?;
@@ -121,31 +114,4 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn serve(config: &DatapathConfig, interfaces: &[String]) -> anyhow::Result<()> {
-    let mut datapath = Datapath::load(config)?;
-    for iface in interfaces {
-        let outcome = datapath.attach_pod_device(iface)?;
-        info!(iface, ?outcome, "attached");
-    }
-    info!(pin_dir = %datapath.pin_dir().display(), "datapath ready");
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(wait_for_shutdown())?;
-    info!("shutting down; maps and attachments stay in place");
-    Ok(())
-}
-
-async fn wait_for_shutdown() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }

@@ -58,24 +58,56 @@ pub fn agent_binary() -> PathBuf {
     path
 }
 
+/// Where one test agent keeps its state, and the addresses it serves.
+pub struct AgentSetup {
+    pub pins: PinRoot,
+    pub state: tempfile::TempDir,
+    pub pod_cidr: String,
+}
+
+impl AgentSetup {
+    pub fn new(pod_cidr: &str) -> Self {
+        Self {
+            pins: PinRoot::new(),
+            state: tempfile::tempdir().expect("state dir"),
+            pod_cidr: pod_cidr.to_owned(),
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.state.path().join("agent.sock")
+    }
+
+    pub fn pin_dir(&self) -> PathBuf {
+        sluice_agent::datapath::pin_dir(self.pins.path())
+    }
+}
+
 /// A running agent; killed on drop.
 pub struct AgentProcess {
     child: Child,
 }
 
 impl AgentProcess {
-    /// Starts `sluice-agent run` inside `node`, attached to `interfaces`, and
-    /// waits until it reports the datapath ready.
-    pub fn start(node: &NetNs, pin_root: &Path, interfaces: &[&str]) -> Self {
+    /// Starts `sluice-agent run` inside `node` and waits until it reports
+    /// ready (API served).
+    pub fn start(node: &NetNs, setup: &AgentSetup) -> Self {
         let mut cmd = Command::new(agent_binary());
         cmd.arg("--netns")
             .arg(node.path())
             .arg("run")
+            .arg("--node-name")
+            .arg(node.name())
+            .arg("--pod-cidr")
+            .arg(&setup.pod_cidr)
             .arg("--bpffs-root")
-            .arg(pin_root);
-        for iface in interfaces {
-            cmd.args(["--interface", iface]);
-        }
+            .arg(setup.pins.path())
+            .arg("--state-dir")
+            .arg(setup.state.path())
+            .arg("--api-socket")
+            .arg(setup.socket())
+            // Loopback of the node's own namespace: no clash between nodes.
+            .args(["--metrics-addr", "127.0.0.1:9091"]);
         let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -89,7 +121,7 @@ impl AgentProcess {
                 eprintln!("[agent] {line}");
                 log.push_str(&line);
                 log.push('\n');
-                if line.contains("datapath ready") {
+                if line.contains("agent ready") {
                     let _ = ready_tx.send(Ok(()));
                 }
             }

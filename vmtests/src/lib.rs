@@ -5,10 +5,12 @@
 //! - [`packet`]: crafted packets in, parsed packets out.
 //! - [`test_run`]: BPF_PROG_TEST_RUN for table-driven datapath tests.
 //! - [`agent`]: the real `sluice-agent` binary as a child process.
+//! - [`api`]: a blocking client of its gRPC API.
 //!
 //! Every test starts with [`require_root`]: these tests never skip silently.
 
 pub mod agent;
+pub mod api;
 pub mod netns;
 pub mod packet;
 pub mod test_run;

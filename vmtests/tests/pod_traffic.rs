@@ -1,26 +1,32 @@
 //! Real traffic between two pod namespaces through the attached datapath,
-//! across a SIGKILL and restart of the real agent binary.
+//! with endpoints registered through the agent's API, across SIGKILL and
+//! restart of the real agent binary.
 
-use std::{net::Ipv4Addr, path::Path, process::Stdio};
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    process::{Child, Stdio},
+    time::Duration,
+};
 
 use aya::maps::MapInfo;
-use sluice_agent::datapath::{
-    maps::{EndpointMap, read_counters},
-    pin_dir,
-};
+use sluice_agent::datapath::maps::{EndpointMap, read_counters};
 use sluice_bpf_common::{
     metrics::Verdict,
     pin::{ENDPOINTS_MAP, METRICS_MAP},
 };
 use sluice_vmtests::{
-    agent::{AgentProcess, PinRoot, agent_command},
+    agent::{AgentProcess, AgentSetup, agent_command},
+    api::Api,
     netns::NetNs,
     require_root,
     topology::{Node, Pod},
 };
 
-const POD_A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
-const POD_B: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+const POD_CIDR: &str = "10.0.1.0/24";
+const POD_A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 11);
+const POD_B: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 12);
+const IPERF_PORT: &str = "5201";
 
 fn ping(from: &Pod, to: Ipv4Addr, count: u32) {
     from.ns.exec(
@@ -37,16 +43,16 @@ fn ping(from: &Pod, to: Ipv4Addr, count: u32) {
     );
 }
 
-fn forwarded(pins: &Path) -> u64 {
-    read_counters(&pin_dir(pins))
+fn forwarded(pin_dir: &Path) -> u64 {
+    read_counters(pin_dir)
         .expect("read counters")
         .verdict(Verdict::Forwarded)
         .packets
 }
 
-fn map_ids(pins: &Path) -> (u32, u32) {
+fn map_ids(pin_dir: &Path) -> (u32, u32) {
     let id = |name| {
-        MapInfo::from_pin(pin_dir(pins).join(name))
+        MapInfo::from_pin(pin_dir.join(name))
             .unwrap_or_else(|e| panic!("{name} is not pinned: {e}"))
             .id()
     };
@@ -59,7 +65,7 @@ fn sluice_filter_on(node: &NetNs, iface: &str) -> bool {
 }
 
 /// Polls until something listens on TCP `port` in `ns`.
-fn wait_for_listener(ns: &NetNs, port: u16) {
+fn wait_for_listener(ns: &NetNs, port: &str) {
     for _ in 0..100 {
         if !ns
             .exec("ss", &["-Hltn", &format!("sport = :{port}")])
@@ -68,31 +74,44 @@ fn wait_for_listener(ns: &NetNs, port: u16) {
         {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     }
     panic!("nothing listens on port {port} in {}", ns.name());
 }
 
-/// A TCP transfer from `from` to an iperf3 server in `to`; returns bytes received.
-fn tcp_transfer(from: &Pod, to: &Pod) -> u64 {
-    let mut server = to
+/// An iperf3 server in `to` for one test, and a client in `from`.
+fn start_tcp_stream(from: &Pod, to: &Pod, seconds: u32) -> (Child, Child) {
+    let server = to
         .ns
         .command("iperf3")
-        .args(["-s", "-1", "-B", &to.ip.to_string(), "-p", "5201"])
+        .args(["-s", "-1", "-B", &to.ip.to_string(), "-p", IPERF_PORT])
         .stdout(Stdio::null())
         .spawn()
         .expect("start iperf3 server");
-    wait_for_listener(&to.ns, 5201);
-    let out = from
+    wait_for_listener(&to.ns, IPERF_PORT);
+    let client = from
         .ns
         .command("iperf3")
-        .args(["-c", &to.ip.to_string(), "-p", "5201", "-t", "1", "-J"])
-        .output()
-        .expect("run iperf3 client");
-    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+        .args(["-c", &to.ip.to_string(), "-p", IPERF_PORT, "-J", "-t"])
+        .arg(seconds.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start iperf3 client");
+    (server, client)
+}
+
+/// Waits for the stream and returns the bytes received, panicking with the
+/// report if the stream broke.
+fn finish_tcp_stream((mut server, client): (Child, Child)) -> u64 {
+    let output = client.wait_with_output().expect("iperf3 client");
     let _ = server.kill();
     let _ = server.wait();
-    let report: serde_json::Value = serde_json::from_str(&json).expect("iperf3 client never ran");
+    let json = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("iperf3 JSON");
+    assert!(
+        report.get("error").is_none(),
+        "the TCP stream broke:\n{json}"
+    );
     report["end"]["sum_received"]["bytes"]
         .as_u64()
         .unwrap_or_else(|| panic!("no received bytes in the iperf3 report:\n{json}"))
@@ -105,87 +124,100 @@ fn pods_talk_through_the_datapath_across_agent_restarts() {
     node.add_pod(POD_A);
     node.add_pod(POD_B);
     let (a, b) = (&node.pods[0], &node.pods[1]);
-    let pins = PinRoot::new();
     let ifaces = [a.host_if.as_str(), b.host_if.as_str()];
+    let setup = AgentSetup::new(POD_CIDR);
+    let pin_dir = setup.pin_dir();
 
     // Kernel routing alone works: the topology itself is sound.
     ping(a, POD_B, 1);
 
-    let agent = AgentProcess::start(&node.ns, pins.path(), &ifaces);
-    let mut endpoints = EndpointMap::open(&pin_dir(pins.path())).expect("endpoint map");
-    endpoints
-        .upsert(POD_A, a.endpoint_info(256))
-        .expect("endpoint A");
-    endpoints
-        .upsert(POD_B, b.endpoint_info(257))
-        .expect("endpoint B");
+    // The agent attaches the datapath when the endpoints are registered.
+    let agent = AgentProcess::start(&node.ns, &setup);
+    let mut api = Api::connect(&setup.socket());
+    let ep_a = api.create_endpoint(a, "default", "pod-a");
+    let ep_b = api.create_endpoint(b, "default", "pod-b");
+    assert_eq!(ep_b.host_ifindex, b.host_ifindex);
+    assert!(ep_a.identity >= 256, "allocated identities start at 256");
     assert!(ifaces.iter().all(|i| sluice_filter_on(&node.ns, i)));
+    let entry = EndpointMap::open(&pin_dir)
+        .expect("endpoint map")
+        .get(POD_B)
+        .expect("pod B is in the endpoint map");
+    assert_eq!(entry, b.endpoint_info(ep_b.identity));
 
     // Requests and replies are both redirected by the program.
-    let before = forwarded(pins.path());
+    let before = forwarded(&pin_dir);
     ping(a, POD_B, 3);
     assert!(
-        forwarded(pins.path()) - before >= 6,
+        forwarded(&pin_dir) - before >= 6,
         "3 echo requests and 3 replies must be forwarded by the datapath"
     );
-    let before = forwarded(pins.path());
-    let bytes = tcp_transfer(a, b);
-    assert!(bytes > 1_000_000, "iperf3 moved only {bytes} bytes");
-    assert!(
-        forwarded(pins.path()) - before > 100,
-        "the TCP stream bypassed the datapath"
-    );
 
-    // SIGKILL the agent while pinging every 10 ms: the attachments and maps
-    // keep forwarding, the new agent reuses the maps and swaps its programs
-    // in; not one packet may be lost.
-    let ids = map_ids(pins.path());
+    // SIGKILL the agent during a TCP stream and a 10 ms ping: the pinned maps
+    // and attachments keep forwarding, the new agent restores every endpoint,
+    // reuses the maps and swaps its programs in. Nothing may be lost.
+    let ids = map_ids(&pin_dir);
+    let stream = start_tcp_stream(a, b, 4);
     let pinger =
         a.ns.command("ping")
             .args(["-c", "300", "-i", "0.01", "-W", "1", &POD_B.to_string()])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start ping");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(700));
+    let before = forwarded(&pin_dir);
     agent.kill_hard();
+    drop(api);
     assert!(ifaces.iter().all(|i| sluice_filter_on(&node.ns, i)));
-    let agent = AgentProcess::start(&node.ns, pins.path(), &ifaces);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        forwarded(&pin_dir) > before,
+        "the datapath must keep forwarding while no agent runs"
+    );
+    let agent = AgentProcess::start(&node.ns, &setup);
     let output = pinger.wait_with_output().expect("ping finishes");
     let summary = String::from_utf8_lossy(&output.stdout);
     assert!(
         summary.contains("300 received"),
         "packets were lost across the restart:\n{summary}"
     );
+    let bytes = finish_tcp_stream(stream);
+    assert!(bytes > 10_000_000, "the stream moved only {bytes} bytes");
     assert_eq!(
-        map_ids(pins.path()),
+        map_ids(&pin_dir),
         ids,
         "pinned maps must be reused, not recreated"
     );
-    let endpoints = EndpointMap::open(&pin_dir(pins.path())).expect("endpoint map");
-    assert_eq!(endpoints.get(POD_B), Some(b.endpoint_info(257)));
+    let mut api = Api::connect(&setup.socket());
+    assert_eq!(
+        api.list_endpoints(),
+        vec![ep_a.clone(), ep_b.clone()],
+        "every endpoint restored, identities unchanged"
+    );
 
     // A clean stop leaves the datapath in place too.
+    drop(api);
     agent.stop();
     assert!(ifaces.iter().all(|i| sluice_filter_on(&node.ns, i)));
-    let before = forwarded(pins.path());
+    let before = forwarded(&pin_dir);
     ping(a, POD_B, 2);
-    assert!(forwarded(pins.path()) - before >= 4);
+    assert!(forwarded(&pin_dir) - before >= 4);
 
     // Detach: traffic falls back to kernel routing and bypasses the program.
     let mut args = vec!["detach"];
     args.extend_from_slice(&ifaces);
     agent_command(&node.ns, &args);
     assert!(!ifaces.iter().any(|i| sluice_filter_on(&node.ns, i)));
-    let before = forwarded(pins.path());
+    let before = forwarded(&pin_dir);
     ping(a, POD_B, 2);
     assert_eq!(
-        forwarded(pins.path()),
+        forwarded(&pin_dir),
         before,
         "detached programs must not run"
     );
 
     // Unpin removes the node's maps.
-    let root = pins.path().to_str().expect("utf-8 path");
+    let root = setup.pins.path().to_str().expect("utf-8 path");
     agent_command(&node.ns, &["unpin", "--bpffs-root", root]);
-    assert!(!pin_dir(pins.path()).exists());
+    assert!(!pin_dir.exists());
 }

@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod bpffs;
 pub mod maps;
+pub mod ops;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,328 @@
+//! The agent's gRPC API (see `api/proto/sluice/agent/v1/agent.proto`):
+//! request validation and the mapping of domain errors to status codes.
+//! The work itself is done by the IPAM, the endpoint registry and the
+//! datapath counters.
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use sluice_api::agent::v1::{self as pb, agent_server::Agent};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    datapath::maps::read_counters,
+    endpoints::{Endpoint, EndpointError, EndpointRegistry, NewEndpoint},
+    identity::IdentityError,
+    ipam::{Ipam, IpamError, Owner},
+    labels::security_labels,
+    store::Store,
+};
+
+/// The gateway every pod routes through: a link-local address that the
+/// host side of each pod's veth carries.
+pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+pub struct AgentService {
+    pub node_name: String,
+    pub pin_dir: PathBuf,
+    pub ipam: Arc<Ipam>,
+    pub registry: Arc<EndpointRegistry>,
+    pub store: Arc<Store>,
+    pub ready: Arc<AtomicBool>,
+}
+
+fn owner_of(attachment: Option<&pb::Attachment>) -> Result<Owner, Status> {
+    let a = attachment.ok_or_else(|| Status::invalid_argument("attachment is required"))?;
+    if a.container_id.is_empty() || a.interface.is_empty() {
+        return Err(Status::invalid_argument(
+            "attachment.container_id and attachment.interface must not be empty",
+        ));
+    }
+    Ok(Owner::new(&a.container_id, &a.interface))
+}
+
+fn parse_ipv4(field: &str, value: &str) -> Result<Ipv4Addr, Status> {
+    Ipv4Addr::from_str(value)
+        .map_err(|_| Status::invalid_argument(format!("{field}: {value:?} is not an IPv4 address")))
+}
+
+pub fn parse_mac(field: &str, value: &str) -> Result<[u8; 6], Status> {
+    let bad = || Status::invalid_argument(format!("{field}: {value:?} is not a MAC address"));
+    let parts: Vec<&str> = value.split(':').collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    Ok(mac)
+}
+
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn ipam_status(e: IpamError) -> Status {
+    match e {
+        IpamError::Exhausted { .. } => Status::resource_exhausted(e.to_string()),
+        IpamError::EmptyOwner => Status::invalid_argument(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn endpoint_status(e: EndpointError) -> Status {
+    match e {
+        EndpointError::AddressInUse { .. } => Status::failed_precondition(e.to_string()),
+        EndpointError::NotFound(_) => Status::not_found(e.to_string()),
+        EndpointError::Identity(IdentityError::Exhausted { .. }) => {
+            Status::resource_exhausted(e.to_string())
+        }
+        other => Status::internal(other.to_string()),
+    }
+}
+
+pub fn to_proto(e: &Endpoint) -> pb::Endpoint {
+    pb::Endpoint {
+        attachment: Some(pb::Attachment {
+            container_id: e.owner.container_id.clone(),
+            interface: e.owner.ifname.clone(),
+        }),
+        netns: e.netns.clone(),
+        host_interface: e.host_interface.clone(),
+        host_ifindex: e.host_ifindex,
+        ipv4: e.ipv4.to_string(),
+        pod_mac: format_mac(e.pod_mac),
+        node_mac: format_mac(e.node_mac),
+        pod_namespace: e.pod_namespace.clone(),
+        pod_name: e.pod_name.clone(),
+        pod_uid: e.pod_uid.clone(),
+        identity: e.identity.get(),
+        identity_labels: e.labels.iter().map(str::to_owned).collect(),
+    }
+}
+
+impl AgentService {
+    fn ensure_ready(&self) -> Result<(), Status> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(Status::unavailable(
+                "the agent is still restoring its state; retry",
+            ))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(pb::StatusResponse {
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            api_version: pb::ApiVersion::V1.into(),
+            node_name: self.node_name.clone(),
+            pod_cidr: self.ipam.cidr().to_string(),
+            ready: self.ready.load(Ordering::Acquire),
+            endpoint_count: self.registry.len() as u32,
+            pin_dir: self.pin_dir.display().to_string(),
+        }))
+    }
+
+    async fn allocate_address(
+        &self,
+        request: Request<pb::AllocateAddressRequest>,
+    ) -> Result<Response<pb::AllocateAddressResponse>, Status> {
+        self.ensure_ready()?;
+        let owner = owner_of(request.get_ref().attachment.as_ref())?;
+        let allocation = self
+            .ipam
+            .allocate(&owner.container_id, &owner.ifname)
+            .map_err(ipam_status)?;
+        tracing::info!(%owner, ip = %allocation.ip, "allocated address");
+        Ok(Response::new(pb::AllocateAddressResponse {
+            address: allocation.ip.to_string(),
+            prefix_len: 32,
+            gateway: POD_GATEWAY.to_string(),
+        }))
+    }
+
+    async fn release_address(
+        &self,
+        request: Request<pb::ReleaseAddressRequest>,
+    ) -> Result<Response<pb::ReleaseAddressResponse>, Status> {
+        self.ensure_ready()?;
+        let owner = owner_of(request.get_ref().attachment.as_ref())?;
+        let released = self
+            .ipam
+            .release(&owner.container_id, &owner.ifname)
+            .map_err(ipam_status)?;
+        if let Some(ip) = released {
+            tracing::info!(%owner, %ip, "released address");
+        }
+        Ok(Response::new(pb::ReleaseAddressResponse {
+            address: released.map(|ip| ip.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn create_endpoint(
+        &self,
+        request: Request<pb::CreateEndpointRequest>,
+    ) -> Result<Response<pb::Endpoint>, Status> {
+        self.ensure_ready()?;
+        let r = request.into_inner();
+        let owner = owner_of(r.attachment.as_ref())?;
+        if r.host_interface.is_empty() {
+            return Err(Status::invalid_argument("host_interface must not be empty"));
+        }
+        if r.pod_namespace.is_empty() || r.pod_name.is_empty() {
+            return Err(Status::invalid_argument(
+                "pod_namespace and pod_name must not be empty (K8S_POD_NAMESPACE/K8S_POD_NAME)",
+            ));
+        }
+        let new = NewEndpoint {
+            owner,
+            netns: r.netns,
+            host_interface: r.host_interface,
+            ipv4: parse_ipv4("ipv4", &r.ipv4)?,
+            pod_mac: parse_mac("pod_mac", &r.pod_mac)?,
+            pod_namespace: r.pod_namespace,
+            pod_name: r.pod_name,
+            pod_uid: r.pod_uid,
+        };
+        let labels = security_labels(&self.store, &new.pod_namespace, &new.pod_name);
+        let registry = self.registry.clone();
+        // Netlink and bpf syscalls block; keep them off the async workers.
+        let endpoint = tokio::task::spawn_blocking(move || registry.create(new, labels))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(endpoint_status)?;
+        tracing::info!(
+            owner = %endpoint.owner,
+            ip = %endpoint.ipv4,
+            identity = %endpoint.identity,
+            pod = format!("{}/{}", endpoint.pod_namespace, endpoint.pod_name),
+            "endpoint created"
+        );
+        Ok(Response::new(to_proto(&endpoint)))
+    }
+
+    async fn delete_endpoint(
+        &self,
+        request: Request<pb::DeleteEndpointRequest>,
+    ) -> Result<Response<pb::DeleteEndpointResponse>, Status> {
+        self.ensure_ready()?;
+        let owner = owner_of(request.get_ref().attachment.as_ref())?;
+        let deleted = self.registry.delete(&owner).map_err(endpoint_status)?;
+        if let Some(endpoint) = &deleted {
+            tracing::info!(owner = %endpoint.owner, ip = %endpoint.ipv4, "endpoint deleted");
+        }
+        Ok(Response::new(pb::DeleteEndpointResponse {
+            existed: deleted.is_some(),
+        }))
+    }
+
+    async fn get_endpoint(
+        &self,
+        request: Request<pb::GetEndpointRequest>,
+    ) -> Result<Response<pb::Endpoint>, Status> {
+        let found = match request.into_inner().key {
+            Some(pb::get_endpoint_request::Key::Attachment(a)) => {
+                self.registry.get(&owner_of(Some(&a))?)
+            }
+            Some(pb::get_endpoint_request::Key::Ipv4(ip)) => {
+                self.registry.get_by_ip(parse_ipv4("ipv4", &ip)?)
+            }
+            None => return Err(Status::invalid_argument("give an attachment or an ipv4")),
+        };
+        found
+            .map(|e| Response::new(to_proto(&e)))
+            .ok_or_else(|| Status::not_found("no such endpoint"))
+    }
+
+    async fn list_endpoints(
+        &self,
+        _: Request<pb::ListEndpointsRequest>,
+    ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
+        Ok(Response::new(pb::ListEndpointsResponse {
+            endpoints: self.registry.list().iter().map(to_proto).collect(),
+        }))
+    }
+
+    async fn garbage_collect(
+        &self,
+        request: Request<pb::GarbageCollectRequest>,
+    ) -> Result<Response<pb::GarbageCollectResponse>, Status> {
+        self.ensure_ready()?;
+        let keep = request
+            .into_inner()
+            .keep
+            .iter()
+            .map(|a| owner_of(Some(a)))
+            .collect::<Result<std::collections::HashSet<Owner>, Status>>()?;
+        let mut released = Vec::new();
+        for endpoint in self.registry.list() {
+            if !keep.contains(&endpoint.owner) {
+                self.registry
+                    .delete(&endpoint.owner)
+                    .map_err(endpoint_status)?;
+                released.push(endpoint.owner);
+            }
+        }
+        for (owner, _) in self.ipam.allocations() {
+            if !keep.contains(&owner) {
+                self.ipam
+                    .release(&owner.container_id, &owner.ifname)
+                    .map_err(ipam_status)?;
+                if !released.contains(&owner) {
+                    released.push(owner);
+                }
+            }
+        }
+        tracing::info!(released = released.len(), "garbage collected");
+        Ok(Response::new(pb::GarbageCollectResponse {
+            released: released
+                .into_iter()
+                .map(|o| pb::Attachment {
+                    container_id: o.container_id,
+                    interface: o.ifname,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn counters(
+        &self,
+        _: Request<pb::CountersRequest>,
+    ) -> Result<Response<pb::CountersResponse>, Status> {
+        let counters =
+            read_counters(&self.pin_dir).map_err(|e| Status::internal(format!("{e:#}")))?;
+        let mut out: Vec<pb::Counter> = counters
+            .verdicts
+            .iter()
+            .map(|(v, value)| pb::Counter {
+                name: v.name().to_owned(),
+                packets: value.packets,
+                bytes: value.bytes,
+            })
+            .collect();
+        out.extend(counters.drops.iter().map(|(r, value)| pb::Counter {
+            name: format!("DROP_{}", r.name()),
+            packets: value.packets,
+            bytes: value.bytes,
+        }));
+        Ok(Response::new(pb::CountersResponse { counters: out }))
+    }
+}

@@ -1,0 +1,219 @@
+//! `sluice-agent run`: start-up order, the servers, graceful shutdown.
+//!
+//! Start-up: load the datapath (reusing pins) → open state (identities,
+//! IPAM, endpoints) → restore the datapath from it → start the object
+//! source → serve the API and metrics → ready. Shutdown: stop accepting,
+//! let in-flight requests finish within the deadline; maps and attachments
+//! stay so the datapath keeps forwarding.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use sluice_api::agent::v1::agent_server::AgentServer;
+use tokio::{net::UnixListener, sync::watch};
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::info;
+
+use crate::{
+    api::AgentService,
+    config::{AgentConfig, SourceKind},
+    datapath::{Datapath, ops::KernelDatapath},
+    endpoints::EndpointRegistry,
+    identity::IdentityAllocator,
+    ipam::Ipam,
+    labels, metrics,
+    sources::{files::FilesSource, kubernetes::KubernetesSource},
+    store::Store,
+};
+
+/// Keeps a running source alive.
+enum RunningSource {
+    Files(FilesSource),
+    Kubernetes(KubernetesSource),
+    None,
+}
+
+impl RunningSource {
+    async fn stop(self) {
+        match self {
+            RunningSource::Files(files) => drop(files),
+            RunningSource::Kubernetes(kubernetes) => kubernetes.shutdown().await,
+            RunningSource::None => {}
+        }
+    }
+}
+
+async fn start_source(config: &AgentConfig, store: Arc<Store>) -> anyhow::Result<RunningSource> {
+    Ok(match config.source {
+        SourceKind::Files => {
+            let dir = config
+                .manifests
+                .clone()
+                .context("--source files needs --manifests DIR")?;
+            info!(dir = %dir.display(), "watching manifests");
+            RunningSource::Files(FilesSource::start(dir, store)?)
+        }
+        SourceKind::Kubernetes => {
+            let client = kube::Client::try_default()
+                .await
+                .context("no Kubernetes client config (in-cluster or $KUBECONFIG)")?;
+            RunningSource::Kubernetes(KubernetesSource::start(client, &config.node_name, store))
+        }
+        SourceKind::None => RunningSource::None,
+    })
+}
+
+/// Binds the API socket with mode 0600, replacing a stale socket file.
+fn bind_api_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("another agent already serves {}", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(config))
+}
+
+async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
+    let mut datapath = Datapath::load(&config.datapath)?;
+    for iface in &config.interfaces {
+        let outcome = datapath.attach_pod_device(iface)?;
+        info!(iface, ?outcome, "attached");
+    }
+    let pin_dir = datapath.pin_dir().to_owned();
+    info!(pin_dir = %pin_dir.display(), "datapath loaded");
+    let kernel = Arc::new(KernelDatapath::new(datapath)?);
+
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+    let on_corrupt = config.on_corrupt_state.into();
+    let identities = Arc::new(IdentityAllocator::open(
+        config.state_dir.join("identities.json"),
+        on_corrupt,
+    )?);
+    let ipam = Arc::new(Ipam::open(
+        config.pod_cidr,
+        config.state_dir.join("ipam.json"),
+        on_corrupt,
+    )?);
+    let registry = Arc::new(EndpointRegistry::open(
+        config.state_dir.join("endpoints.json"),
+        on_corrupt,
+        kernel,
+        identities,
+    )?);
+    let report = tokio::task::block_in_place(|| registry.restore())?;
+    for gone in &report.gone {
+        ipam.release(&gone.owner.container_id, &gone.owner.ifname)?;
+    }
+    info!(
+        restored = report.restored,
+        gone = report.gone.len(),
+        stale_map_entries = report.stale_map_entries,
+        "endpoints restored"
+    );
+
+    let store = Arc::new(Store::default());
+    let source = start_source(&config, store.clone()).await?;
+    tokio::spawn(labels::follow_label_changes(
+        store.clone(),
+        registry.clone(),
+    ));
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let service = AgentService {
+        node_name: config.node_name.clone(),
+        pin_dir: pin_dir.clone(),
+        ipam,
+        registry: registry.clone(),
+        store,
+        ready: ready.clone(),
+    };
+    let listener = bind_api_socket(&config.api_socket)?;
+    let api = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentServer::new(service))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped()),
+    );
+    let router = metrics::router(
+        metrics::registry(pin_dir, registry, ready.clone()),
+        ready.clone(),
+    );
+    let http = tokio::spawn(metrics::serve(config.metrics_addr, router, stopped()));
+
+    ready.store(true, Ordering::Release);
+    info!(
+        socket = %config.api_socket.display(),
+        metrics = %config.metrics_addr,
+        "agent ready"
+    );
+
+    wait_for_signal().await?;
+    info!("shutting down; maps and attachments stay in place");
+    ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    source.stop().await;
+    let deadline = Duration::from_secs(config.shutdown_timeout);
+    let drained = tokio::time::timeout(deadline, async {
+        let api = api.await;
+        let http = http.await;
+        (api, http)
+    })
+    .await;
+    let _ = std::fs::remove_file(&config.api_socket);
+    match drained {
+        Ok((api, http)) => {
+            api??;
+            http??;
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(
+                ?deadline,
+                "requests still in flight at the shutdown deadline"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The real kernel behind [`DatapathOps`]: the loaded programs and the
+//! pinned endpoint map.
+
+use std::{net::Ipv4Addr, sync::Mutex};
+
+use anyhow::Context;
+use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
+use sluice_bpf_common::endpoint::EndpointInfo;
+
+use super::{Datapath, maps::EndpointMap};
+use crate::endpoints::DatapathOps;
+
+pub struct KernelDatapath {
+    datapath: Mutex<Datapath>,
+    endpoints: Mutex<EndpointMap>,
+}
+
+impl KernelDatapath {
+    pub fn new(datapath: Datapath) -> anyhow::Result<Self> {
+        let endpoints = EndpointMap::open(datapath.pin_dir())?;
+        Ok(Self {
+            datapath: Mutex::new(datapath),
+            endpoints: Mutex::new(endpoints),
+        })
+    }
+}
+
+/// MAC address of `iface` in the calling thread's network namespace.
+pub fn interface_mac(iface: &str) -> anyhow::Result<[u8; 6]> {
+    let addrs = getifaddrs().context("getifaddrs")?;
+    for ifaddr in addrs.filter(|a| a.interface_name == iface) {
+        if let Some(mac) = ifaddr
+            .address
+            .as_ref()
+            .and_then(|a| a.as_link_addr())
+            .and_then(|l| l.addr())
+        {
+            return Ok(mac);
+        }
+    }
+    anyhow::bail!("interface {iface} has no MAC address (does it exist?)")
+}
+
+impl DatapathOps for KernelDatapath {
+    fn attach(&self, host_interface: &str) -> anyhow::Result<(u32, [u8; 6])> {
+        let ifindex = if_nametoindex(host_interface)
+            .with_context(|| format!("no interface {host_interface}"))?;
+        let mac = interface_mac(host_interface)?;
+        let mut datapath = self.datapath.lock().unwrap_or_else(|p| p.into_inner());
+        datapath.attach_pod_device(host_interface)?;
+        Ok((ifindex, mac))
+    }
+
+    fn interface_exists(&self, host_interface: &str) -> bool {
+        if_nametoindex(host_interface).is_ok()
+    }
+
+    fn write_endpoint(&self, ip: Ipv4Addr, info: EndpointInfo) -> anyhow::Result<()> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upsert(ip, info)
+    }
+
+    fn remove_endpoint(&self, ip: Ipv4Addr) -> anyhow::Result<()> {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(ip).is_some() {
+            map.remove(ip)?;
+        }
+        Ok(())
+    }
+
+    fn endpoint_addresses(&self) -> anyhow::Result<Vec<Ipv4Addr>> {
+        let map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(map.list()?.into_iter().map(|(ip, _)| ip).collect())
+    }
+}
