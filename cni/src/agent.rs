@@ -58,13 +58,19 @@ impl Agent {
             .await
     }
 
-    pub async fn allocate(&mut self, att: &Attachment) -> Result<AllocateAddressResponse, CniError> {
+    pub async fn allocate(
+        &mut self,
+        att: &Attachment,
+    ) -> Result<AllocateAddressResponse, CniError> {
         let mut c = self.client.clone();
         let req = AllocateAddressRequest {
             attachment: Some(att.clone()),
         };
-        self.call("AllocateAddress", async move { c.allocate_address(req).await })
-            .await
+        self.call(
+            "AllocateAddress",
+            async move { c.allocate_address(req).await },
+        )
+        .await
     }
 
     pub async fn release(&mut self, att: &Attachment) -> Result<ReleaseAddressResponse, CniError> {
@@ -72,14 +78,23 @@ impl Agent {
         let req = ReleaseAddressRequest {
             attachment: Some(att.clone()),
         };
-        self.call("ReleaseAddress", async move { c.release_address(req).await })
-            .await
+        self.call(
+            "ReleaseAddress",
+            async move { c.release_address(req).await },
+        )
+        .await
     }
 
-    pub async fn create_endpoint(&mut self, req: CreateEndpointRequest) -> Result<Endpoint, CniError> {
+    pub async fn create_endpoint(
+        &mut self,
+        req: CreateEndpointRequest,
+    ) -> Result<Endpoint, CniError> {
         let mut c = self.client.clone();
-        self.call("CreateEndpoint", async move { c.create_endpoint(req).await })
-            .await
+        self.call(
+            "CreateEndpoint",
+            async move { c.create_endpoint(req).await },
+        )
+        .await
     }
 
     pub async fn delete_endpoint(&mut self, att: &Attachment) -> Result<bool, CniError> {
@@ -87,9 +102,12 @@ impl Agent {
         let req = DeleteEndpointRequest {
             attachment: Some(att.clone()),
         };
-        self.call("DeleteEndpoint", async move { c.delete_endpoint(req).await })
-            .await
-            .map(|r| r.existed)
+        self.call(
+            "DeleteEndpoint",
+            async move { c.delete_endpoint(req).await },
+        )
+        .await
+        .map(|r| r.existed)
     }
 
     /// `None` when the agent has no such endpoint.
@@ -112,8 +130,11 @@ impl Agent {
     ) -> Result<GarbageCollectResponse, CniError> {
         let mut c = self.client.clone();
         let req = GarbageCollectRequest { keep };
-        self.call("GarbageCollect", async move { c.garbage_collect(req).await })
-            .await
+        self.call(
+            "GarbageCollect",
+            async move { c.garbage_collect(req).await },
+        )
+        .await
     }
 
     async fn call<T>(

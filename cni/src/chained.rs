@@ -23,7 +23,12 @@ pub struct PodSide {
 /// Finds the pod's interface (the one with a `sandbox`, preferring the name
 /// `CNI_IFNAME`) and its IPv4 address.
 pub fn pod_side(prev: &CNIResult, ifname: &str) -> Result<PodSide, CniError> {
-    let sandboxed = || prev.interfaces.iter().enumerate().filter(|(_, i)| i.sandbox.is_some());
+    let sandboxed = || {
+        prev.interfaces
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.sandbox.is_some())
+    };
     let (index, pod_interface) = sandboxed()
         .find(|(_, i)| i.name == ifname)
         .or_else(|| sandboxed().next())
@@ -115,7 +120,10 @@ pub async fn add(
         pod_uid: pod.uid.clone(),
     };
     match agent.create_endpoint(request).await {
-        Ok(endpoint) => info!(identity = endpoint.identity, host, "endpoint created (chained)"),
+        Ok(endpoint) => info!(
+            identity = endpoint.identity,
+            host, "endpoint created (chained)"
+        ),
         Err(e) => {
             // The interfaces belong to the previous plugin; only our
             // endpoint is ours to undo.
@@ -157,7 +165,10 @@ mod tests {
         let side = pod_side(&bridge_result(), "eth0").unwrap();
         assert_eq!(side.pod_interface.name, "eth0");
         assert_eq!(side.pod_interface.mac, "aa:00:00:00:00:03");
-        assert_eq!(side.ipv4, "10.250.3.5".parse::<std::net::Ipv4Addr>().unwrap());
+        assert_eq!(
+            side.ipv4,
+            "10.250.3.5".parse::<std::net::Ipv4Addr>().unwrap()
+        );
     }
 
     #[test]
@@ -175,7 +186,10 @@ mod tests {
             "ips": [{"version": "4", "interface": 0, "address": "10.250.3.6/24"}],
         }))
         .unwrap();
-        assert_eq!(pod_side(&prev, "eth0").unwrap().ipv4.to_string(), "10.250.3.6");
+        assert_eq!(
+            pod_side(&prev, "eth0").unwrap().ipv4.to_string(),
+            "10.250.3.6"
+        );
     }
 
     #[test]

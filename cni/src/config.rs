@@ -61,8 +61,9 @@ pub fn parse(stdin: &[u8], cmd: Cmd) -> Result<PluginConfig, CniError> {
         required_string(fields, required)?;
     }
     let version = negotiate(required_string(fields, "cniVersion")?, cmd)?;
-    let net: NetConf = serde_json::from_value(value.clone())
-        .map_err(|e| CniError::InvalidNetworkConfig(format!("invalid network configuration: {e}")))?;
+    let net: NetConf = serde_json::from_value(value.clone()).map_err(|e| {
+        CniError::InvalidNetworkConfig(format!("invalid network configuration: {e}"))
+    })?;
     net.validate_name()?;
     reject_unknown_fields(&net)?;
     Ok(PluginConfig {
@@ -132,7 +133,11 @@ fn reject_unknown_fields(net: &NetConf) -> Result<(), CniError> {
     Err(CniError::InvalidNetworkConfig(format!(
         "unknown field(s) {} in the sluice-cni config; Sluice's own fields are {} \
          (standard CNI fields are accepted too)",
-        unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+        unknown
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
         SLUICE_FIELDS.join(", ")
     )))
 }
@@ -246,7 +251,10 @@ mod tests {
 
     #[test]
     fn malformed_json_is_code_6() {
-        assert_eq!(u32::from(&parse(b"{\"cniVersion\": ", Cmd::Add).unwrap_err()), 6);
+        assert_eq!(
+            u32::from(&parse(b"{\"cniVersion\": ", Cmd::Add).unwrap_err()),
+            6
+        );
         assert_eq!(u32::from(&parse(b"", Cmd::Add).unwrap_err()), 6);
         assert_eq!(u32::from(&parse(b"[1,2]", Cmd::Add).unwrap_err()), 6);
     }
@@ -277,7 +285,10 @@ mod tests {
         assert_eq!(code_of(&with("mtu", json!("1500")), Cmd::Add), 7);
         assert_eq!(code_of(&with("mtu", json!(-1)), Cmd::Add), 7);
         assert_eq!(code_of(&with("logLevel", json!("loud")), Cmd::Add), 7);
-        assert_eq!(code_of(&with("agentSocket", json!("relative.sock")), Cmd::Add), 7);
+        assert_eq!(
+            code_of(&with("agentSocket", json!("relative.sock")), Cmd::Add),
+            7
+        );
         assert_eq!(code_of(&with("logFile", json!(3)), Cmd::Add), 7);
         assert_eq!(code_of(&with("dns", json!("8.8.8.8")), Cmd::Add), 7);
     }
@@ -287,7 +298,10 @@ mod tests {
         for v in ["0.1.0", "0.2.0", "2.0.0", "1.2.0", "banana"] {
             let err = parse_json(&with("cniVersion", json!(v)), Cmd::Add).unwrap_err();
             assert_eq!(u32::from(&err), 1, "{v}");
-            assert!(err.details().contains("1.1.0"), "lists the supported: {err}");
+            assert!(
+                err.details().contains("1.1.0"),
+                "lists the supported: {err}"
+            );
         }
     }
 

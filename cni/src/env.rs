@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use rscni_types::types::{
-    CNI_ARGS, CNI_COMMAND, CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS, Cmd, ContainerId,
-    InterfaceName,
+    CNI_ARGS, CNI_COMMAND, CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS, Cmd, ContainerId, InterfaceName,
 };
 
 use crate::error::CniError;
@@ -98,7 +97,10 @@ mod tests {
     #[test]
     fn command_is_required_and_known() {
         assert_eq!(code(&command(&getter(&[])).unwrap_err()), 4);
-        assert_eq!(code(&command(&getter(&[("CNI_COMMAND", "")])).unwrap_err()), 4);
+        assert_eq!(
+            code(&command(&getter(&[("CNI_COMMAND", "")])).unwrap_err()),
+            4
+        );
         let err = command(&getter(&[("CNI_COMMAND", "EXPLODE")])).unwrap_err();
         assert_eq!(code(&err), 4);
         assert!(err.details().contains("EXPLODE"), "{err}");
@@ -133,7 +135,11 @@ mod tests {
             ("CNI_CONTAINERID", Cmd::Del),
             ("CNI_IFNAME", Cmd::Del),
         ] {
-            let vars: Vec<_> = FULL.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let vars: Vec<_> = FULL
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
             let err = ContainerEnv::read(cmd, &getter(&vars)).unwrap_err();
             assert_eq!(code(&err), 4, "{missing}");
             assert!(err.details().contains(missing), "{missing}: {err}");
@@ -148,7 +154,10 @@ mod tests {
             .collect();
         let env = ContainerEnv::read(Cmd::Del, &getter(&vars)).unwrap();
         assert_eq!(env.netns, None);
-        assert_eq!(code(&ContainerEnv::read(Cmd::Add, &getter(&vars)).unwrap_err()), 4);
+        assert_eq!(
+            code(&ContainerEnv::read(Cmd::Add, &getter(&vars)).unwrap_err()),
+            4
+        );
     }
 
     #[test]

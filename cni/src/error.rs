@@ -84,7 +84,10 @@ mod tests {
             (CniError::InvalidNetworkConfig(String::new()), 7),
             (CniError::TryAgainLater(String::new()), 11),
             (CniError::PluginNotAvailable(String::new()), 50),
-            (CniError::PluginNotAvailableLimitedConnectivity(String::new()), 51),
+            (
+                CniError::PluginNotAvailableLimitedConnectivity(String::new()),
+                51,
+            ),
             (agent_rejected("x"), 100),
             (kernel_refused("x"), 101),
             (check_failed("x"), 102),
@@ -96,7 +99,10 @@ mod tests {
 
     #[test]
     fn plugin_codes_carry_their_own_msg() {
-        let v = parsed(SpecVersion::CURRENT, &agent_rejected("RESOURCE_EXHAUSTED: pod CIDR full"));
+        let v = parsed(
+            SpecVersion::CURRENT,
+            &agent_rejected("RESOURCE_EXHAUSTED: pod CIDR full"),
+        );
         assert_eq!(v["msg"], "Sluice agent rejected the request");
         assert_eq!(v["details"], "RESOURCE_EXHAUSTED: pod CIDR full");
     }

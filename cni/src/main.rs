@@ -6,5 +6,9 @@ fn main() -> ExitCode {
         &mut std::io::stdin().lock(),
         &mut std::io::stdout().lock(),
     );
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

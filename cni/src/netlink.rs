@@ -156,7 +156,15 @@ pub async fn configure_pod_side(
         .replace()
         .execute()
         .await
-        .map_err(|e| failed(&format!("adding {}/{} to {ifname}", addressing.address, addressing.prefix_len), e))?;
+        .map_err(|e| {
+            failed(
+                &format!(
+                    "adding {}/{} to {ifname}",
+                    addressing.address, addressing.prefix_len
+                ),
+                e,
+            )
+        })?;
     set_up(handle, index, ifname).await?;
     let to_gateway = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(addressing.gateway, 32)
@@ -169,7 +177,12 @@ pub async fn configure_pod_side(
         .replace()
         .execute()
         .await
-        .map_err(|e| failed(&format!("adding route {}/32 dev {ifname}", addressing.gateway), e))?;
+        .map_err(|e| {
+            failed(
+                &format!("adding route {}/32 dev {ifname}", addressing.gateway),
+                e,
+            )
+        })?;
     let default = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
         .gateway(addressing.gateway)
@@ -181,7 +194,12 @@ pub async fn configure_pod_side(
         .replace()
         .execute()
         .await
-        .map_err(|e| failed(&format!("adding default route via {}", addressing.gateway), e))?;
+        .map_err(|e| {
+            failed(
+                &format!("adding default route via {}", addressing.gateway),
+                e,
+            )
+        })?;
     Ok(mac_of(&link))
 }
 

@@ -88,10 +88,12 @@ fn execute(
                 let res = commands::add::run(config, env).await?;
                 result::render(config.version, res)
             }
-            (Cmd::Del, Some(env)) => commands::del::run(config, env).await.map(|()| String::new()),
-            (Cmd::Check, Some(env)) => {
-                commands::check::run(config, env).await.map(|()| String::new())
-            }
+            (Cmd::Del, Some(env)) => commands::del::run(config, env)
+                .await
+                .map(|()| String::new()),
+            (Cmd::Check, Some(env)) => commands::check::run(config, env)
+                .await
+                .map(|()| String::new()),
             (Cmd::Status, _) => commands::status::run(config).await.map(|()| String::new()),
             (Cmd::Gc, _) => commands::gc::run(config).await.map(|()| String::new()),
             // VERSION returned earlier; container commands always carry env.

@@ -2,7 +2,10 @@
 //! address from the agent's IPAM, builds the veth pair and the pod's
 //! routes, and registers the endpoint; any failure undoes all of it.
 
-use std::{fs::File, net::{IpAddr, Ipv4Addr}};
+use std::{
+    fs::File,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use rscni_types::types::{CNIResult, Interface, IpConfig, Route};
 use sluice_api::agent::v1::{AllocateAddressResponse, Attachment, CreateEndpointRequest};
@@ -49,7 +52,8 @@ pub async fn add(
 }
 
 fn addressing_of(a: &AllocateAddressResponse) -> Result<PodAddressing, CniError> {
-    let bad = |what: &str| agent_rejected(format!("agent's AllocateAddress returned {what}: {a:?}"));
+    let bad =
+        |what: &str| agent_rejected(format!("agent's AllocateAddress returned {what}: {a:?}"));
     Ok(PodAddressing {
         address: a.address.parse().map_err(|_| bad("an invalid address"))?,
         prefix_len: u8::try_from(a.prefix_len)
@@ -94,7 +98,14 @@ async fn plumb_and_register(
         })
         .await?;
     info!(identity = endpoint.identity, host, "endpoint created");
-    Ok(result(config, env, host, &netlink::mac_of(&host_link), &pod_mac, addressing))
+    Ok(result(
+        config,
+        env,
+        host,
+        &netlink::mac_of(&host_link),
+        &pod_mac,
+        addressing,
+    ))
 }
 
 /// A retried ADD reuses the pair when both ends are still as ADD left
