@@ -290,3 +290,53 @@ fn check_passes_after_add_and_catches_a_missing_address() {
     rig.call("CHECK", &rig.pod.path(), &conf).error(102);
     rig.call("DEL", &rig.pod.path(), &conf).ok();
 }
+
+#[test]
+fn concurrent_adds_get_distinct_veths_and_addresses_and_dels_leak_nothing() {
+    const PODS: usize = 8;
+    let rig = Rig::new(19);
+    let pods: Vec<(Netns, String)> = (0..PODS)
+        .map(|_| (Netns::new("slcn-cpod"), unique("cc")))
+        .collect();
+    let conf = rig.conf("1.0.0").to_string();
+    let prefix = rig.node.nsenter();
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let call = |cmd: &str, pod: &Netns, id: &str| {
+        run_with(
+            &prefix,
+            &[
+                ("CNI_COMMAND", cmd),
+                ("CNI_CONTAINERID", id),
+                ("CNI_NETNS", &pod.path()),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            &conf,
+        )
+    };
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = pods
+            .iter()
+            .map(|(pod, id)| s.spawn(|| call("ADD", pod, id).ok().json()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ips: Vec<&str> = results
+        .iter()
+        .map(|r| r["ips"][0]["address"].as_str().unwrap())
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    assert_eq!(ips.len(), PODS, "distinct addresses: {ips:?}");
+    assert_eq!(rig.node_veths().len(), PODS);
+
+    std::thread::scope(|s| {
+        for (pod, id) in &pods {
+            s.spawn(|| call("DEL", pod, id).ok().stdout.len());
+        }
+    });
+    assert!(rig.node_veths().is_empty(), "{}", rig.log());
+    for (_, id) in &pods {
+        assert_eq!(rig.agent.allocated(id, "eth0"), None);
+        assert!(rig.agent.endpoint(id, "eth0").is_none());
+    }
+}
