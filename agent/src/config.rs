@@ -4,7 +4,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use sluice_bpf_common::{endpoint::MAX_ENDPOINTS, pin::DEFAULT_BPFFS_ROOT};
+use sluice_bpf_common::{
+    conntrack::CT_MAP_SIZE,
+    endpoint::MAX_ENDPOINTS,
+    nat::NAT_MAP_SIZE,
+    pin::{CT_MAP, DEFAULT_BPFFS_ROOT, ENDPOINTS_MAP, SNAT_MAP, SNAT_REV_MAP},
+};
 
 /// Default capacity of the endpoint map (Cilium's default).
 pub const DEFAULT_ENDPOINT_MAP_SIZE: u32 = MAX_ENDPOINTS;
@@ -20,6 +25,36 @@ pub struct DatapathConfig {
     /// Capacity of the endpoint map (local pod addresses).
     #[arg(long, env = "SLUICE_ENDPOINT_MAP_SIZE", default_value_t = DEFAULT_ENDPOINT_MAP_SIZE)]
     pub endpoint_map_size: u32,
+
+    /// Capacity of the conntrack map (LRU: the oldest flows are evicted).
+    #[arg(long, env = "SLUICE_CT_MAP_SIZE", default_value_t = CT_MAP_SIZE)]
+    pub ct_map_size: u32,
+
+    /// Capacity of each masquerade (NAT) map.
+    #[arg(long, env = "SLUICE_NAT_MAP_SIZE", default_value_t = NAT_MAP_SIZE)]
+    pub nat_map_size: u32,
+}
+
+impl DatapathConfig {
+    /// Configured capacity of every resizable map.
+    pub fn map_sizes(&self) -> [(&'static str, u32); 4] {
+        [
+            (ENDPOINTS_MAP, self.endpoint_map_size),
+            (CT_MAP, self.ct_map_size),
+            (SNAT_MAP, self.nat_map_size),
+            (SNAT_REV_MAP, self.nat_map_size),
+        ]
+    }
+
+    /// Small maps, for tests and benchmarks.
+    pub fn for_tests(bpffs_root: PathBuf) -> Self {
+        Self {
+            bpffs_root,
+            endpoint_map_size: 1024,
+            ct_map_size: 4096,
+            nat_map_size: 4096,
+        }
+    }
 }
 
 /// Which network namespace the agent works in.

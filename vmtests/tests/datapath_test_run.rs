@@ -117,10 +117,7 @@ fn cases() -> Vec<Case> {
 fn from_pod_verdicts_rewrites_and_counters() {
     require_root();
     let pins = PinRoot::new();
-    let config = DatapathConfig {
-        bpffs_root: pins.path().to_owned(),
-        endpoint_map_size: 1024,
-    };
+    let config = DatapathConfig::for_tests(pins.path().to_owned());
     let mut datapath = Datapath::load(&config).expect("load the datapath");
     EndpointMap::open(datapath.pin_dir())
         .expect("open the endpoint map")
@@ -201,10 +198,7 @@ fn from_pod_verdicts_rewrites_and_counters() {
 fn a_pinned_map_of_another_size_is_refused() {
     require_root();
     let pins = PinRoot::new();
-    let mut config = DatapathConfig {
-        bpffs_root: pins.path().to_owned(),
-        endpoint_map_size: 1024,
-    };
+    let mut config = DatapathConfig::for_tests(pins.path().to_owned());
     drop(Datapath::load(&config).expect("first load"));
     config.endpoint_map_size = 2048;
     let err = Datapath::load(&config)

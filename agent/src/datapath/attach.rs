@@ -12,7 +12,7 @@ use aya::programs::{
     SchedClassifier, TcAttachType,
     tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
 };
-use sluice_bpf_common::pin::PROG_FROM_POD;
+use sluice_bpf_common::pin::{PROG_FROM_POD, PROG_FROM_UPLINK, PROG_TO_UPLINK};
 
 /// Sluice's filter slot on a pod device (Cilium uses the same: pref 1 handle 1).
 pub const TC_PRIORITY: u16 = 1;
@@ -27,13 +27,16 @@ pub enum Attached {
     Replaced,
 }
 
-/// Attaches `program` to tc ingress of `iface` so that it stays attached
-/// after this process exits.
-pub fn attach_persistent(program: &mut SchedClassifier, iface: &str) -> anyhow::Result<Attached> {
+/// Attaches `program` to tc `direction` of `iface` so that it stays
+/// attached after this process exits.
+pub fn attach_persistent(
+    program: &mut SchedClassifier,
+    iface: &str,
+    direction: TcAttachType,
+) -> anyhow::Result<Attached> {
     add_clsact(iface)?;
-    let existing =
-        SchedClassifierLink::attached(iface, TcAttachType::Ingress, TC_PRIORITY, TC_HANDLE, None)
-            .with_context(|| format!("no interface {iface}"))?;
+    let existing = SchedClassifierLink::attached(iface, direction, TC_PRIORITY, TC_HANDLE, None)
+        .with_context(|| format!("no interface {iface}"))?;
     let (link_id, outcome) = match program.attach_to_link(existing) {
         Ok(id) => (id, Attached::Replaced),
         Err(_) => {
@@ -43,12 +46,8 @@ pub fn attach_persistent(program: &mut SchedClassifier, iface: &str) -> anyhow::
                 classid: None,
             };
             let id = program
-                .attach_with_options(
-                    iface,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::Netlink(options),
-                )
-                .with_context(|| format!("cannot attach {PROG_FROM_POD} to {iface}"))?;
+                .attach_with_options(iface, direction, TcAttachOptions::Netlink(options))
+                .with_context(|| format!("cannot attach a Sluice program to {iface}"))?;
             (id, Attached::Created)
         }
     };
@@ -58,13 +57,26 @@ pub fn attach_persistent(program: &mut SchedClassifier, iface: &str) -> anyhow::
     Ok(outcome)
 }
 
-/// Removes Sluice's filter from `iface`. Returns false if none was attached.
+/// Every (direction, program) Sluice may attach to a device.
+const ATTACHMENTS: [(TcAttachType, &str); 3] = [
+    (TcAttachType::Ingress, PROG_FROM_POD),
+    (TcAttachType::Ingress, PROG_FROM_UPLINK),
+    (TcAttachType::Egress, PROG_TO_UPLINK),
+];
+
+/// Removes Sluice's filters from `iface`. Returns false if none was attached.
 pub fn detach(iface: &str) -> anyhow::Result<bool> {
-    match tc::qdisc_detach_program(iface, TcAttachType::Ingress, PROG_FROM_POD) {
-        Ok(()) => Ok(true),
-        Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot detach {PROG_FROM_POD} from {iface}")),
+    let mut any = false;
+    for (direction, name) in ATTACHMENTS {
+        match tc::qdisc_detach_program(iface, direction, name) {
+            Ok(()) => any = true,
+            Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot detach {name} from {iface}"));
+            }
+        }
     }
+    Ok(any)
 }
 
 fn add_clsact(iface: &str) -> anyhow::Result<()> {

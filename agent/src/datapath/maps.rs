@@ -6,9 +6,11 @@ use std::{net::Ipv4Addr, path::Path};
 use anyhow::Context;
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use sluice_bpf_common::{
+    conntrack::{CtEntry, CtKey},
     endpoint::{EndpointInfo, EndpointKey},
     metrics::{DropReason, MetricValue, Verdict},
-    pin::{ENDPOINTS_MAP, METRICS_MAP},
+    nat::NatEntry,
+    pin::{CT_MAP, ENDPOINTS_MAP, METRICS_MAP, SNAT_MAP, SNAT_REV_MAP},
 };
 
 fn open_pinned(pin_dir: &Path, name: &str) -> anyhow::Result<MapData> {
@@ -55,6 +57,55 @@ impl EndpointMap {
             })
             .collect()
     }
+}
+
+/// A pinned LRU map of tuples (conntrack or NAT).
+pub struct TupleMap<V: aya::Pod> {
+    map: HashMap<MapData, CtKey, V>,
+    name: &'static str,
+}
+
+impl<V: aya::Pod> TupleMap<V> {
+    fn open(pin_dir: &Path, name: &'static str) -> anyhow::Result<Self> {
+        let data = open_pinned(pin_dir, name)?;
+        let map = HashMap::try_from(aya::maps::Map::LruHashMap(data))?;
+        Ok(Self { map, name })
+    }
+
+    pub fn get(&self, key: &CtKey) -> Option<V> {
+        self.map.get(key, 0).ok()
+    }
+
+    /// Every entry. Entries the datapath adds or evicts meanwhile may or
+    /// may not be seen (the kernel iterates a live map).
+    pub fn list(&self) -> anyhow::Result<Vec<(CtKey, V)>> {
+        self.map
+            .iter()
+            .map(|entry| entry.with_context(|| format!("iterating {}", self.name)))
+            .collect()
+    }
+
+    /// Removes `key`; an entry already gone (evicted, raced) is fine.
+    pub fn remove(&mut self, key: &CtKey) -> anyhow::Result<()> {
+        match self.map.remove(key) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing from {}", self.name)),
+        }
+    }
+}
+
+/// The conntrack map.
+pub fn conntrack(pin_dir: &Path) -> anyhow::Result<TupleMap<CtEntry>> {
+    TupleMap::open(pin_dir, CT_MAP)
+}
+
+/// The masquerade maps: (flow → node port, reply → pod).
+pub fn nat(pin_dir: &Path) -> anyhow::Result<(TupleMap<NatEntry>, TupleMap<NatEntry>)> {
+    Ok((
+        TupleMap::open(pin_dir, SNAT_MAP)?,
+        TupleMap::open(pin_dir, SNAT_REV_MAP)?,
+    ))
 }
 
 /// Datapath counters summed over all CPUs.

@@ -13,8 +13,15 @@ pub mod ops;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use aya::{Ebpf, EbpfLoader, maps::MapInfo, programs::SchedClassifier};
-use sluice_bpf_common::pin::{ENDPOINTS_MAP, LAYOUT_VERSION, METRICS_MAP, PROG_FROM_POD};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::MapInfo,
+    programs::{SchedClassifier, TcAttachType},
+};
+use sluice_bpf_common::{
+    config::NodeConfig,
+    pin::{ALL_MAPS, CONFIG_MAP, LAYOUT_VERSION, PROG_FROM_POD, PROG_FROM_UPLINK, PROG_TO_UPLINK},
+};
 
 use crate::config::DatapathConfig;
 
@@ -42,17 +49,21 @@ impl Datapath {
         std::fs::create_dir_all(&pin_dir)
             .with_context(|| format!("cannot create pin directory {}", pin_dir.display()))?;
 
-        let endpoints_pin = pin_dir.join(ENDPOINTS_MAP);
-        let metrics_pin = pin_dir.join(METRICS_MAP);
-        let ebpf = EbpfLoader::new()
-            .map_max_entries(ENDPOINTS_MAP, config.endpoint_map_size)
-            .map_pin_path(ENDPOINTS_MAP, endpoints_pin.as_path())
-            .map_pin_path(METRICS_MAP, metrics_pin.as_path())
-            .load(BPF_OBJECT)
-            .context("loading the eBPF object")?;
+        let pins: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
+        let sizes = config.map_sizes();
+        let mut loader = EbpfLoader::new();
+        for (name, size) in &sizes {
+            loader.map_max_entries(name, *size);
+        }
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader.load(BPF_OBJECT).context("loading the eBPF object")?;
 
         let datapath = Self { ebpf, pin_dir };
-        datapath.check_capacity(ENDPOINTS_MAP, config.endpoint_map_size)?;
+        for (name, size) in sizes {
+            datapath.check_capacity(name, size)?;
+        }
         Ok(datapath)
     }
 
@@ -78,25 +89,52 @@ impl Datapath {
         Ok(())
     }
 
-    /// The program for the host side of a pod's veth, loaded into the kernel.
-    pub fn from_pod_program(&mut self) -> anyhow::Result<&mut SchedClassifier> {
+    /// One of the datapath's tc programs, loaded into the kernel.
+    pub fn program(&mut self, name: &str) -> anyhow::Result<&mut SchedClassifier> {
         let program: &mut SchedClassifier = self
             .ebpf
-            .program_mut(PROG_FROM_POD)
-            .with_context(|| format!("the eBPF object has no program {PROG_FROM_POD}"))?
+            .program_mut(name)
+            .with_context(|| format!("the eBPF object has no program {name}"))?
             .try_into()?;
         if program.fd().is_err() {
             program
                 .load()
-                .with_context(|| format!("the verifier rejected {PROG_FROM_POD}"))?;
+                .with_context(|| format!("the verifier rejected {name}"))?;
         }
         Ok(program)
+    }
+
+    /// The program for the host side of a pod's veth.
+    pub fn from_pod_program(&mut self) -> anyhow::Result<&mut SchedClassifier> {
+        self.program(PROG_FROM_POD)
     }
 
     /// Attaches the pod-device program to `iface` (tc ingress), replacing
     /// a previous Sluice attachment atomically. The attachment outlives us.
     pub fn attach_pod_device(&mut self, iface: &str) -> anyhow::Result<attach::Attached> {
-        let program = self.from_pod_program()?;
-        attach::attach_persistent(program, iface)
+        attach::attach_persistent(self.program(PROG_FROM_POD)?, iface, TcAttachType::Ingress)
+    }
+
+    /// Attaches the uplink programs to the node's uplink `iface`: reverse
+    /// masquerade and delivery on ingress, masquerade on egress.
+    pub fn attach_uplink(&mut self, iface: &str) -> anyhow::Result<()> {
+        attach::attach_persistent(
+            self.program(PROG_FROM_UPLINK)?,
+            iface,
+            TcAttachType::Ingress,
+        )?;
+        attach::attach_persistent(self.program(PROG_TO_UPLINK)?, iface, TcAttachType::Egress)?;
+        Ok(())
+    }
+
+    /// Writes the node settings into the `CONFIG` map.
+    pub fn set_node_config(&mut self, config: NodeConfig) -> anyhow::Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(CONFIG_MAP)
+            .with_context(|| format!("the eBPF object has no map {CONFIG_MAP}"))?;
+        let mut array: aya::maps::Array<_, NodeConfig> = aya::maps::Array::try_from(map)?;
+        array.set(0, config, 0)?;
+        Ok(())
     }
 }

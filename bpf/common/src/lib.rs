@@ -6,6 +6,9 @@
 //! read and write them through aya's typed maps.
 #![no_std]
 
+pub mod config;
+pub mod conntrack;
 pub mod endpoint;
 pub mod metrics;
+pub mod nat;
 pub mod pin;

@@ -12,15 +12,26 @@ pub enum Verdict {
     Forwarded = 0,
     /// Handed to the node's IP stack (not for a local endpoint, or not IPv4).
     ToStack = 1,
+    /// Source-NATed to the node address on the way out (masquerade).
+    Masqueraded = 2,
+    /// A reply to a masqueraded flow, translated back to the pod.
+    Unmasqueraded = 3,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 2] = [Verdict::Forwarded, Verdict::ToStack];
+    pub const ALL: [Verdict; 4] = [
+        Verdict::Forwarded,
+        Verdict::ToStack,
+        Verdict::Masqueraded,
+        Verdict::Unmasqueraded,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Verdict::Forwarded => "FORWARDED",
             Verdict::ToStack => "TO_STACK",
+            Verdict::Masqueraded => "MASQUERADED",
+            Verdict::Unmasqueraded => "UNMASQUERADED",
         }
     }
 
@@ -37,14 +48,32 @@ impl Verdict {
 pub enum DropReason {
     /// IPv4 ethertype but not a valid IPv4 header (short, version, IHL < 5).
     InvalidIpv4Header = 1,
+    /// TCP/UDP/ICMP header cut short.
+    InvalidL4Header = 2,
+    /// A fragment would need masquerading; fragments are not reassembled.
+    FragmentNotNatable = 3,
+    /// No free masquerade port for the flow's destination.
+    NatNoPort = 4,
+    /// A protocol masquerade cannot translate (e.g. ICMP other than echo).
+    NatUnsupportedProtocol = 5,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 1] = [DropReason::InvalidIpv4Header];
+    pub const ALL: [DropReason; 5] = [
+        DropReason::InvalidIpv4Header,
+        DropReason::InvalidL4Header,
+        DropReason::FragmentNotNatable,
+        DropReason::NatNoPort,
+        DropReason::NatUnsupportedProtocol,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             DropReason::InvalidIpv4Header => "INVALID_IPV4_HEADER",
+            DropReason::InvalidL4Header => "INVALID_L4_HEADER",
+            DropReason::FragmentNotNatable => "FRAGMENT_NOT_NATABLE",
+            DropReason::NatNoPort => "NAT_NO_PORT",
+            DropReason::NatUnsupportedProtocol => "NAT_UNSUPPORTED_PROTOCOL",
         }
     }
 
@@ -55,6 +84,10 @@ impl DropReason {
     pub const fn from_code(code: u8) -> Option<Self> {
         match code {
             1 => Some(DropReason::InvalidIpv4Header),
+            2 => Some(DropReason::InvalidL4Header),
+            3 => Some(DropReason::FragmentNotNatable),
+            4 => Some(DropReason::NatNoPort),
+            5 => Some(DropReason::NatUnsupportedProtocol),
             _ => None,
         }
     }

@@ -9,11 +9,27 @@
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/sluice";
 
 /// Version of the map layout; the pin directory is `<root>/v<LAYOUT_VERSION>`.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Map names as the programs declare them (bpffs file names under the pin dir).
 pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
 pub const METRICS_MAP: &str = "METRICS";
+pub const CONFIG_MAP: &str = "CONFIG";
+pub const CT_MAP: &str = "CT";
+pub const SNAT_MAP: &str = "SNAT";
+pub const SNAT_REV_MAP: &str = "SNAT_REV";
+
+/// Every pinned map, for tools that list or remove them.
+pub const ALL_MAPS: [&str; 6] = [
+    ENDPOINTS_MAP,
+    METRICS_MAP,
+    CONFIG_MAP,
+    CT_MAP,
+    SNAT_MAP,
+    SNAT_REV_MAP,
+];
 
 /// Names of the programs in the object file.
 pub const PROG_FROM_POD: &str = "from_pod";
+pub const PROG_FROM_UPLINK: &str = "from_uplink";
+pub const PROG_TO_UPLINK: &str = "to_uplink";

@@ -4,27 +4,39 @@
 
 use aya_ebpf::{helpers::generated::bpf_redirect_peer, programs::TcContext};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
-use sluice_bpf_common::{endpoint::EndpointInfo, metrics::Verdict};
+use sluice_bpf_common::{endpoint::EndpointKey, metrics::Verdict};
 
-use crate::metrics;
+use crate::{
+    maps::ENDPOINTS,
+    metrics,
+    packet::{ETH_LEN, header_mut},
+};
 
-/// Rewrites the packet for `endpoint` and redirects it. The caller has
-/// checked that `eth` and `ip` lie inside the packet and that TTL > 1.
+/// Whether `daddr` (network order) is a local endpoint.
 #[inline(always)]
-pub fn to_endpoint(
-    ctx: &TcContext,
-    eth: *mut EthHdr,
-    ip: *mut Ipv4Hdr,
-    endpoint: &EndpointInfo,
-) -> i32 {
+pub fn is_local_endpoint(daddr: u32) -> bool {
+    ENDPOINTS.get_ptr(EndpointKey { ipv4: daddr }).is_some()
+}
+
+/// Delivers the packet to the local endpoint `daddr`, if there is one and
+/// the TTL allows a hop (the stack answers TTL expiry with ICMP). Headers
+/// are re-read here: earlier helper rewrites invalidate packet pointers.
+#[inline(always)]
+pub fn to_local_endpoint(ctx: &TcContext, daddr: u32) -> Option<i32> {
+    let endpoint = unsafe { ENDPOINTS.get(EndpointKey { ipv4: daddr }) }?;
+    let eth = header_mut::<EthHdr>(ctx, 0)?;
+    let ip = header_mut::<Ipv4Hdr>(ctx, ETH_LEN)?;
     unsafe {
+        if (*ip).ttl <= 1 {
+            return None;
+        }
         (*eth).dst_addr = endpoint.pod_mac;
         (*eth).src_addr = endpoint.node_mac;
         decrement_ttl(&mut *ip);
     }
     metrics::verdict(ctx, Verdict::Forwarded);
     // Returns TC_ACT_REDIRECT on success, TC_ACT_SHOT for an invalid ifindex.
-    unsafe { bpf_redirect_peer(endpoint.ifindex, 0) as i32 }
+    Some(unsafe { bpf_redirect_peer(endpoint.ifindex, 0) as i32 })
 }
 
 /// TTL - 1 with the incremental checksum update of RFC 1624 (what the

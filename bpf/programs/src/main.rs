@@ -1,6 +1,7 @@
 //! Sluice's eBPF datapath.
 //!
-//! One module per attach point (`from_pod`), the shared logic in small
+//! One module per attach point (`from_pod`, `from_uplink`, `to_uplink`),
+//! the shared logic in small
 //! single-concern modules, every map in `maps`. Built for
 //! `bpfel-unknown-none` by the agent's build.rs; `make` never builds it for
 //! the host (it is outside `default-members`); `make lint` checks it on its own,
@@ -9,11 +10,15 @@
 #![no_std]
 #![no_main]
 
+mod conntrack;
 mod forward;
 mod from_pod;
+mod from_uplink;
 mod maps;
 mod metrics;
+mod nat;
 mod packet;
+mod to_uplink;
 
 #[cfg(not(test))]
 #[panic_handler]

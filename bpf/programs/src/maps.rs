@@ -1,13 +1,17 @@
 //! Every map the datapath uses, with capacities from `sluice-bpf-common`.
-//! BTF maps, so `bpftool map dump` prints field names.
+//! BTF maps, so `bpftool map dump` prints field names. The agent can
+//! resize them at load time; the sizes here are the defaults.
 
 use aya_ebpf::{
-    btf_maps::{HashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use sluice_bpf_common::{
+    config::NodeConfig,
+    conntrack::{CT_MAP_SIZE, CtEntry, CtKey},
     endpoint::{EndpointInfo, EndpointKey, MAX_ENDPOINTS},
     metrics::{METRICS_SLOTS, MetricValue},
+    nat::{NAT_MAP_SIZE, NatEntry, NatKey},
 };
 
 /// Local pod addresses → how to deliver to them. Written by the agent.
@@ -18,3 +22,19 @@ pub static ENDPOINTS: HashMap<EndpointKey, EndpointInfo, { MAX_ENDPOINTS as usiz
 /// Per-CPU packet/byte counters per verdict and drop reason.
 #[btf_map]
 pub static METRICS: PerCpuArray<MetricValue, { METRICS_SLOTS as usize }> = PerCpuArray::new();
+
+/// The node's settings (one entry), written by the agent.
+#[btf_map]
+pub static CONFIG: Array<NodeConfig, 1> = Array::new();
+
+/// Tracked flows, keyed by their original direction.
+#[btf_map]
+pub static CT: LruHashMap<CtKey, CtEntry, { CT_MAP_SIZE as usize }> = LruHashMap::new();
+
+/// Masquerade: a pod flow's tuple → the node address and port it got.
+#[btf_map]
+pub static SNAT: LruHashMap<NatKey, NatEntry, { NAT_MAP_SIZE as usize }> = LruHashMap::new();
+
+/// Masquerade: a reply's tuple → the pod address and port to restore.
+#[btf_map]
+pub static SNAT_REV: LruHashMap<NatKey, NatEntry, { NAT_MAP_SIZE as usize }> = LruHashMap::new();

@@ -12,6 +12,9 @@ use sluice_bpf_common::metrics::{DropReason, Verdict};
 
 use crate::maps::METRICS;
 
+/// Let the packet continue, uncounted.
+pub const PASS: i32 = TC_ACT_OK as i32;
+
 #[inline(always)]
 fn count(slot: u32, bytes: u32) {
     if let Some(value) = METRICS.get_ptr_mut(slot) {

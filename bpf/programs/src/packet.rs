@@ -1,7 +1,26 @@
-//! Bounds-checked direct packet access and the header layouts we parse.
+//! Parsing: bounds-checked direct access for the fixed-offset Ethernet and
+//! IPv4 headers, `bpf_skb_load_bytes` for L4 (its offset depends on IP
+//! options), and a packet's flow tuple.
 
 use aya_ebpf::programs::TcContext;
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::Ipv4Hdr,
+};
+use sluice_bpf_common::{
+    conntrack::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP},
+    metrics::DropReason,
+};
+
+pub const ETH_LEN: usize = EthHdr::LEN;
+pub const IPV4_MIN_LEN: usize = Ipv4Hdr::LEN;
+/// Offsets of IPv4 fields from the start of the frame.
+pub const IP_CSUM_OFF: usize = ETH_LEN + 10;
+pub const IP_SADDR_OFF: usize = ETH_LEN + 12;
+pub const IP_DADDR_OFF: usize = ETH_LEN + 16;
+
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
 
 /// A pointer to a `T` at `offset` in the packet, if the whole `T` is inside it.
 #[inline(always)]
@@ -13,5 +32,103 @@ pub fn header_mut<T>(ctx: &TcContext, offset: usize) -> Option<*mut T> {
     Some(start as *mut T)
 }
 
-pub const ETH_LEN: usize = EthHdr::LEN;
-pub const IPV4_MIN_LEN: usize = Ipv4Hdr::LEN;
+/// What the datapath needs from an IPv4 header.
+#[derive(Clone, Copy)]
+pub struct Ipv4 {
+    /// Network byte order, as in the packet.
+    pub saddr: u32,
+    pub daddr: u32,
+    pub proto: u8,
+    /// Offset of the L4 header (IP options skipped).
+    pub l4_off: usize,
+    /// Any fragment (first or not): no reliable L4 header to translate.
+    pub is_fragment: bool,
+}
+
+/// `Ok(None)` for anything that is not IPv4 (ARP, IPv6, ...).
+#[inline(always)]
+pub fn parse_ipv4(ctx: &TcContext) -> Result<Option<Ipv4>, DropReason> {
+    let Some(eth) = header_mut::<EthHdr>(ctx, 0) else {
+        return Ok(None);
+    };
+    if unsafe { (*eth).ether_type } != EtherType::Ipv4 as u16 {
+        return Ok(None);
+    }
+    let ip = header_mut::<Ipv4Hdr>(ctx, ETH_LEN).ok_or(DropReason::InvalidIpv4Header)?;
+    let ip = unsafe { &*ip };
+    let header_len = usize::from(ip.vihl & 0x0f) * 4;
+    if ip.vihl >> 4 != 4 || header_len < IPV4_MIN_LEN {
+        return Err(DropReason::InvalidIpv4Header);
+    }
+    // MF flag or a non-zero offset.
+    let frags = u16::from_be_bytes(ip.frags);
+    Ok(Some(Ipv4 {
+        saddr: u32::from_ne_bytes(ip.src_addr),
+        daddr: u32::from_ne_bytes(ip.dst_addr),
+        proto: ip.proto as u8,
+        l4_off: ETH_LEN + header_len,
+        is_fragment: frags & 0x3fff != 0,
+    }))
+}
+
+/// The L4 facts of a packet with a tuple.
+#[derive(Clone, Copy)]
+pub struct Flow {
+    pub tuple: CtKey,
+    /// TCP flags byte (0 for other protocols).
+    pub tcp_flags: u8,
+}
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+#[inline(always)]
+fn load<T>(ctx: &TcContext, offset: usize) -> Result<T, DropReason> {
+    ctx.load::<T>(offset)
+        .map_err(|_| DropReason::InvalidL4Header)
+}
+
+/// The flow of a non-fragment IPv4 packet: `Ok(None)` for protocols
+/// without one (ICMP other than echo, SCTP, ...); an error if the L4
+/// header is cut short.
+#[inline(always)]
+pub fn parse_flow(ctx: &TcContext, ip: &Ipv4) -> Result<Option<Flow>, DropReason> {
+    let mut tuple = CtKey {
+        saddr: ip.saddr,
+        daddr: ip.daddr,
+        sport: 0,
+        dport: 0,
+        proto: ip.proto,
+        _pad: [0; 3],
+    };
+    let mut tcp_flags = 0;
+    match ip.proto {
+        PROTO_TCP => {
+            // Ports, then the flags byte at offset 13 (the header is >= 20).
+            let ports: [u16; 2] = load(ctx, ip.l4_off)?;
+            tcp_flags = load::<u8>(ctx, ip.l4_off + 13)?;
+            let _: u32 = load(ctx, ip.l4_off + 16)?;
+            tuple.sport = ports[0];
+            tuple.dport = ports[1];
+        }
+        PROTO_UDP => {
+            let ports: [u16; 4] = load(ctx, ip.l4_off)?;
+            tuple.sport = ports[0];
+            tuple.dport = ports[1];
+        }
+        PROTO_ICMP => {
+            let head: [u16; 4] = load(ctx, ip.l4_off)?;
+            let icmp_type = head[0].to_ne_bytes()[0];
+            // The echo identifier stands in for the requester's port.
+            match icmp_type {
+                ICMP_ECHO_REQUEST => tuple.sport = head[2],
+                ICMP_ECHO_REPLY => tuple.dport = head[2],
+                _ => return Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    }
+    Ok(Some(Flow { tuple, tcp_flags }))
+}

@@ -1,0 +1,24 @@
+//! Node-level settings the agent writes into the one-entry `CONFIG` map.
+
+/// The datapath's view of its node. Addresses in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The node's address on its uplink; masquerade target. 0 disables
+    /// masquerade.
+    pub node_ip: u32,
+    /// The cluster's pod CIDR (all nodes): traffic inside it is never
+    /// masqueraded.
+    pub cluster_net: u32,
+    pub cluster_mask: u32,
+    pub _pad: u32,
+}
+
+impl NodeConfig {
+    pub const fn in_cluster(&self, addr: u32) -> bool {
+        addr & self.cluster_mask == self.cluster_net
+    }
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for NodeConfig {}
