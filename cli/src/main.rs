@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod analyze;
+mod mesh;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +26,8 @@ enum Command {
     Version,
     /// Analyze manifests for mesh and policy configuration problems.
     Analyze(Box<analyze::AnalyzeArgs>),
+    /// A local multi-node mesh on this machine (root): up, apply, probe, test, down.
+    Mesh(mesh::MeshArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +38,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Analyze(args) => analyze::run(*args),
+        Command::Mesh(args) => mesh::run(args),
     }
 }

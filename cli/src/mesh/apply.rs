@@ -1,0 +1,256 @@
+//! `apply` and `delete`: bring the mesh's objects (and its running pods)
+//! in line with manifests, exactly as they say.
+
+use std::{collections::BTreeSet, net::Ipv4Addr};
+
+use anyhow::{Context, Result};
+use serde_yaml::Value;
+
+use super::{
+    context::Mesh,
+    manifests::{
+        Change, Manifest, ObjectKey, change_of, get_at, in_apply_order, in_delete_order, set_at,
+        str_at,
+    },
+    pods,
+    state::pod_key,
+    workloads,
+};
+
+/// First address handed out as a ClusterIP (10.96.0.1 is the API
+/// server's in Kubernetes, .10 its DNS).
+const FIRST_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
+/// Last address of the service CIDR 10.96.0.0/12.
+const LAST_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 111, 255, 254);
+
+/// What `apply` did, for its summary line.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub lines: Vec<String>,
+}
+
+pub fn apply(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<ApplyReport> {
+    let mut report = ApplyReport::default();
+    for manifest in in_apply_order(manifests) {
+        if manifest.key.kind == "Node" {
+            report.lines.push(format!(
+                "{} skipped (nodes come from `up --nodes`)",
+                manifest.key
+            ));
+            continue;
+        }
+        let current = mesh.objects.applied(&manifest.key);
+        let change = change_of(current.as_ref(), &manifest.value);
+        let verb = match change {
+            Change::Unchanged => "unchanged",
+            Change::Create => "created",
+            Change::Update => "configured",
+        };
+        if change != Change::Unchanged {
+            apply_one(mesh, &manifest, current.as_ref(), change)
+                .with_context(|| format!("cannot apply {}", manifest.key))?;
+        }
+        let note = if manifest.agent_kind {
+            ""
+        } else {
+            " (kept; the agents do not read this kind yet)"
+        };
+        report.lines.push(format!("{} {verb}{note}", manifest.key));
+    }
+    Ok(report)
+}
+
+fn apply_one(
+    mesh: &mut Mesh,
+    manifest: &Manifest,
+    current: Option<&Value>,
+    change: Change,
+) -> Result<()> {
+    match manifest.key.kind.as_str() {
+        "Pod" => apply_pod(mesh, manifest, current, change),
+        "Service" => {
+            let rendered = with_cluster_ip(mesh, manifest)?;
+            mesh.objects.save(manifest, &rendered)
+        }
+        _ => mesh.objects.save(manifest, &manifest.value),
+    }
+}
+
+fn apply_pod(
+    mesh: &mut Mesh,
+    manifest: &Manifest,
+    current: Option<&Value>,
+    change: Change,
+) -> Result<()> {
+    let key = pod_key(
+        manifest.key.namespace.as_deref().unwrap_or_default(),
+        &manifest.key.name,
+    );
+    let running = mesh.state.pods.get(&key).cloned();
+    match (change, running, current) {
+        (Change::Update, Some(pod), Some(old))
+            if pods::updatable_in_place(old, &manifest.value) =>
+        {
+            workloads::update_pod(mesh, manifest, &pod)
+        }
+        (_, Some(_), _) => {
+            // Kubernetes refuses most pod spec changes; the mesh recreates.
+            workloads::delete_pod(mesh, &key)?;
+            workloads::create_pod(mesh, manifest)
+        }
+        (_, None, _) => workloads::create_pod(mesh, manifest),
+    }
+}
+
+/// A Service without `spec.clusterIP` gets the next free one, as the API
+/// server would; one that has it keeps it.
+fn with_cluster_ip(mesh: &Mesh, manifest: &Manifest) -> Result<Value> {
+    let mut rendered = manifest.value.clone();
+    let headless = str_at(&rendered, &["spec", "clusterIP"]) == Some("None");
+    let external = str_at(&rendered, &["spec", "type"]) == Some("ExternalName");
+    if headless || external || str_at(&rendered, &["spec", "clusterIP"]).is_some() {
+        return Ok(rendered);
+    }
+    // Keep the address across updates.
+    let previous = mesh
+        .objects
+        .rendered(&manifest.key)
+        .and_then(|v| str_at(&v, &["spec", "clusterIP"]).map(str::to_owned));
+    let ip = match previous {
+        Some(ip) => ip,
+        None => {
+            let used: BTreeSet<Ipv4Addr> = mesh
+                .objects
+                .of_kind("Service")?
+                .iter()
+                .filter_map(|s| str_at(&s.value, &["spec", "clusterIP"])?.parse().ok())
+                .collect();
+            next_free_ip(&used)
+                .context("the service CIDR 10.96.0.0/12 is full")?
+                .to_string()
+        }
+    };
+    set_at(
+        &mut rendered,
+        &["spec", "clusterIP"],
+        Value::from(ip.clone()),
+    );
+    set_at(
+        &mut rendered,
+        &["spec", "clusterIPs"],
+        Value::Sequence(vec![Value::from(ip)]),
+    );
+    Ok(rendered)
+}
+
+pub fn next_free_ip(used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    (u32::from(FIRST_CLUSTER_IP)..=u32::from(LAST_CLUSTER_IP))
+        .map(Ipv4Addr::from)
+        .find(|ip| !used.contains(ip))
+}
+
+pub fn delete(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let mut keys: Vec<ObjectKey> = Vec::new();
+    for manifest in in_delete_order(manifests) {
+        if manifest.key.kind == "Namespace" {
+            // Like Kubernetes: a namespace takes its objects with it.
+            for object in in_delete_order(mesh.objects.all()?) {
+                if object.key.namespace.as_deref() == Some(manifest.key.name.as_str())
+                    && !keys.contains(&object.key)
+                {
+                    keys.push(object.key);
+                }
+            }
+        }
+        if !keys.contains(&manifest.key) {
+            keys.push(manifest.key);
+        }
+    }
+    for key in keys {
+        let existed = delete_one(mesh, &key).with_context(|| format!("cannot delete {key}"))?;
+        lines.push(format!(
+            "{key} {}",
+            if existed { "deleted" } else { "not found" }
+        ));
+    }
+    Ok(lines)
+}
+
+fn delete_one(mesh: &mut Mesh, key: &ObjectKey) -> Result<bool> {
+    let mut existed = false;
+    if key.kind == "Pod" {
+        let pod = pod_key(key.namespace.as_deref().unwrap_or_default(), &key.name);
+        existed = mesh.state.pods.contains_key(&pod);
+        workloads::delete_pod(mesh, &pod)?;
+    }
+    Ok(mesh.objects.remove(key)? || existed)
+}
+
+/// The Node object an agent reads: pod CIDR and InternalIP.
+pub fn node_object(name: &str, pod_cidr: &str, address: Ipv4Addr) -> Value {
+    let yaml = format!(
+        "apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  labels: {{kubernetes.io/hostname: {name}, kubernetes.io/os: linux}}
+spec:
+  podCIDR: {pod_cidr}
+  podCIDRs: [{pod_cidr}]
+status:
+  addresses:
+  - {{type: InternalIP, address: '{address}'}}
+  - {{type: Hostname, address: {name}}}
+"
+    );
+    serde_yaml::from_str(&yaml).unwrap_or_default()
+}
+
+/// `spec.selector` (Service) or `spec.podSelector.matchLabels` as text.
+pub fn selector_text(value: &Value, path: &[&str]) -> String {
+    match get_at(value, path) {
+        Some(Value::Mapping(map)) if !map.is_empty() => map
+            .iter()
+            .filter_map(|(k, v)| Some(format!("{}={}", k.as_str()?, v.as_str()?)))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => "<all>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::manifests::Manifest;
+
+    #[test]
+    fn cluster_ips_fill_gaps() {
+        let used: BTreeSet<Ipv4Addr> =
+            [Ipv4Addr::new(10, 96, 0, 11), Ipv4Addr::new(10, 96, 0, 13)].into();
+        assert_eq!(next_free_ip(&used), Some(Ipv4Addr::new(10, 96, 0, 12)));
+        assert_eq!(next_free_ip(&BTreeSet::new()), Some(FIRST_CLUSTER_IP));
+    }
+
+    #[test]
+    fn node_objects_decode_as_nodes() {
+        let node = node_object("node-2", "10.244.2.0/24", Ipv4Addr::new(172, 31, 0, 2));
+        let manifest = Manifest::from_value(node, "node").unwrap();
+        assert!(manifest.agent_kind);
+        assert_eq!(manifest.key.to_string(), "Node node-2");
+        assert_eq!(
+            str_at(&manifest.value, &["spec", "podCIDR"]),
+            Some("10.244.2.0/24")
+        );
+        let addresses = get_at(&manifest.value, &["status", "addresses"]).unwrap();
+        assert_eq!(addresses[0]["type"].as_str(), Some("InternalIP"));
+        assert_eq!(addresses[0]["address"].as_str(), Some("172.31.0.2"));
+    }
+
+    #[test]
+    fn selectors_print_compactly() {
+        let v: Value = serde_yaml::from_str("{spec: {selector: {app: web}}}").unwrap();
+        assert_eq!(selector_text(&v, &["spec", "selector"]), "app=web");
+        assert_eq!(selector_text(&v, &["spec", "podSelector"]), "<all>");
+    }
+}

@@ -1,0 +1,261 @@
+//! `get` and `status`: what the mesh holds, as tables or JSON/YAML.
+
+use anyhow::Result;
+use clap::ValueEnum;
+use serde_yaml::Value;
+
+use super::{
+    apply::selector_text,
+    context::Mesh,
+    manifests::{Manifest, labels_of, str_at},
+    pods, process,
+};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    Pods,
+    Services,
+    Policies,
+    Nodes,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+fn objects(mesh: &Mesh, what: Resource) -> Result<Vec<Manifest>> {
+    let all = mesh.objects.all()?;
+    Ok(all
+        .into_iter()
+        .filter(|m| match what {
+            Resource::Pods => m.key.kind == "Pod",
+            Resource::Services => m.key.kind == "Service",
+            Resource::Policies => m.key.kind.contains("NetworkPolicy"),
+            Resource::Nodes => m.key.kind == "Node",
+        })
+        .collect())
+}
+
+pub fn get(mesh: &Mesh, what: Resource, output: Output) -> Result<()> {
+    let objects = objects(mesh, what)?;
+    let values: Vec<&Value> = objects.iter().map(|m| &m.value).collect();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&values)?),
+        Output::Yaml => print!("{}", serde_yaml::to_string(&values)?),
+        Output::Table => print_table(&table(mesh, what, &objects)),
+    }
+    Ok(())
+}
+
+fn table(mesh: &Mesh, what: Resource, objects: &[Manifest]) -> Vec<Vec<String>> {
+    let ns = |m: &Manifest| m.key.namespace.clone().unwrap_or_default();
+    let text = |v: &Value, path: &[&str]| str_at(v, path).unwrap_or("").to_owned();
+    let mut rows = Vec::new();
+    match what {
+        Resource::Pods => {
+            rows.push(row(&["NAMESPACE", "NAME", "NODE", "IP", "PORTS", "LABELS"]));
+            for m in objects {
+                let ports = pods::declared_ports(&m.value)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                rows.push(vec![
+                    ns(m),
+                    m.key.name.clone(),
+                    text(&m.value, &["spec", "nodeName"]),
+                    text(&m.value, &["status", "podIP"]),
+                    ports,
+                    labels_text(&m.value),
+                ]);
+            }
+        }
+        Resource::Services => {
+            rows.push(row(&[
+                "NAMESPACE",
+                "NAME",
+                "CLUSTER-IP",
+                "PORTS",
+                "SELECTOR",
+            ]));
+            for m in objects {
+                rows.push(vec![
+                    ns(m),
+                    m.key.name.clone(),
+                    text(&m.value, &["spec", "clusterIP"]),
+                    service_ports(&m.value),
+                    selector_text(&m.value, &["spec", "selector"]),
+                ]);
+            }
+        }
+        Resource::Policies => {
+            rows.push(row(&["NAMESPACE", "NAME", "KIND", "POD-SELECTOR"]));
+            for m in objects {
+                rows.push(vec![
+                    ns(m),
+                    m.key.name.clone(),
+                    m.key.kind.clone(),
+                    selector_text(&m.value, &["spec", "podSelector", "matchLabels"]),
+                ]);
+            }
+        }
+        Resource::Nodes => {
+            rows.push(row(&["NAME", "ADDRESS", "POD-CIDR", "AGENT", "PODS"]));
+            let load = mesh.state.pods_per_node();
+            for m in objects {
+                let node = mesh.state.node(&m.key.name);
+                let agent = node.map_or("-".to_owned(), |n| {
+                    if process::is_alive(n.agent.pid, n.agent.start_time) {
+                        format!("running (pid {})", n.agent.pid)
+                    } else {
+                        "NOT RUNNING".to_owned()
+                    }
+                });
+                rows.push(vec![
+                    m.key.name.clone(),
+                    node.map(|n| n.address.to_string()).unwrap_or_default(),
+                    text(&m.value, &["spec", "podCIDR"]),
+                    agent,
+                    load.get(&m.key.name).copied().unwrap_or(0).to_string(),
+                ]);
+            }
+        }
+    }
+    rows
+}
+
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| (*c).to_owned()).collect()
+}
+
+fn labels_text(value: &Value) -> String {
+    let labels = labels_of(value);
+    if labels.is_empty() {
+        return "<none>".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn service_ports(value: &Value) -> String {
+    let Some(ports) =
+        super::manifests::get_at(value, &["spec", "ports"]).and_then(Value::as_sequence)
+    else {
+        return String::new();
+    };
+    ports
+        .iter()
+        .filter_map(|p| {
+            let port = p.get("port")?.as_u64()?;
+            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            Some(format!("{port}/{}", proto.to_ascii_lowercase()))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Prints rows as left-aligned columns.
+pub fn print_table(rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<width$}", width = widths[i]))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// Mesh name, directories, nodes with their agents' own view, pods.
+pub fn status(mesh: &Mesh) -> Result<bool> {
+    let layout = &mesh.layout;
+    println!("mesh:      {}", layout.name());
+    println!("state:     {}", layout.state_dir().display());
+    println!("manifests: {}", layout.manifests_dir().display());
+    println!("pins:      {}", layout.bpffs_dir().display());
+    println!();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut healthy = true;
+    let mut rows = vec![row(&[
+        "NODE",
+        "ADDRESS",
+        "POD-CIDR",
+        "AGENT",
+        "READY",
+        "ENDPOINTS",
+        "SOCKET",
+    ])];
+    for node in &mesh.state.nodes {
+        let alive = process::is_alive(node.agent.pid, node.agent.start_time);
+        let status = runtime.block_on(async {
+            let mut client = sluice_api::connect_unix(&node.api_socket).await.ok()?;
+            tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                client.status(sluice_api::agent::v1::StatusRequest {}),
+            )
+            .await
+            .ok()?
+            .ok()
+            .map(|r| {
+                let s = r.into_inner();
+                (s.ready, s.endpoint_count)
+            })
+        });
+        let (ready, endpoints) = match &status {
+            Some((ready, endpoints)) => (ready.to_string(), endpoints.to_string()),
+            None => ("unreachable".to_owned(), "-".to_owned()),
+        };
+        healthy &= alive && status.as_ref().is_some_and(|(ready, _)| *ready);
+        rows.push(vec![
+            node.name.clone(),
+            node.address.to_string(),
+            node.pod_cidr.clone(),
+            if alive {
+                format!("pid {}", node.agent.pid)
+            } else {
+                "NOT RUNNING".to_owned()
+            },
+            ready,
+            endpoints,
+            node.api_socket.display().to_string(),
+        ]);
+    }
+    print_table(&rows);
+    println!();
+    let mut rows = vec![row(&["POD", "NODE", "IP", "SERVER"])];
+    for pod in mesh.state.pods.values() {
+        let server = pod
+            .server
+            .as_ref()
+            .is_some_and(|s| process::is_alive(s.pid, s.start_time));
+        healthy &= server;
+        rows.push(vec![
+            pod.key(),
+            pod.node.clone(),
+            pod.ip.to_string(),
+            if server { "running" } else { "NOT RUNNING" }.to_owned(),
+        ]);
+    }
+    print_table(&rows);
+    Ok(healthy)
+}

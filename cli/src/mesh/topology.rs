@@ -1,0 +1,245 @@
+//! The machine-level part of a mesh: an underlay namespace with a bridge,
+//! node namespaces with an uplink each, and an "internet" namespace that
+//! routes for the nodes and owns an outside address. No link, address or
+//! route is ever created in the machine's own namespace.
+
+use std::{
+    net::Ipv4Addr,
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use super::{
+    binaries,
+    journal::{Journal, Resource},
+    layout::{
+        AGENT_METRICS_ADDR, INFRA_SERVER_PORT, Layout, OUTSIDE_ADDRESS, ROUTER_ADDRESS,
+        UNDERLAY_PREFIX_LEN, netns_path, node_address, node_pod_cidr,
+    },
+    netns::{self, ip_in},
+    process::{self, in_netns, spawn_detached},
+    state::{NodeState, ProcessRef},
+};
+
+/// Bridge of the underlay namespace.
+const BRIDGE: &str = "br0";
+/// How long an agent may take to report ready.
+const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Creates a namespace, journaled first.
+fn create_netns(journal: &Journal, name: &str) -> Result<()> {
+    journal.record(&Resource::Netns {
+        name: name.to_owned(),
+    })?;
+    netns::create(name)
+}
+
+/// Records a started process, so `down` stops it even after a crash.
+pub fn record_process(journal: &Journal, child: &Child, what: &str) -> Result<ProcessRef> {
+    let pid = child.id() as i32;
+    let start_time = process::start_time(pid).unwrap_or_default();
+    journal.record(&Resource::Process {
+        pid,
+        start_time,
+        what: what.to_owned(),
+    })?;
+    Ok(ProcessRef { pid, start_time })
+}
+
+pub fn build_underlay(layout: &Layout, journal: &Journal) -> Result<()> {
+    let underlay = layout.underlay_netns();
+    create_netns(journal, &underlay)?;
+    ip_in(&underlay, &["link", "add", BRIDGE, "type", "bridge"])?;
+    ip_in(&underlay, &["link", "set", BRIDGE, "up"])?;
+    Ok(())
+}
+
+/// A veth from the underlay bridge into `ns` (named `eth0` there).
+fn plug_into_underlay(layout: &Layout, ns: &str, port: &str, address: Ipv4Addr) -> Result<()> {
+    let underlay = layout.underlay_netns();
+    ip_in(
+        &underlay,
+        &[
+            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ],
+    )?;
+    ip_in(&underlay, &["link", "set", port, "master", BRIDGE, "up"])?;
+    ip_in(
+        ns,
+        &[
+            "addr",
+            "add",
+            &format!("{address}/{UNDERLAY_PREFIX_LEN}"),
+            "dev",
+            "eth0",
+        ],
+    )?;
+    ip_in(ns, &["link", "set", "eth0", "up"])?;
+    Ok(())
+}
+
+fn forwarding_on(ns: &str) -> Result<()> {
+    netns::sysctl(ns, "net.ipv4.ip_forward", "1")?;
+    // Pods answer from addresses the uplink has no route for at first;
+    // strict reverse-path filtering would drop them.
+    netns::sysctl(ns, "net.ipv4.conf.all.rp_filter", "0")?;
+    netns::sysctl(ns, "net.ipv4.conf.default.rp_filter", "0")
+}
+
+/// The router and the outside world, with a server on the outside address.
+pub fn build_internet(layout: &Layout, journal: &Journal) -> Result<ProcessRef> {
+    let ns = layout.internet_netns();
+    create_netns(journal, &ns)?;
+    plug_into_underlay(layout, &ns, "internet", ROUTER_ADDRESS)?;
+    ip_in(
+        &ns,
+        &["addr", "add", &format!("{OUTSIDE_ADDRESS}/32"), "dev", "lo"],
+    )?;
+    forwarding_on(&ns)?;
+    // Deliberately no route to any pod CIDR: pod traffic only gets an answer
+    // from here once the node masquerades it behind its own address.
+    start_server(layout, journal, &ns, "internet", "internet")
+}
+
+/// Starts a workload server (`sluice mesh serve`) inside `ns`.
+pub fn start_server_with_ports(
+    layout: &Layout,
+    journal: &Journal,
+    ns: &str,
+    reply: &str,
+    log_name: &str,
+    tcp: &[u16],
+    udp: &[u16],
+) -> Result<ProcessRef> {
+    let mut cmd = Command::new(binaries::sluice()?);
+    cmd.args(["mesh", "serve", "--reply", reply]);
+    for port in tcp {
+        cmd.args(["--tcp", &port.to_string()]);
+    }
+    for port in udp {
+        cmd.args(["--udp", &port.to_string()]);
+    }
+    in_netns(&mut cmd, &netns_path(ns))?;
+    let log = layout.logs_dir().join(format!("{log_name}.log"));
+    let child = spawn_detached(&mut cmd, &log)?;
+    let process = record_process(journal, &child, &format!("server {reply}"))?;
+    wait_for_server_start(child, &log)?;
+    Ok(process)
+}
+
+fn start_server(
+    layout: &Layout,
+    journal: &Journal,
+    ns: &str,
+    reply: &str,
+    log_name: &str,
+) -> Result<ProcessRef> {
+    let port = [INFRA_SERVER_PORT];
+    start_server_with_ports(layout, journal, ns, reply, log_name, &port, &port)
+}
+
+/// Waits until the server has bound its ports (it logs "serving") or died.
+fn wait_for_server_start(mut child: Child, log: &std::path::Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("serving as") {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("workload server exited ({status}): {}", text.trim());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "workload server did not start within 10 s (log: {})",
+        log.display()
+    )
+}
+
+/// One node: namespace, uplink, forwarding, default route to the router,
+/// its agent and its own server.
+pub fn build_node(layout: &Layout, journal: &Journal, index: u32) -> Result<NodeState> {
+    let name = Layout::node_name(index);
+    let ns = layout.node_netns(&name);
+    let address = node_address(index);
+    create_netns(journal, &ns)?;
+    plug_into_underlay(layout, &ns, &format!("up-{name}"), address)?;
+    ip_in(
+        &ns,
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            &ROUTER_ADDRESS.to_string(),
+        ],
+    )?;
+    forwarding_on(&ns)?;
+
+    let node_dir = layout.node_dir(&name);
+    std::fs::create_dir_all(&node_dir)?;
+    let bpffs_root = layout.node_bpffs_root(&name);
+    journal.record(&Resource::Dir {
+        path: bpffs_root.clone(),
+    })?;
+    let api_socket = node_dir.join("agent.sock");
+    let pod_cidr = node_pod_cidr(index);
+    let mut cmd = Command::new(binaries::agent()?);
+    cmd.arg("--netns")
+        .arg(netns_path(&ns))
+        .arg("run")
+        .args(["--node-name", &name, "--pod-cidr", &pod_cidr])
+        .arg("--bpffs-root")
+        .arg(&bpffs_root)
+        .arg("--state-dir")
+        .arg(node_dir.join("state"))
+        .arg("--api-socket")
+        .arg(&api_socket)
+        .args(["--metrics-addr", AGENT_METRICS_ADDR, "--source", "files"])
+        .arg("--manifests")
+        .arg(layout.manifests_dir());
+    let log = layout.logs_dir().join(format!("agent-{name}.log"));
+    let child = spawn_detached(&mut cmd, &log)?;
+    let agent = record_process(journal, &child, &format!("agent {name}"))?;
+    wait_for_agent(child, &log, &name)?;
+    let server = start_server(layout, journal, &ns, &name, &format!("server-{name}"))?;
+    Ok(NodeState {
+        name,
+        index,
+        netns: ns,
+        address,
+        pod_cidr,
+        api_socket,
+        bpffs_root,
+        agent,
+        server: Some(server),
+    })
+}
+
+fn wait_for_agent(mut child: Child, log: &std::path::Path, node: &str) -> Result<()> {
+    let deadline = Instant::now() + AGENT_READY_TIMEOUT;
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("agent ready") {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait().context("waiting for the agent")? {
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the agent of {node} exited ({status}) before it was ready; its log ({}) ends with:\n{}",
+                log.display(),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "the agent of {node} did not report ready within {} s (log: {})",
+        AGENT_READY_TIMEOUT.as_secs(),
+        log.display()
+    )
+}

@@ -1,0 +1,161 @@
+//! `up`: underlay, internet, nodes with their agents, then the manifests.
+
+use std::{fs, path::PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::{
+    apply,
+    context::{Mesh, name_flag},
+    journal::{Journal, Resource},
+    layout::{Layout, MAX_NODES},
+    manifests::{self, ObjectKey},
+    netns,
+    objects::ObjectStore,
+    state::{MeshLock, MeshState},
+    topology,
+};
+
+/// The default example: a 3-tier app spread over the nodes.
+pub const DEFAULT_EXAMPLE: &str = include_str!("../../../examples/three-tier.yaml");
+
+pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
+    if nodes == 0 || nodes > MAX_NODES {
+        bail!("--nodes must be between 1 and {MAX_NODES}");
+    }
+    refuse_existing(layout)?;
+    // Parse everything before building anything: bad input costs nothing.
+    let objects = if files.is_empty() {
+        manifests::parse_text(
+            DEFAULT_EXAMPLE,
+            std::path::Path::new("examples/three-tier.yaml"),
+        )?
+    } else {
+        manifests::load_paths(files)?
+    };
+    check_bpffs()?;
+
+    fs::create_dir_all(layout.state_dir())
+        .with_context(|| format!("cannot create {}", layout.state_dir().display()))?;
+    fs::create_dir_all(layout.logs_dir())?;
+    let lock = MeshLock::acquire(layout)?;
+    let journal = Journal::new(layout.journal_file());
+    journal.record(&Resource::Dir {
+        path: layout.bpffs_dir(),
+    })?;
+    let store = ObjectStore::new(layout);
+    store.create_dirs()?;
+
+    progress(&format!(
+        "underlay and internet ({})",
+        layout.internet_netns()
+    ));
+    topology::build_underlay(layout, &journal)?;
+    let internet = topology::build_internet(layout, &journal)?;
+
+    // Every Node object exists before the first agent reads the directory.
+    for index in 1..=nodes {
+        let name = Layout::node_name(index);
+        let node = apply::node_object(
+            &name,
+            &super::layout::node_pod_cidr(index),
+            super::layout::node_address(index),
+        );
+        let key = ObjectKey {
+            kind: "Node".into(),
+            namespace: None,
+            name,
+        };
+        store.save_rendered(&key, &node)?;
+    }
+    let mut state = MeshState {
+        name: layout.name().to_owned(),
+        internet: Some(internet),
+        ..MeshState::default()
+    };
+    for index in 1..=nodes {
+        progress(&format!("node-{index}: namespace, uplink, agent"));
+        state
+            .nodes
+            .push(topology::build_node(layout, &journal, index)?);
+        state.save(&layout.state_file())?;
+    }
+
+    let mut mesh = Mesh::with_state(layout, state, lock);
+    progress(&format!("applying {} objects", objects.len()));
+    let report = apply::apply(&mut mesh, objects)?;
+    for line in &report.lines {
+        println!("  {line}");
+    }
+    mesh.state.ready = true;
+    mesh.save()?;
+    Ok(mesh)
+}
+
+fn progress(step: &str) {
+    eprintln!("==> {step}");
+}
+
+/// `up` twice, or over a crashed run, stops with the command that clears it.
+fn refuse_existing(layout: &Layout) -> Result<()> {
+    let leftover_ns = netns::list_with_prefix(&layout.netns_prefix());
+    let state = MeshState::load(&layout.state_file()).ok().flatten();
+    match state {
+        Some(state) if state.ready => bail!(
+            "mesh {:?} is already up ({} nodes, {} pods; state in {}). Use `sluice mesh apply -f` \
+             to change it, or `sluice mesh down{}` first",
+            layout.name(),
+            state.nodes.len(),
+            state.pods.len(),
+            layout.state_dir().display(),
+            name_flag(layout)
+        ),
+        _ if layout.state_dir().exists() || !leftover_ns.is_empty() => bail!(
+            "leftovers of an earlier mesh {:?} exist (a crashed or still running `up`?{}): \
+             clear them with `sluice mesh down{}`",
+            layout.name(),
+            if leftover_ns.is_empty() {
+                String::new()
+            } else {
+                format!(" namespaces: {}", leftover_ns.join(", "))
+            },
+            name_flag(layout)
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Agents pin under /sys/fs/bpf: it must be a mounted bpffs.
+fn check_bpffs() -> Result<()> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mounted = mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "));
+    if !mounted {
+        bail!("bpffs is not mounted at /sys/fs/bpf: mount it with `mount -t bpf bpf /sys/fs/bpf`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::manifests::Manifest;
+
+    #[test]
+    fn the_default_example_parses_and_spreads_over_two_nodes() {
+        let objects =
+            manifests::parse_text(DEFAULT_EXAMPLE, std::path::Path::new("three-tier.yaml"))
+                .unwrap();
+        let pods: Vec<&Manifest> = objects.iter().filter(|m| m.key.kind == "Pod").collect();
+        assert!(pods.len() >= 4, "a 3-tier app needs pods on both nodes");
+        assert!(objects.iter().any(|m| m.key.kind == "Service"));
+        let mut load: std::collections::BTreeMap<String, usize> =
+            [("node-1".to_owned(), 0), ("node-2".to_owned(), 0)].into();
+        for pod in pods {
+            let node = super::super::pods::place(&pod.value, &load).unwrap();
+            *load.get_mut(&node).unwrap() += 1;
+        }
+        assert!(load.values().all(|n| *n >= 2), "{load:?}");
+    }
+}
