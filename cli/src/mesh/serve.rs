@@ -4,7 +4,7 @@
 
 use std::{
     io::Write,
-    net::{TcpListener, UdpSocket},
+    net::{Ipv4Addr, TcpListener, UdpSocket},
     thread,
 };
 
@@ -39,16 +39,22 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             }
         }));
     }
+    // One UDP socket per local address: a reply must come from the address
+    // the datagram was sent to (a wildcard socket answers from the route's
+    // preferred source, which a connected client rejects).
+    let addresses = local_ipv4_addresses()?;
     for port in &args.udp {
-        let socket = UdpSocket::bind(("0.0.0.0", *port))
-            .with_context(|| format!("cannot listen on {port}/udp"))?;
-        let reply = reply.clone();
-        workers.push(thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while let Ok((_, peer)) = socket.recv_from(&mut buf) {
-                let _ = socket.send_to(reply.as_bytes(), peer);
-            }
-        }));
+        for address in &addresses {
+            let socket = UdpSocket::bind((*address, *port))
+                .with_context(|| format!("cannot listen on {address}:{port}/udp"))?;
+            let reply = reply.clone();
+            workers.push(thread::spawn(move || {
+                let mut buf = [0u8; 1500];
+                while let Ok((_, peer)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(reply.as_bytes(), peer);
+                }
+            }));
+        }
     }
     eprintln!(
         "serving as {} on tcp {:?} udp {:?}",
@@ -58,4 +64,15 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         let _ = worker.join();
     }
     Ok(())
+}
+
+/// The namespace's IPv4 addresses (loopback included), at start-up.
+fn local_ipv4_addresses() -> Result<Vec<Ipv4Addr>> {
+    let mut addresses: Vec<Ipv4Addr> = nix::ifaddrs::getifaddrs()
+        .context("getifaddrs")?
+        .filter_map(|ifaddr| ifaddr.address?.as_sockaddr_in().map(|a| a.ip()))
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    Ok(addresses)
 }

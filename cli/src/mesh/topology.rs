@@ -25,6 +25,10 @@ use super::{
 
 /// Bridge of the underlay namespace.
 const BRIDGE: &str = "br0";
+/// Every node's uplink, inside its own namespace.
+const UPLINK: &str = "eth0";
+/// All nodes' pod CIDRs (10.244.N.0/24): never masqueraded.
+const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// How long an agent may take to report ready.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -62,7 +66,7 @@ fn plug_into_underlay(layout: &Layout, ns: &str, port: &str, address: Ipv4Addr) 
     ip_in(
         &underlay,
         &[
-            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            "link", "add", port, "type", "veth", "peer", "name", UPLINK, "netns", ns,
         ],
     )?;
     ip_in(&underlay, &["link", "set", port, "master", BRIDGE, "up"])?;
@@ -73,10 +77,10 @@ fn plug_into_underlay(layout: &Layout, ns: &str, port: &str, address: Ipv4Addr) 
             "add",
             &format!("{address}/{UNDERLAY_PREFIX_LEN}"),
             "dev",
-            "eth0",
+            UPLINK,
         ],
     )?;
-    ip_in(ns, &["link", "set", "eth0", "up"])?;
+    ip_in(ns, &["link", "set", UPLINK, "up"])?;
     Ok(())
 }
 
@@ -114,7 +118,7 @@ pub fn start_server_with_ports(
     udp: &[u16],
 ) -> Result<ProcessRef> {
     let mut cmd = Command::new(binaries::sluice()?);
-    cmd.args(["mesh", "serve", "--reply", reply]);
+    cmd.args(["mesh", "--name", layout.name(), "serve", "--reply", reply]);
     for port in tcp {
         cmd.args(["--tcp", &port.to_string()]);
     }
@@ -199,6 +203,8 @@ pub fn build_node(layout: &Layout, journal: &Journal, index: u32) -> Result<Node
         .arg("--api-socket")
         .arg(&api_socket)
         .args(["--metrics-addr", AGENT_METRICS_ADDR, "--source", "files"])
+        // The node's underlay device: masquerade and delivery from other nodes.
+        .args(["--uplink", UPLINK, "--cluster-cidr", CLUSTER_CIDR])
         .arg("--manifests")
         .arg(layout.manifests_dir());
     let log = layout.logs_dir().join(format!("agent-{name}.log"));
