@@ -31,7 +31,7 @@ unit: setup
 
 ## vmtests: privileged tests (root): real namespaces, programs and traffic
 vmtests: setup
-	$(CARGO) build -p sluice-agent
+	$(CARGO) build -p sluice-agent -p sluice-cni
 	$(CARGO) test -p sluice-vmtests
 
 ## test: everything CI checks

@@ -22,6 +22,7 @@ use crate::{
     identity::IdentityError,
     ipam::{Ipam, IpamError, Owner},
     labels::security_labels,
+    node_net::NodeNet,
     store::Store,
 };
 
@@ -35,6 +36,7 @@ pub struct AgentService {
     pub ipam: Arc<Ipam>,
     pub registry: Arc<EndpointRegistry>,
     pub store: Arc<Store>,
+    pub node_net: Arc<NodeNet>,
     pub ready: Arc<AtomicBool>,
 }
 
@@ -202,6 +204,12 @@ impl Agent for AgentService {
             pod_name: r.pod_name,
             pod_uid: r.pod_uid,
         };
+        if r.routed {
+            self.node_net
+                .configure_routed_pod(&new.host_interface, POD_GATEWAY, new.ipv4)
+                .await
+                .map_err(|e| Status::failed_precondition(format!("{e:#}")))?;
+        }
         let labels = security_labels(&self.store, &new.pod_namespace, &new.pod_name);
         let registry = self.registry.clone();
         // Netlink and bpf syscalls block; keep them off the async workers.

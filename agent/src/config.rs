@@ -70,6 +70,10 @@ pub struct NetnsConfig {
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sluice";
 /// Default address of the metrics and health HTTP server.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9091";
+/// Default cluster-wide pod CIDR (never masqueraded).
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// Default interval between conntrack/NAT garbage collections.
+pub const DEFAULT_CT_GC_INTERVAL_SECS: u64 = 30;
 /// Default time graceful shutdown may take before the agent exits anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
@@ -143,6 +147,29 @@ pub struct AgentConfig {
     /// Seconds graceful shutdown may take.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
     pub shutdown_timeout: u64,
+
+    /// The node's uplink (underlay) device: gets the masquerade and
+    /// delivery programs; its IPv4 address is the node address unless
+    /// --node-ip says otherwise.
+    #[arg(long, env = "SLUICE_UPLINK")]
+    pub uplink: Option<String>,
+
+    /// The node's address (masquerade target); default: the uplink's.
+    #[arg(long, env = "SLUICE_NODE_IP")]
+    pub node_ip: Option<std::net::Ipv4Addr>,
+
+    /// The cluster's pod CIDR (all nodes); traffic inside it is never
+    /// masqueraded.
+    #[arg(long, env = "SLUICE_CLUSTER_CIDR", default_value = DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: ipnet::Ipv4Net,
+
+    /// Masquerade pod traffic leaving the cluster CIDR through the uplink.
+    #[arg(long, env = "SLUICE_MASQUERADE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub masquerade: bool,
+
+    /// Seconds between conntrack/NAT garbage collections.
+    #[arg(long, env = "SLUICE_CT_GC_INTERVAL", default_value_t = DEFAULT_CT_GC_INTERVAL_SECS)]
+    pub ct_gc_interval: u64,
 
     /// Extra device to attach the pod-device program to (repeatable; pod
     /// devices registered through the API are attached automatically).

@@ -18,6 +18,7 @@ use std::{
 
 use anyhow::Context;
 use sluice_api::agent::v1::agent_server::AgentServer;
+use sluice_bpf_common::config::NodeConfig;
 use tokio::{net::UnixListener, sync::watch};
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::info;
@@ -25,11 +26,14 @@ use tracing::info;
 use crate::{
     api::AgentService,
     config::{AgentConfig, SourceKind},
+    conntrack_gc,
     datapath::{Datapath, ops::KernelDatapath},
     endpoints::EndpointRegistry,
     identity::IdentityAllocator,
     ipam::Ipam,
     labels, metrics,
+    node_net::NodeNet,
+    node_routes,
     sources::{files::FilesSource, kubernetes::KubernetesSource},
     store::Store,
 };
@@ -71,6 +75,26 @@ async fn start_source(config: &AgentConfig, store: Arc<Store>) -> anyhow::Result
     })
 }
 
+/// What the datapath needs to know about its node.
+async fn node_config(config: &AgentConfig, net: &NodeNet) -> anyhow::Result<NodeConfig> {
+    let node_ip = match (config.node_ip, &config.uplink) {
+        (Some(ip), _) => Some(ip),
+        (None, Some(uplink)) => Some(net.ipv4_of(uplink).await?),
+        (None, None) => None,
+    };
+    let masquerade_ip = node_ip.filter(|_| config.masquerade);
+    if config.masquerade && masquerade_ip.is_none() {
+        tracing::warn!("masquerade needs --uplink or --node-ip; it stays off");
+    }
+    let be = |ip: std::net::Ipv4Addr| u32::from_ne_bytes(ip.octets());
+    Ok(NodeConfig {
+        node_ip: masquerade_ip.map_or(0, be),
+        cluster_net: be(config.cluster_cidr.network()),
+        cluster_mask: be(config.cluster_cidr.netmask()),
+        _pad: 0,
+    })
+}
+
 /// Binds the API socket with mode 0600, replacing a stale socket file.
 fn bind_api_socket(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
@@ -97,10 +121,16 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
 }
 
 async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
+    let node_net = Arc::new(NodeNet::connect()?);
     let mut datapath = Datapath::load(&config.datapath)?;
     for iface in &config.interfaces {
         let outcome = datapath.attach_pod_device(iface)?;
         info!(iface, ?outcome, "attached");
+    }
+    datapath.set_node_config(node_config(&config, &node_net).await?)?;
+    if let Some(uplink) = &config.uplink {
+        datapath.attach_uplink(uplink)?;
+        info!(uplink, "uplink attached");
     }
     let pin_dir = datapath.pin_dir().to_owned();
     info!(pin_dir = %pin_dir.display(), "datapath loaded");
@@ -141,6 +171,15 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         store.clone(),
         registry.clone(),
     ));
+    tokio::spawn(node_routes::follow_nodes(
+        store.clone(),
+        config.node_name.clone(),
+        NodeNet::connect()?,
+    ));
+    tokio::spawn(conntrack_gc::run(
+        pin_dir.clone(),
+        Duration::from_secs(config.ct_gc_interval.max(1)),
+    ));
 
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -157,6 +196,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         ipam,
         registry: registry.clone(),
         store,
+        node_net,
         ready: ready.clone(),
     };
     let listener = bind_api_socket(&config.api_socket)?;

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod conntrack_gc;
 pub mod daemon;
 pub mod datapath;
 pub mod endpoints;
@@ -13,6 +14,8 @@ pub mod ipam;
 pub mod labels;
 pub mod metrics;
 pub mod netns;
+pub mod node_net;
+pub mod node_routes;
 pub mod sources;
 pub mod state_file;
 pub mod store;

@@ -118,6 +118,8 @@ pub async fn add(
         pod_namespace: pod.namespace.clone(),
         pod_name: pod.name.clone(),
         pod_uid: pod.uid.clone(),
+        // The previous plugin owns the host side.
+        routed: false,
     };
     match agent.create_endpoint(request).await {
         Ok(endpoint) => info!(

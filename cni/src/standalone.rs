@@ -95,6 +95,7 @@ async fn plumb_and_register(
             pod_namespace: pod.namespace.clone(),
             pod_name: pod.name.clone(),
             pod_uid: pod.uid.clone(),
+            routed: true,
         })
         .await?;
     info!(identity = endpoint.identity, host, "endpoint created");

@@ -193,6 +193,10 @@ fn add_plumbs_the_pod_and_registers_the_endpoint_then_del_twice_cleans_up() {
         ),
         ("shop", "web-0", "uid-7")
     );
+    assert!(
+        req.routed,
+        "standalone mode asks the agent to route the pod"
+    );
 
     // A retried ADD converges on the same state and result.
     let again = rig.add(&rig.conf("1.0.0"));

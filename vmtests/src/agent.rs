@@ -43,19 +43,23 @@ impl Drop for PinRoot {
     }
 }
 
-/// Path of the agent binary: `SLUICE_AGENT_BIN`, else the workspace's debug
-/// build (`make test` builds it before running these tests).
-pub fn agent_binary() -> PathBuf {
-    let path = std::env::var_os("SLUICE_AGENT_BIN").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sluice-agent"),
+/// Path of a workspace binary: `$<env>`, else the workspace's debug build
+/// (`make test` builds them before running these tests).
+pub fn workspace_binary(name: &str, env: &str) -> PathBuf {
+    let path = std::env::var_os(env).map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/debug/{name}")),
         PathBuf::from,
     );
     assert!(
         path.exists(),
-        "{} is missing: build it first (`cargo build -p sluice-agent`, which `make test` does)",
+        "{} is missing: build it first (`cargo build -p {name}`, which `make test` does)",
         path.display()
     );
     path
+}
+
+pub fn agent_binary() -> PathBuf {
+    workspace_binary("sluice-agent", "SLUICE_AGENT_BIN")
 }
 
 /// Where one test agent keeps its state, and the addresses it serves.
@@ -63,6 +67,8 @@ pub struct AgentSetup {
     pub pins: PinRoot,
     pub state: tempfile::TempDir,
     pub pod_cidr: String,
+    /// More `sluice-agent run` flags (uplink, sources, ...).
+    pub extra_args: Vec<String>,
 }
 
 impl AgentSetup {
@@ -71,6 +77,7 @@ impl AgentSetup {
             pins: PinRoot::new(),
             state: tempfile::tempdir().expect("state dir"),
             pod_cidr: pod_cidr.to_owned(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -107,7 +114,8 @@ impl AgentProcess {
             .arg("--api-socket")
             .arg(setup.socket())
             // Loopback of the node's own namespace: no clash between nodes.
-            .args(["--metrics-addr", "127.0.0.1:9091"]);
+            .args(["--metrics-addr", "127.0.0.1:9091"])
+            .args(&setup.extra_args);
         let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

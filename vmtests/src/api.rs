@@ -37,6 +37,8 @@ impl Api {
             pod_namespace: namespace.to_owned(),
             pod_name: name.to_owned(),
             pod_uid: format!("uid-{name}"),
+            // The test topology already gave the host side its addresses.
+            routed: false,
         };
         let client = &mut self.client;
         self.runtime

@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod cluster;
 pub mod netns;
 pub mod packet;
 pub mod test_run;

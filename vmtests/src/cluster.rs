@@ -1,0 +1,240 @@
+//! A multi-node cluster in namespaces: an underlay bridge, nodes with an
+//! uplink on it, an "internet" namespace that knows nothing about pod
+//! addresses (so only masqueraded traffic gets answers), one real agent per
+//! node, and pods created by the real `sluice-cni` exactly as a runtime
+//! would.
+
+use std::{
+    io::Write,
+    net::Ipv4Addr,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use crate::{
+    agent::{AgentProcess, AgentSetup, workspace_binary},
+    netns::NetNs,
+    unique_suffix,
+};
+
+/// The "internet": a router on the underlay owning this outside address.
+pub const INTERNET_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 254);
+pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+
+pub struct ClusterNode {
+    pub name: String,
+    pub ns: NetNs,
+    pub ip: Ipv4Addr,
+    pub pod_cidr: String,
+    pub setup: AgentSetup,
+    pub agent: Option<AgentProcess>,
+}
+
+/// A pod created through CNI.
+pub struct CniPod {
+    pub ns: NetNs,
+    pub container_id: String,
+    pub ip: Ipv4Addr,
+    pub node: usize,
+}
+
+pub struct Cluster {
+    // Drop order: pods, agents (in nodes), nodes, internet, underlay.
+    pub pods: Vec<CniPod>,
+    pub nodes: Vec<ClusterNode>,
+    pub internet: NetNs,
+    pub underlay: NetNs,
+    pub manifests: tempfile::TempDir,
+}
+
+fn node_manifest(name: &str, pod_cidr: &str, ip: Ipv4Addr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDR: {pod_cidr}\n\
+         status:\n  addresses:\n  - type: InternalIP\n    address: {ip}\n---\n"
+    )
+}
+
+impl Cluster {
+    /// Builds the underlay, the internet and `nodes` nodes, and starts an
+    /// agent on each.
+    pub fn new(nodes: usize) -> Self {
+        let suffix = unique_suffix();
+        let underlay = NetNs::new(&format!("slt-ul-{suffix}"));
+        underlay.ip(&["link", "add", "br0", "type", "bridge"]);
+        underlay.ip(&["link", "set", "br0", "up"]);
+
+        let internet = NetNs::new(&format!("slt-inet-{suffix}"));
+        attach_to_underlay(&underlay, &internet, "inet", ROUTER_IP);
+        internet.ip(&["addr", "add", &format!("{INTERNET_IP}/32"), "dev", "lo"]);
+
+        let manifests = tempfile::tempdir().expect("manifests dir");
+        let mut all_nodes = String::new();
+        let mut cluster_nodes = Vec::new();
+        for i in 1..=nodes {
+            let name = format!("node-{i}");
+            let ns = NetNs::new(&format!("slt-{name}-{suffix}"));
+            let ip = Ipv4Addr::new(172, 31, 0, i as u8);
+            attach_to_underlay(&underlay, &ns, &format!("n{i}"), ip);
+            ns.sysctl("net.ipv4.ip_forward", "1");
+            ns.ip(&["route", "add", "default", "via", &ROUTER_IP.to_string()]);
+            let pod_cidr = format!("10.244.{i}.0/24");
+            all_nodes.push_str(&node_manifest(&name, &pod_cidr, ip));
+            let mut setup = AgentSetup::new(&pod_cidr);
+            setup.extra_args = [
+                "--uplink",
+                "eth0",
+                "--cluster-cidr",
+                CLUSTER_CIDR,
+                "--source",
+                "files",
+                "--manifests",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([manifests.path().display().to_string()])
+            .collect();
+            cluster_nodes.push(ClusterNode {
+                name,
+                ns,
+                ip,
+                pod_cidr,
+                setup,
+                agent: None,
+            });
+        }
+        std::fs::write(manifests.path().join("nodes.yaml"), all_nodes).expect("write nodes");
+        let mut cluster = Self {
+            pods: Vec::new(),
+            nodes: cluster_nodes,
+            internet,
+            underlay,
+            manifests,
+        };
+        for node in &mut cluster.nodes {
+            node.agent = Some(AgentProcess::start(&node.ns, &node.setup));
+        }
+        cluster
+    }
+
+    /// Runs `sluice-cni` with `command` in node `node`'s namespace, as
+    /// containerd would, and returns (exit success, stdout).
+    pub fn cni(
+        &self,
+        node: usize,
+        command: &str,
+        container_id: &str,
+        netns: &str,
+        pod: &str,
+    ) -> (bool, String) {
+        let node = &self.nodes[node];
+        let config = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "sluice",
+            "type": "sluice-cni",
+            "agentSocket": node.setup.socket(),
+            "logFile": node.setup.state.path().join("cni.log"),
+        });
+        let (namespace, name) = pod.split_once('/').expect("ns/name");
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", node.ns.path().display()))
+            .arg(workspace_binary("sluice-cni", "SLUICE_CNI_BIN"))
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", container_id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .env(
+                "CNI_ARGS",
+                format!(
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};\
+                     K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID=uid-{name}"
+                ),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sluice-cni");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(config.to_string().as_bytes())
+            .expect("write the CNI config");
+        let output = child.wait_with_output().expect("sluice-cni finishes");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    /// Creates pod `ns/name` on `node` through CNI ADD; returns its index.
+    pub fn add_pod(&mut self, node: usize, pod: &str) -> usize {
+        let container_id = format!("ctr-{}", unique_suffix());
+        let ns = NetNs::new(&format!("slt-pod-{}", unique_suffix()));
+        let (ok, out) = self.cni(
+            node,
+            "ADD",
+            &container_id,
+            &ns.path().display().to_string(),
+            pod,
+        );
+        assert!(ok, "CNI ADD of {pod} failed: {out}");
+        let result: serde_json::Value = serde_json::from_str(&out).expect("CNI result JSON");
+        let address = result["ips"][0]["address"].as_str().expect("an address");
+        let ip: Ipv4Addr = address
+            .split('/')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("an IPv4 address");
+        self.pods.push(CniPod {
+            ns,
+            container_id,
+            ip,
+            node,
+        });
+        self.pods.len() - 1
+    }
+
+    /// CNI DEL of a pod, twice like containerd (the second without netns).
+    pub fn delete_pod(&mut self, index: usize, pod: &str) {
+        let p = &self.pods[index];
+        let netns = p.ns.path().display().to_string();
+        let (ok, out) = self.cni(p.node, "DEL", &p.container_id, &netns, pod);
+        assert!(ok, "CNI DEL failed: {out}");
+        let (ok, out) = self.cni(p.node, "DEL", &p.container_id, "", pod);
+        assert!(ok, "second CNI DEL failed: {out}");
+    }
+
+    pub fn socket(&self, node: usize) -> std::path::PathBuf {
+        self.nodes[node].setup.socket()
+    }
+
+    pub fn pin_dir(&self, node: usize) -> std::path::PathBuf {
+        self.nodes[node].setup.pin_dir()
+    }
+
+    pub fn manifests_dir(&self) -> &Path {
+        self.manifests.path()
+    }
+}
+
+/// Plugs `ns` into the underlay bridge as `eth0` with `ip/24`.
+fn attach_to_underlay(underlay: &NetNs, ns: &NetNs, port: &str, ip: Ipv4Addr) {
+    underlay.ip(&[
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns.name(),
+    ]);
+    underlay.ip(&["link", "set", port, "master", "br0", "up"]);
+    ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+}
