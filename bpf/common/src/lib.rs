@@ -12,3 +12,4 @@ pub mod endpoint;
 pub mod metrics;
 pub mod nat;
 pub mod pin;
+pub mod policy;

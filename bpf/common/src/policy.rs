@@ -1,0 +1,109 @@
+//! Identity-based network policy: the maps the policy compiler (agent)
+//! writes and the datapath reads.
+//!
+//! `IPCACHE` (LPM trie) maps any IPv4 address to the security identity of
+//! whoever holds it (pods, nodes, CIDR peers; no match = `world`).
+//!
+//! `POLICY` (LPM trie) holds the allow/deny entries of every local
+//! endpoint: key = (endpoint address, remote identity, direction, protocol,
+//! destination port). The LPM prefix length covers the endpoint, the
+//! identity and the direction always, then optionally the protocol, then a
+//! prefix of the port: so one entry covers "any protocol", "TCP, any
+//! port", one port, or an aligned port range (ranges are split into such
+//! blocks by the compiler). Remote identity [`ANY_IDENTITY`] stands for
+//! every peer. The datapath does two lookups (the peer's identity, then
+//! `ANY_IDENTITY`); a DENY from either wins, else an ALLOW from either
+//! allows, else the packet is dropped when the endpoint enforces policy in
+//! that direction (`ENDPOINT_F_ENFORCE_*` in the endpoint map).
+//!
+//! The compiler resolves precedence inside one lookup: an allow entry more
+//! specific than a deny that covers it is written as a deny.
+
+/// Capacity of the policy map (all local endpoints together).
+pub const POLICY_MAP_SIZE: u32 = 65_536;
+/// Capacity of the ipcache.
+pub const IPCACHE_MAP_SIZE: u32 = 524_288;
+
+/// Remote identity that matches every peer.
+pub const ANY_IDENTITY: u32 = 0;
+
+pub const DIRECTION_INGRESS: u8 = 0;
+pub const DIRECTION_EGRESS: u8 = 1;
+
+/// Bits of the key data the LPM prefix counts before the protocol:
+/// endpoint (32) + identity (32) + direction (8).
+pub const POLICY_PREFIX_FIXED_BITS: u32 = 72;
+/// Fixed bits plus the protocol.
+pub const POLICY_PREFIX_WITH_PROTO_BITS: u32 = 80;
+/// Every bit: fixed, protocol and the whole port.
+pub const POLICY_PREFIX_FULL_BITS: u32 = 96;
+
+/// Key of the policy LPM trie. Every multi-byte field is in network byte
+/// order: the trie compares bytes in order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PolicyKey {
+    /// Number of leading bits of the fields below that must match.
+    pub prefix_len: u32,
+    /// The local endpoint's IPv4 address (network order, as in packets).
+    pub endpoint: u32,
+    /// Remote identity, big-endian.
+    pub identity_be: u32,
+    pub direction: u8,
+    pub proto: u8,
+    /// Destination port, big-endian.
+    pub dport_be: u16,
+}
+
+/// What a matching entry decides.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyVerdict {
+    Allow = 1,
+    Deny = 2,
+}
+
+/// Value of the policy map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyEntry {
+    /// A [`PolicyVerdict`].
+    pub verdict: u8,
+    /// 1: audit mode, a DENY is only reported (the packet passes).
+    pub audit: u8,
+    pub _pad: u16,
+    /// Which rule decided (the agent maps it back to
+    /// `namespace/policy` and the rule index).
+    pub rule: u32,
+}
+
+/// Key of the ipcache LPM trie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IpcacheKey {
+    pub prefix_len: u32,
+    /// Network order.
+    pub addr: u32,
+}
+
+/// Value of the ipcache.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpcacheEntry {
+    pub identity: u32,
+    pub _pad: u32,
+}
+
+/// Endpoint flags (in `EndpointInfo::flags`): policy selects this endpoint
+/// in that direction, so anything not allowed is dropped.
+pub const ENDPOINT_F_ENFORCE_INGRESS: u32 = 1 << 0;
+pub const ENDPOINT_F_ENFORCE_EGRESS: u32 = 1 << 1;
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PolicyKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PolicyEntry {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for IpcacheKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for IpcacheEntry {}
