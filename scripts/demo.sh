@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's demo: bring the default local mesh up, run the connectivity
+# test, and always tear it down again (also on failure or Ctrl-C).
+# Needs root and a built workspace (`cargo build`; `make demo` does both).
+set -euo pipefail
+
+SLUICE="${SLUICE:-target/debug/sluice}"
+if [[ $EUID -ne 0 ]]; then
+    echo "demo.sh needs root (network namespaces, eBPF, bpffs): run it with sudo" >&2
+    exit 2
+fi
+
+# A mesh left over from an interrupted run would make `up` refuse.
+"$SLUICE" mesh down >/dev/null
+trap '"$SLUICE" mesh down' EXIT
+
+"$SLUICE" mesh up
+"$SLUICE" mesh get pods
+"$SLUICE" mesh test
+
+cat <<'NEXT'
+
+Try next (while the mesh is up, e.g. with `sluice mesh up` in your own shell):
+  sluice mesh probe --from demo/frontend-0 --to demo/backend-1 --port 8080/tcp
+  sluice mesh exec demo/frontend-0 -- ip route
+  sluice mesh status
+Tear it down with: sluice mesh down
+NEXT
