@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod condition;
+pub mod object;
 pub mod policy;
 pub mod validate;
 
@@ -12,10 +13,11 @@ use kube::CustomResourceExt;
 
 pub use crate::{
     condition::{VALID_CONDITION, valid_condition},
+    object::{SluiceClusterwideNetworkPolicy, SluiceNetworkPolicy},
     policy::{
         API_VERSION, EgressRule, Entity, GROUP, IngressRule, IpBlock, Peer, PolicyPort,
-        PolicyRules, PolicyStatus, SluiceClusterwideNetworkPolicy,
-        SluiceClusterwideNetworkPolicySpec, SluiceNetworkPolicy, SluiceNetworkPolicySpec, VERSION,
+        PolicyRules, PolicyStatus, SluiceClusterwideNetworkPolicySpec, SluiceNetworkPolicySpec,
+        VERSION,
     },
     validate::{Validate, validate},
 };

@@ -54,12 +54,17 @@ pub struct PolicyRules {
     pub audit_mode: bool,
 }
 
-/// A namespaced Sluice policy: applies to pods of its namespace.
+/// Spec of a namespaced Sluice policy: applies to pods of its namespace.
+///
+/// `kube::CustomResource` generates `SluiceNetworkPolicyCrd` (the schema and
+/// CRD source); the object type the agent stores is
+/// [`SluiceNetworkPolicy`](crate::SluiceNetworkPolicy), see [`crate::object`].
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sluice.io",
     version = "v1alpha1",
     kind = "SluiceNetworkPolicy",
+    root = "SluiceNetworkPolicyCrd",
     namespaced,
     status = "PolicyStatus",
     shortname = "snp",
@@ -75,13 +80,14 @@ pub struct SluiceNetworkPolicySpec {
     pub rules: PolicyRules,
 }
 
-/// A cluster-scoped Sluice policy: applies to pods of every namespace
+/// Spec of a cluster-scoped Sluice policy: applies to pods of every namespace
 /// matching `namespaceSelector`, on nodes matching `nodeSelector`.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sluice.io",
     version = "v1alpha1",
     kind = "SluiceClusterwideNetworkPolicy",
+    root = "SluiceClusterwideNetworkPolicyCrd",
     status = "PolicyStatus",
     shortname = "scnp",
     category = "sluice",

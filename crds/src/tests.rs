@@ -205,3 +205,29 @@ fn entities_round_trip_their_names() {
     }
     assert_eq!(Entity::parse("all"), None);
 }
+
+#[test]
+fn objects_serialize_with_type_meta_and_work_with_kube() {
+    use k8s_openapi::Resource as _;
+    let policy = SluiceNetworkPolicy::new("p", SluiceNetworkPolicySpec::default());
+    let json = serde_json::to_value(&policy).expect("serialize");
+    assert_eq!(json["apiVersion"], "sluice.io/v1alpha1");
+    assert_eq!(json["kind"], "SluiceNetworkPolicy");
+    let back: SluiceNetworkPolicy = serde_json::from_value(json).expect("round trip");
+    assert_eq!(back, policy);
+    assert_eq!(
+        SluiceClusterwideNetworkPolicy::KIND,
+        "SluiceClusterwideNetworkPolicy"
+    );
+    // kube's blanket impl: usable with kube::Api.
+    assert_eq!(
+        <SluiceNetworkPolicy as kube::Resource>::plural(&()),
+        "sluicenetworkpolicies"
+    );
+    use kube::CustomResourceExt as _;
+    assert_eq!(
+        SluiceNetworkPolicy::crd_name(),
+        "sluicenetworkpolicies.sluice.io"
+    );
+    assert_eq!(SluiceNetworkPolicy::shortnames(), ["snp"]);
+}
