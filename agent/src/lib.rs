@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod netns;
 pub mod node_net;
 pub mod node_routes;
+pub mod policy;
 pub mod sources;
 pub mod state_file;
 pub mod store;

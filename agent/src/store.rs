@@ -26,6 +26,7 @@ use k8s_openapi::{
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
+use sluice_crds::{SluiceClusterwideNetworkPolicy, SluiceNetworkPolicy};
 use tokio::sync::broadcast;
 
 /// Whether a k8s-openapi scope marker type is namespaced.
@@ -150,6 +151,8 @@ object_kinds! {
     Service => Service,
     EndpointSlice => EndpointSlice,
     NetworkPolicy => NetworkPolicy,
+    SluiceNetworkPolicy => SluiceNetworkPolicy,
+    SluiceClusterwideNetworkPolicy => SluiceClusterwideNetworkPolicy,
 }
 
 impl fmt::Display for Kind {

@@ -7,6 +7,9 @@
 //! file and the 1-based document number, and the file's previous good objects
 //! stay in the store. A file that disappears takes its objects with it.
 //!
+//! Sluice CRDs (`sluice.io/v1alpha1`) parse like any other kind: the store's
+//! kind list decides what a manifest may contain.
+//!
 //! [`FilesSource`] watches the directory (inotify through `notify`), waits for
 //! the changes to settle (debounce), rescans and applies the diff.
 
@@ -453,6 +456,27 @@ spec:
             .expect("ports")[0]
             .port;
         assert_eq!(port, 80);
+    }
+
+    #[test]
+    fn parses_sluice_policy_crds() {
+        let text = "apiVersion: sluice.io/v1alpha1\nkind: SluiceNetworkPolicy\n\
+                    metadata: {name: deny-world}\n\
+                    spec: {podSelector: {}, egressDeny: [{to: [{entities: [world]}]}]}\n\
+                    ---\napiVersion: sluice.io/v1alpha1\nkind: SluiceClusterwideNetworkPolicy\n\
+                    metadata: {name: edge}\nspec: {nodeSelector: {matchLabels: {role: edge}}}\n";
+        let objects = parse_manifests(Path::new("p.yaml"), text).expect("valid CRDs");
+        let keys: Vec<String> = objects
+            .iter()
+            .map(|o| o.key().expect("key").to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "SluiceNetworkPolicy default/deny-world",
+                "SluiceClusterwideNetworkPolicy edge"
+            ]
+        );
     }
 
     #[test]

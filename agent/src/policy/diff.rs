@@ -1,0 +1,155 @@
+//! From one desired state to the next without a window that drops traffic
+//! both states allow.
+//!
+//! Order of the operations [`diff`] returns, and why:
+//! 1. enforcement bits that go away are cleared first (the endpoint opens
+//!    before its entries shrink);
+//! 2. new or changed ALLOW entries are written (only widens);
+//! 3. the ipcache changes (an address may move to another identity, whose
+//!    allows now exist);
+//! 4. new or changed DENY entries are written (only narrows, and judges
+//!    addresses by their new identities);
+//! 5. new enforcement bits are set (every entry they rely on exists);
+//! 6. stale policy entries are deleted last: traffic the new state allows
+//!    matches an entry written above (or the ANY lookup), never a deleted one.
+//!
+//! Removed ipcache prefixes are deleted in step 3: a delete there is an
+//! identity change for the addresses under it, like an update.
+
+use std::{net::Ipv4Addr, sync::Arc};
+
+use sluice_bpf_common::policy::{
+    ENDPOINT_F_ENFORCE_EGRESS, ENDPOINT_F_ENFORCE_INGRESS, IpcacheEntry, IpcacheKey, PolicyEntry,
+    PolicyKey, PolicyVerdict,
+};
+
+use super::state::{DesiredState, EndpointPolicy, ipcache_entry, ipcache_key};
+
+const ENFORCE_BITS: u32 = ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS;
+
+/// One write to the policy maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapOp {
+    /// Sets the enforcement bits of an endpoint's flags (others untouched).
+    SetEnforcement {
+        endpoint: Ipv4Addr,
+        flags: u32,
+    },
+    UpsertPolicy {
+        key: PolicyKey,
+        entry: PolicyEntry,
+    },
+    RemovePolicy {
+        key: PolicyKey,
+    },
+    UpsertIpcache {
+        key: IpcacheKey,
+        entry: IpcacheEntry,
+    },
+    RemoveIpcache {
+        key: IpcacheKey,
+    },
+}
+
+/// What the datapath side implements (kernel maps, or [`super::FakeMaps`]).
+pub trait PolicyMaps {
+    fn upsert_policy(&mut self, key: PolicyKey, entry: PolicyEntry) -> anyhow::Result<()>;
+    fn remove_policy(&mut self, key: &PolicyKey) -> anyhow::Result<()>;
+    fn upsert_ipcache(&mut self, key: IpcacheKey, entry: IpcacheEntry) -> anyhow::Result<()>;
+    fn remove_ipcache(&mut self, key: &IpcacheKey) -> anyhow::Result<()>;
+    /// Sets the `ENDPOINT_F_ENFORCE_*` bits of `endpoint` to those in
+    /// `flags`, leaving its other flags alone.
+    fn set_enforcement(&mut self, endpoint: Ipv4Addr, flags: u32) -> anyhow::Result<()>;
+}
+
+/// Applies `ops` in order; stops at the first failure (the caller retries
+/// with a full diff against what it knows is written).
+pub fn apply(ops: &[MapOp], maps: &mut impl PolicyMaps) -> anyhow::Result<()> {
+    for op in ops {
+        match op {
+            MapOp::SetEnforcement { endpoint, flags } => maps.set_enforcement(*endpoint, *flags)?,
+            MapOp::UpsertPolicy { key, entry } => maps.upsert_policy(*key, *entry)?,
+            MapOp::RemovePolicy { key } => maps.remove_policy(key)?,
+            MapOp::UpsertIpcache { key, entry } => maps.upsert_ipcache(*key, *entry)?,
+            MapOp::RemoveIpcache { key } => maps.remove_ipcache(key)?,
+        }
+    }
+    Ok(())
+}
+
+/// The operations that turn `old` into `new`, in the safe order above.
+pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<MapOp> {
+    let empty = Arc::new(EndpointPolicy::default());
+    let mut clear_flags = Vec::new();
+    let mut allows = Vec::new();
+    let mut ipcache = Vec::new();
+    let mut denies = Vec::new();
+    let mut set_flags = Vec::new();
+    let mut stale = Vec::new();
+
+    for (ip, new_ep) in &new.endpoints {
+        let old_ep = old.endpoints.get(ip).unwrap_or(&empty);
+        if Arc::ptr_eq(old_ep, new_ep) || old_ep == new_ep {
+            continue;
+        }
+        let (old_flags, new_flags) = (old_ep.flags & ENFORCE_BITS, new_ep.flags & ENFORCE_BITS);
+        if old_flags & !new_flags != 0 {
+            clear_flags.push(MapOp::SetEnforcement {
+                endpoint: *ip,
+                flags: old_flags & new_flags,
+            });
+        }
+        for (key, value) in &new_ep.entries {
+            if old_ep.entries.get(key) == Some(value) {
+                continue;
+            }
+            let op = MapOp::UpsertPolicy {
+                key: key.to_bpf(*ip),
+                entry: value.to_bpf(),
+            };
+            match value.verdict {
+                PolicyVerdict::Allow => allows.push(op),
+                PolicyVerdict::Deny => denies.push(op),
+            }
+        }
+        if new_flags & !old_flags != 0 || (!old.endpoints.contains_key(ip) && new_flags != 0) {
+            set_flags.push(MapOp::SetEnforcement {
+                endpoint: *ip,
+                flags: new_flags,
+            });
+        }
+        for key in old_ep.entries.keys() {
+            if !new_ep.entries.contains_key(key) {
+                stale.push(MapOp::RemovePolicy {
+                    key: key.to_bpf(*ip),
+                });
+            }
+        }
+    }
+    // Endpoints gone from this node: their entries are stale.
+    for (ip, old_ep) in &old.endpoints {
+        if !new.endpoints.contains_key(ip) {
+            stale.extend(old_ep.entries.keys().map(|key| MapOp::RemovePolicy {
+                key: key.to_bpf(*ip),
+            }));
+        }
+    }
+
+    for (net, id) in &new.ipcache {
+        if old.ipcache.get(net) != Some(id) {
+            ipcache.push(MapOp::UpsertIpcache {
+                key: ipcache_key(net),
+                entry: ipcache_entry(*id),
+            });
+        }
+    }
+    for net in old.ipcache.keys() {
+        if !new.ipcache.contains_key(net) {
+            ipcache.push(MapOp::RemoveIpcache {
+                key: ipcache_key(net),
+            });
+        }
+    }
+
+    [clear_flags, allows, ipcache, denies, set_flags, stale].concat()
+}

@@ -1,0 +1,197 @@
+//! An in-memory [`PolicyMaps`] with the datapath's lookup semantics, so
+//! policy is tested end to end without privileges.
+//!
+//! [`evaluate`] does what the eBPF programs do: resolve the peer address
+//! through the ipcache (longest prefix; no match = `world`), look up the
+//! policy trie twice (the peer's identity, then `ANY_IDENTITY`), each a
+//! longest-prefix match over the key bytes exactly as the kernel LPM trie
+//! compares them; a DENY from either wins (an audited deny passes, but is
+//! reported), else an ALLOW from either allows, else the packet is dropped
+//! if the endpoint enforces that direction.
+
+use std::{collections::HashMap, net::Ipv4Addr};
+
+use sluice_bpf_common::policy::{
+    ANY_IDENTITY, ENDPOINT_F_ENFORCE_EGRESS, ENDPOINT_F_ENFORCE_INGRESS, IpcacheEntry, IpcacheKey,
+    POLICY_PREFIX_FULL_BITS, PolicyEntry, PolicyKey, PolicyVerdict,
+};
+
+use super::{diff::PolicyMaps, model::Direction};
+use crate::identity::NumericIdentity;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FakeMaps {
+    pub policy: HashMap<PolicyKey, PolicyEntry>,
+    pub ipcache: HashMap<IpcacheKey, IpcacheEntry>,
+    pub enforcement: HashMap<Ipv4Addr, u32>,
+}
+
+impl PolicyMaps for FakeMaps {
+    fn upsert_policy(&mut self, key: PolicyKey, entry: PolicyEntry) -> anyhow::Result<()> {
+        self.policy.insert(key, entry);
+        Ok(())
+    }
+
+    fn remove_policy(&mut self, key: &PolicyKey) -> anyhow::Result<()> {
+        self.policy.remove(key);
+        Ok(())
+    }
+
+    fn upsert_ipcache(&mut self, key: IpcacheKey, entry: IpcacheEntry) -> anyhow::Result<()> {
+        self.ipcache.insert(key, entry);
+        Ok(())
+    }
+
+    fn remove_ipcache(&mut self, key: &IpcacheKey) -> anyhow::Result<()> {
+        self.ipcache.remove(key);
+        Ok(())
+    }
+
+    fn set_enforcement(&mut self, endpoint: Ipv4Addr, flags: u32) -> anyhow::Result<()> {
+        self.enforcement.insert(endpoint, flags);
+        Ok(())
+    }
+}
+
+/// What the datapath would do with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// An allow entry matched.
+    Allowed { rule: u32 },
+    /// A deny entry matched.
+    Denied { rule: u32 },
+    /// An audited deny matched: reported, passed.
+    AuditDenied { rule: u32 },
+    /// Nothing matched and the endpoint enforces this direction.
+    DefaultDenied,
+    /// Nothing matched; the endpoint does not enforce this direction.
+    NotEnforced,
+}
+
+impl Verdict {
+    pub fn passes(self) -> bool {
+        !matches!(self, Verdict::Denied { .. } | Verdict::DefaultDenied)
+    }
+
+    /// The rule that decided, if an entry did.
+    pub fn rule(self) -> Option<u32> {
+        match self {
+            Verdict::Allowed { rule }
+            | Verdict::Denied { rule }
+            | Verdict::AuditDenied { rule } => Some(rule),
+            Verdict::DefaultDenied | Verdict::NotEnforced => None,
+        }
+    }
+}
+
+/// A verdict and the peer identity the ipcache gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub remote_identity: NumericIdentity,
+}
+
+/// Key bytes as the LPM trie sees them (after `prefix_len`).
+fn policy_bytes(key: &PolicyKey) -> [u8; 12] {
+    let mut b = [0u8; 12];
+    b[0..4].copy_from_slice(&key.endpoint.to_ne_bytes());
+    b[4..8].copy_from_slice(&key.identity_be.to_ne_bytes());
+    b[8] = key.direction;
+    b[9] = key.proto;
+    b[10..12].copy_from_slice(&key.dport_be.to_ne_bytes());
+    b
+}
+
+/// Whether the first `bits` bits of `a` and `b` agree (MSB first per byte).
+fn prefix_matches(a: &[u8], b: &[u8], bits: u32) -> bool {
+    let (full, rest) = ((bits / 8) as usize, bits % 8);
+    if a[..full] != b[..full] {
+        return false;
+    }
+    rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0
+}
+
+/// Longest-prefix match of `lookup` (with `prefix_len` = all bits).
+fn lpm_policy(maps: &FakeMaps, lookup: &PolicyKey) -> Option<PolicyEntry> {
+    let wanted = policy_bytes(lookup);
+    maps.policy
+        .iter()
+        .filter(|(k, _)| {
+            k.prefix_len <= POLICY_PREFIX_FULL_BITS
+                && prefix_matches(&policy_bytes(k), &wanted, k.prefix_len)
+        })
+        .max_by_key(|(k, _)| k.prefix_len)
+        .map(|(_, v)| *v)
+}
+
+/// The identity the ipcache gives `ip` (no match: `world`).
+pub fn lookup_identity(maps: &FakeMaps, ip: Ipv4Addr) -> NumericIdentity {
+    let wanted = ip.octets();
+    maps.ipcache
+        .iter()
+        .filter(|(k, _)| {
+            k.prefix_len <= 32 && prefix_matches(&k.addr.to_ne_bytes(), &wanted, k.prefix_len)
+        })
+        .max_by_key(|(k, _)| k.prefix_len)
+        .map_or(NumericIdentity::WORLD, |(_, v)| {
+            NumericIdentity::new(v.identity)
+        })
+}
+
+/// The datapath's decision for a packet between local endpoint `local_ep`
+/// and `remote_ip`: ingress means remote → local, egress local → remote;
+/// `dport` is the destination port either way.
+pub fn evaluate(
+    maps: &FakeMaps,
+    local_ep: Ipv4Addr,
+    remote_ip: Ipv4Addr,
+    direction: Direction,
+    proto: u8,
+    dport: u16,
+) -> Decision {
+    let remote_identity = lookup_identity(maps, remote_ip);
+    let key = |identity: u32| PolicyKey {
+        prefix_len: POLICY_PREFIX_FULL_BITS,
+        endpoint: u32::from_ne_bytes(local_ep.octets()),
+        identity_be: identity.to_be(),
+        direction: direction.to_bpf(),
+        proto,
+        dport_be: dport.to_be(),
+    };
+    let found = [
+        lpm_policy(maps, &key(remote_identity.get())),
+        lpm_policy(maps, &key(ANY_IDENTITY)),
+    ];
+    let with = |verdict: PolicyVerdict, audit: bool| {
+        found
+            .iter()
+            .flatten()
+            .find(|e| e.verdict == verdict as u8 && (e.audit != 0) == audit)
+    };
+    let verdict = if let Some(e) = with(PolicyVerdict::Deny, false) {
+        Verdict::Denied { rule: e.rule }
+    } else if let Some(e) = with(PolicyVerdict::Deny, true) {
+        Verdict::AuditDenied { rule: e.rule }
+    } else if let Some(e) = found
+        .iter()
+        .flatten()
+        .find(|e| e.verdict == PolicyVerdict::Allow as u8)
+    {
+        Verdict::Allowed { rule: e.rule }
+    } else {
+        let flag = match direction {
+            Direction::Ingress => ENDPOINT_F_ENFORCE_INGRESS,
+            Direction::Egress => ENDPOINT_F_ENFORCE_EGRESS,
+        };
+        let enforced = maps.enforcement.get(&local_ep).copied().unwrap_or(0) & flag != 0;
+        if enforced {
+            Verdict::DefaultDenied
+        } else {
+            Verdict::NotEnforced
+        }
+    };
+    Decision {
+        verdict,
+        remote_identity,
+    }
+}
