@@ -312,9 +312,9 @@ items:
   kind: Service
   metadata: {name: web, namespace: shop}
   spec: {selector: {app: web}, ports: [{port: 80}]}
-- apiVersion: sluice.io/v1alpha1
-  kind: SluiceClusterwideNetworkPolicy
-  metadata: {name: deny-all}
+- apiVersion: example.com/v1
+  kind: ClusterWidget
+  metadata: {name: big}
   spec: {}
 ";
 
@@ -328,7 +328,7 @@ items:
                 "Namespace shop",
                 "Pod default/web",
                 "Service shop/web",
-                "SluiceClusterwideNetworkPolicy deny-all"
+                "ClusterWidget big"
             ]
         );
         assert_eq!(
