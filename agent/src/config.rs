@@ -7,8 +7,12 @@ use clap::Args;
 use sluice_bpf_common::{
     conntrack::CT_MAP_SIZE,
     endpoint::MAX_ENDPOINTS,
+    lb::{LB_BACKENDS_MAP_SIZE, LB_SERVICES_MAP_SIZE, MAGLEV_MAX_SERVICES, MAGLEV_TABLE_SIZE},
     nat::NAT_MAP_SIZE,
-    pin::{CT_MAP, DEFAULT_BPFFS_ROOT, ENDPOINTS_MAP, SNAT_MAP, SNAT_REV_MAP},
+    pin::{
+        CT_MAP, DEFAULT_BPFFS_ROOT, ENDPOINTS_MAP, LB_BACKENDS_MAP, LB_MAGLEV_MAP, LB_SERVICES_MAP,
+        SNAT_MAP, SNAT_REV_MAP,
+    },
 };
 
 /// Default capacity of the endpoint map (Cilium's default).
@@ -33,16 +37,31 @@ pub struct DatapathConfig {
     /// Capacity of each masquerade (NAT) map.
     #[arg(long, env = "SLUICE_NAT_MAP_SIZE", default_value_t = NAT_MAP_SIZE)]
     pub nat_map_size: u32,
+
+    /// Capacity of the service map (frontends plus one slot per backend).
+    #[arg(long, env = "SLUICE_LB_SERVICES_MAP_SIZE", default_value_t = LB_SERVICES_MAP_SIZE)]
+    pub lb_services_map_size: u32,
+
+    /// Capacity of the backend map.
+    #[arg(long, env = "SLUICE_LB_BACKENDS_MAP_SIZE", default_value_t = LB_BACKENDS_MAP_SIZE)]
+    pub lb_backends_map_size: u32,
+
+    /// Maglev map entries (services with a Maglev table × table size).
+    #[arg(long, env = "SLUICE_LB_MAGLEV_MAP_SIZE", default_value_t = MAGLEV_TABLE_SIZE * MAGLEV_MAX_SERVICES)]
+    pub lb_maglev_map_size: u32,
 }
 
 impl DatapathConfig {
     /// Configured capacity of every resizable map.
-    pub fn map_sizes(&self) -> [(&'static str, u32); 4] {
+    pub fn map_sizes(&self) -> [(&'static str, u32); 7] {
         [
             (ENDPOINTS_MAP, self.endpoint_map_size),
             (CT_MAP, self.ct_map_size),
             (SNAT_MAP, self.nat_map_size),
             (SNAT_REV_MAP, self.nat_map_size),
+            (LB_SERVICES_MAP, self.lb_services_map_size),
+            (LB_BACKENDS_MAP, self.lb_backends_map_size),
+            (LB_MAGLEV_MAP, self.lb_maglev_map_size),
         ]
     }
 
@@ -53,6 +72,9 @@ impl DatapathConfig {
             endpoint_map_size: 1024,
             ct_map_size: 4096,
             nat_map_size: 4096,
+            lb_services_map_size: 4096,
+            lb_backends_map_size: 1024,
+            lb_maglev_map_size: 4 * 251,
         }
     }
 }
@@ -86,6 +108,16 @@ pub enum SourceKind {
     Kubernetes,
     /// No objects: endpoints get identities from their namespace alone.
     None,
+}
+
+/// How a new service connection picks its backend.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LbMode {
+    /// Uniformly at random among the ready backends.
+    Random,
+    /// Maglev consistent hashing of the 5-tuple: removing a backend only
+    /// moves the flows that were on it.
+    Maglev,
 }
 
 /// What to do with a state file that cannot be read.
@@ -166,6 +198,14 @@ pub struct AgentConfig {
     /// Masquerade pod traffic leaving the cluster CIDR through the uplink.
     #[arg(long, env = "SLUICE_MASQUERADE", default_value_t = true, action = clap::ArgAction::Set)]
     pub masquerade: bool,
+
+    /// How new service connections pick a backend.
+    #[arg(long, env = "SLUICE_LB_MODE", value_enum, default_value_t = LbMode::Random)]
+    pub lb_mode: LbMode,
+
+    /// Maglev table size per service (a prime; with --lb-mode maglev).
+    #[arg(long, env = "SLUICE_MAGLEV_TABLE_SIZE", default_value_t = MAGLEV_TABLE_SIZE)]
+    pub maglev_table_size: u32,
 
     /// Seconds between conntrack/NAT garbage collections.
     #[arg(long, env = "SLUICE_CT_GC_INTERVAL", default_value_t = DEFAULT_CT_GC_INTERVAL_SECS)]

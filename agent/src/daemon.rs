@@ -25,15 +25,19 @@ use tracing::info;
 
 use crate::{
     api::AgentService,
-    config::{AgentConfig, SourceKind},
+    config::{AgentConfig, LbMode, SourceKind},
     conntrack_gc,
-    datapath::{Datapath, ops::KernelDatapath},
+    datapath::{Datapath, lb_maps::KernelLbMaps, ops::KernelDatapath},
     endpoints::EndpointRegistry,
     identity::IdentityAllocator,
     ipam::Ipam,
     labels, metrics,
     node_net::NodeNet,
     node_routes,
+    services::{
+        self, maglev,
+        sync::{LbMaps, LbSettings, LbState},
+    },
     sources::{files::FilesSource, kubernetes::KubernetesSource},
     store::Store,
 };
@@ -91,8 +95,29 @@ async fn node_config(config: &AgentConfig, net: &NodeNet) -> anyhow::Result<Node
         node_ip: masquerade_ip.map_or(0, be),
         cluster_net: be(config.cluster_cidr.network()),
         cluster_mask: be(config.cluster_cidr.netmask()),
-        _pad: 0,
+        maglev_table_size: config.maglev_table_size,
     })
+}
+
+/// The service manager's starting point: the ids already in the maps.
+fn lb_state(config: &AgentConfig, node_ip: &u32, maps: &KernelLbMaps) -> anyhow::Result<LbState> {
+    let maglev_table_size = match config.lb_mode {
+        LbMode::Random => None,
+        LbMode::Maglev => {
+            anyhow::ensure!(
+                maglev::is_prime(config.maglev_table_size),
+                "--maglev-table-size {} is not a prime",
+                config.maglev_table_size
+            );
+            Some(config.maglev_table_size)
+        }
+    };
+    let settings = LbSettings {
+        node_ip: std::net::Ipv4Addr::from(node_ip.to_ne_bytes()),
+        maglev_table_size,
+        maglev_max_frontends: config.datapath.lb_maglev_map_size / config.maglev_table_size.max(1),
+    };
+    Ok(LbState::restore(settings, maps.dump()?))
 }
 
 /// Binds the API socket with mode 0600, replacing a stale socket file.
@@ -127,13 +152,16 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         let outcome = datapath.attach_pod_device(iface)?;
         info!(iface, ?outcome, "attached");
     }
-    datapath.set_node_config(node_config(&config, &node_net).await?)?;
+    let node_config = node_config(&config, &node_net).await?;
+    datapath.set_node_config(node_config)?;
     if let Some(uplink) = &config.uplink {
         datapath.attach_uplink(uplink)?;
         info!(uplink, "uplink attached");
     }
     let pin_dir = datapath.pin_dir().to_owned();
     info!(pin_dir = %pin_dir.display(), "datapath loaded");
+    let kernel_node_ip = node_config.node_ip;
+    let lb_maps = KernelLbMaps::open(&pin_dir, config.maglev_table_size)?;
     let kernel = Arc::new(KernelDatapath::new(datapath)?);
 
     std::fs::create_dir_all(&config.state_dir)
@@ -175,6 +203,12 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         store.clone(),
         config.node_name.clone(),
         NodeNet::connect()?,
+    ));
+    tokio::spawn(services::follow::follow(
+        store.clone(),
+        config.node_name.clone(),
+        lb_state(&config, &kernel_node_ip, &lb_maps)?,
+        Box::new(lb_maps),
     ));
     tokio::spawn(conntrack_gc::run(
         pin_dir.clone(),

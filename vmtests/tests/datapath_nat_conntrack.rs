@@ -85,7 +85,7 @@ impl Bench {
                 node_ip: be(NODE_IP),
                 cluster_net: be(Ipv4Addr::new(10, 244, 0, 0)),
                 cluster_mask: be(Ipv4Addr::new(255, 255, 0, 0)),
-                _pad: 0,
+                maglev_table_size: 0,
             })
             .expect("node config");
         EndpointMap::open(datapath.pin_dir())

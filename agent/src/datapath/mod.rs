@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod lb_maps;
 pub mod maps;
 pub mod ops;
 

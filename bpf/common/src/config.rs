@@ -11,7 +11,8 @@ pub struct NodeConfig {
     /// masqueraded.
     pub cluster_net: u32,
     pub cluster_mask: u32,
-    pub _pad: u32,
+    /// Entries per service in the Maglev map (a prime; 0 = no Maglev).
+    pub maglev_table_size: u32,
 }
 
 impl NodeConfig {

@@ -56,8 +56,24 @@ pub struct CtEntry {
     pub rev_bytes: u64,
     /// A [`CtState`] value.
     pub state: u8,
-    pub _pad: [u8; 7],
+    /// `CT_F_*`.
+    pub flags: u8,
+    /// Service flows: the frontend whose reverse NAT replies need.
+    pub rev_nat: u16,
+    /// Service flows (scope [`CT_SCOPE_SERVICE`]): the chosen backend.
+    pub backend_id: u32,
 }
+
+/// `CtKey::_pad[0]`: which table a key belongs to. Plain flows use
+/// [`CT_SCOPE_FLOW`]; a service flow also has an entry keyed by its
+/// client → frontend tuple in [`CT_SCOPE_SERVICE`], remembering the
+/// backend so the flow sticks to it.
+pub const CT_SCOPE_FLOW: u8 = 0;
+pub const CT_SCOPE_SERVICE: u8 = 1;
+
+/// The flow was translated for a pod reaching itself through a service
+/// (its source became the hairpin address).
+pub const CT_F_HAIRPIN: u8 = 1 << 0;
 
 /// Where a flow is in its life. Stored as `u8`; values are stable.
 #[repr(u8)]

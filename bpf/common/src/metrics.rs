@@ -16,14 +16,20 @@ pub enum Verdict {
     Masqueraded = 2,
     /// A reply to a masqueraded flow, translated back to the pod.
     Unmasqueraded = 3,
+    /// Sent to a service backend instead of the frontend (DNAT).
+    ServiceTranslated = 4,
+    /// A backend's reply rewritten to come from the frontend.
+    ServiceReplyTranslated = 5,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 4] = [
+    pub const ALL: [Verdict; 6] = [
         Verdict::Forwarded,
         Verdict::ToStack,
         Verdict::Masqueraded,
         Verdict::Unmasqueraded,
+        Verdict::ServiceTranslated,
+        Verdict::ServiceReplyTranslated,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -32,6 +38,8 @@ impl Verdict {
             Verdict::ToStack => "TO_STACK",
             Verdict::Masqueraded => "MASQUERADED",
             Verdict::Unmasqueraded => "UNMASQUERADED",
+            Verdict::ServiceTranslated => "SERVICE_TRANSLATED",
+            Verdict::ServiceReplyTranslated => "SERVICE_REPLY_TRANSLATED",
         }
     }
 
@@ -56,15 +64,18 @@ pub enum DropReason {
     NatNoPort = 4,
     /// A protocol masquerade cannot translate (e.g. ICMP other than echo).
     NatUnsupportedProtocol = 5,
+    /// The service has no ready backend (TCP is answered with a RST).
+    NoServiceBackend = 6,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::InvalidIpv4Header,
         DropReason::InvalidL4Header,
         DropReason::FragmentNotNatable,
         DropReason::NatNoPort,
         DropReason::NatUnsupportedProtocol,
+        DropReason::NoServiceBackend,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -74,6 +85,7 @@ impl DropReason {
             DropReason::FragmentNotNatable => "FRAGMENT_NOT_NATABLE",
             DropReason::NatNoPort => "NAT_NO_PORT",
             DropReason::NatUnsupportedProtocol => "NAT_UNSUPPORTED_PROTOCOL",
+            DropReason::NoServiceBackend => "NO_SERVICE_BACKEND",
         }
     }
 
@@ -88,6 +100,7 @@ impl DropReason {
             3 => Some(DropReason::FragmentNotNatable),
             4 => Some(DropReason::NatNoPort),
             5 => Some(DropReason::NatUnsupportedProtocol),
+            6 => Some(DropReason::NoServiceBackend),
             _ => None,
         }
     }

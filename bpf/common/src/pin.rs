@@ -9,7 +9,7 @@
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/sluice";
 
 /// Version of the map layout; the pin directory is `<root>/v<LAYOUT_VERSION>`.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Map names as the programs declare them (bpffs file names under the pin dir).
 pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
@@ -18,15 +18,25 @@ pub const CONFIG_MAP: &str = "CONFIG";
 pub const CT_MAP: &str = "CT";
 pub const SNAT_MAP: &str = "SNAT";
 pub const SNAT_REV_MAP: &str = "SNAT_REV";
+pub const LB_SERVICES_MAP: &str = "LB_SERVICES";
+pub const LB_BACKENDS_MAP: &str = "LB_BACKENDS";
+pub const LB_REVNAT_MAP: &str = "LB_REVNAT";
+pub const LB_AFFINITY_MAP: &str = "LB_AFFINITY";
+pub const LB_MAGLEV_MAP: &str = "LB_MAGLEV";
 
 /// Every pinned map, for tools that list or remove them.
-pub const ALL_MAPS: [&str; 6] = [
+pub const ALL_MAPS: [&str; 11] = [
     ENDPOINTS_MAP,
     METRICS_MAP,
     CONFIG_MAP,
     CT_MAP,
     SNAT_MAP,
     SNAT_REV_MAP,
+    LB_SERVICES_MAP,
+    LB_BACKENDS_MAP,
+    LB_REVNAT_MAP,
+    LB_AFFINITY_MAP,
+    LB_MAGLEV_MAP,
 ];
 
 /// Names of the programs in the object file.

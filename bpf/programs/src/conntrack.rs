@@ -51,9 +51,26 @@ fn next_state(current: u8, flow: &Flow, direction: Direction) -> u8 {
     }
 }
 
-/// Records one packet of `flow`; returns its direction.
+/// What tracking one packet found out.
+#[derive(Clone, Copy)]
+pub struct Tracked {
+    pub direction: Direction,
+    /// The flow's frontend for service reverse NAT (0: none).
+    pub rev_nat: u16,
+    /// `CT_F_*` of the flow.
+    pub flags: u8,
+}
+
+/// Records one packet of an untranslated `flow`.
 #[inline(always)]
-pub fn track(flow: &Flow, bytes: u32) -> Direction {
+pub fn track(flow: &Flow, bytes: u32) -> Tracked {
+    track_with(flow, bytes, 0, 0)
+}
+
+/// Records one packet of `flow`; a flow seen for the first time is created
+/// with `rev_nat` and `flags` (service translation).
+#[inline(always)]
+pub fn track_with(flow: &Flow, bytes: u32, rev_nat: u16, flags: u8) -> Tracked {
     let now = unsafe { bpf_ktime_get_ns() };
     let bytes = u64::from(bytes);
     if let Some(entry) = CT.get_ptr_mut(flow.tuple) {
@@ -64,13 +81,19 @@ pub fn track(flow: &Flow, bytes: u32) -> Direction {
         if reopened {
             // A new connection reusing the tuple of a closed one.
             *entry = new_entry(flow, now, bytes);
+            entry.rev_nat = rev_nat;
+            entry.flags = flags;
         } else {
             entry.fwd_packets += 1;
             entry.fwd_bytes += bytes;
             entry.last_seen_ns = now;
             entry.state = next_state(entry.state, flow, Direction::Original);
         }
-        return Direction::Original;
+        return Tracked {
+            direction: Direction::Original,
+            rev_nat: entry.rev_nat,
+            flags: entry.flags,
+        };
     }
     if let Some(entry) = CT.get_ptr_mut(flow.tuple.reversed()) {
         let entry = unsafe { &mut *entry };
@@ -78,12 +101,23 @@ pub fn track(flow: &Flow, bytes: u32) -> Direction {
         entry.rev_bytes += bytes;
         entry.last_seen_ns = now;
         entry.state = next_state(entry.state, flow, Direction::Reply);
-        return Direction::Reply;
+        return Tracked {
+            direction: Direction::Reply,
+            rev_nat: entry.rev_nat,
+            flags: entry.flags,
+        };
     }
+    let mut entry = new_entry(flow, now, bytes);
+    entry.rev_nat = rev_nat;
+    entry.flags = flags;
     // A full LRU map evicts its oldest entry; an error here only means the
     // flow goes untracked for this packet.
-    let _ = CT.insert(flow.tuple, new_entry(flow, now, bytes), BPF_ANY as u64);
-    Direction::Original
+    let _ = CT.insert(flow.tuple, entry, BPF_ANY as u64);
+    Tracked {
+        direction: Direction::Original,
+        rev_nat,
+        flags,
+    }
 }
 
 #[inline(always)]
@@ -96,6 +130,8 @@ fn new_entry(flow: &Flow, now: u64, bytes: u64) -> CtEntry {
         rev_packets: 0,
         rev_bytes: 0,
         state: initial_state(flow) as u8,
-        _pad: [0; 7],
+        flags: 0,
+        rev_nat: 0,
+        backend_id: 0,
     }
 }

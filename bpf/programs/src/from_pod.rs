@@ -1,16 +1,21 @@
 //! tc ingress on the host side of a pod's veth: everything the pod sends.
 //!
-//! Every flow is tracked; packets to another local endpoint are delivered
-//! directly; everything else (other nodes, the outside world, ARP, IPv6)
-//! goes to the node's stack, which routes it (masquerade happens on the
-//! uplink, see `to_uplink`).
+//! Connections to a service frontend are load-balanced to a backend (or
+//! refused when it has none); replies from backends are translated back
+//! to the frontend; every flow is tracked; packets for a local endpoint
+//! are delivered directly; everything else (other nodes, the outside
+//! world, ARP, IPv6) goes to the node's stack, which routes it
+//! (masquerade happens on the uplink, see `to_uplink`).
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sluice_bpf_common::metrics::DropReason;
 
 use crate::{
-    conntrack, forward, metrics,
+    conntrack::{self, Direction},
+    forward, metrics,
     packet::{parse_flow, parse_ipv4},
+    reject,
+    service::{self, Translation},
 };
 
 #[classifier]
@@ -26,11 +31,25 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(ip) = parse_ipv4(ctx)? else {
         return Ok(metrics::to_stack(ctx));
     };
+    let mut daddr = ip.daddr;
     // Fragments carry no reliable ports: forwarded by address, untracked.
     if !ip.is_fragment
-        && let Some(flow) = parse_flow(ctx, &ip)?
+        && let Some(mut flow) = parse_flow(ctx, &ip)?
     {
-        conntrack::track(&flow, ctx.len());
+        if let Some(front) = service::frontend(ip.daddr, &flow) {
+            match service::translate(ctx, &ip, &mut flow, &front)? {
+                Translation::Translated { flags } => {
+                    conntrack::track_with(&flow, ctx.len(), front.value.rev_nat, flags);
+                    daddr = flow.tuple.daddr;
+                }
+                Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
+            }
+        } else {
+            let tracked = conntrack::track(&flow, ctx.len());
+            if tracked.direction == Direction::Reply && tracked.rev_nat != 0 {
+                daddr = service::reverse(ctx, &ip, &flow, &tracked)?;
+            }
+        }
     }
-    Ok(forward::to_local_endpoint(ctx, ip.daddr).unwrap_or_else(|| metrics::to_stack(ctx)))
+    Ok(forward::to_local_endpoint(ctx, daddr).unwrap_or_else(|| metrics::to_stack(ctx)))
 }

@@ -1,18 +1,23 @@
 //! tc ingress on the node's uplink: traffic from the underlay.
 //!
-//! Replies to masqueraded flows are translated back to their pod; packets
-//! for a local endpoint (from other nodes, or just translated) are tracked
-//! and delivered straight into the pod; everything else is the node's own
-//! traffic and goes to its stack.
+//! Replies to masqueraded flows are translated back to their pod;
+//! connections to a NodePort are load-balanced to a (node-local) backend;
+//! packets for a local endpoint (from other nodes, or just translated) are
+//! tracked — replies from remote service backends translated back to the
+//! frontend — and delivered straight into the pod; everything else is the
+//! node's own traffic and goes to its stack.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sluice_bpf_common::metrics::{DropReason, Verdict};
 
 use crate::{
-    conntrack, forward,
+    conntrack::{self, Direction},
+    forward,
     maps::CONFIG,
     metrics, nat,
     packet::{parse_flow, parse_ipv4},
+    reject,
+    service::{self, Translation},
 };
 
 #[classifier]
@@ -33,17 +38,29 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         && let Some(mut flow) = parse_flow(ctx, &ip)?
     {
         let node_ip = CONFIG.get(0).map_or(0, |c| c.node_ip);
-        if node_ip != 0
-            && ip.daddr == node_ip
-            && let Some(pod) = nat::rev_snat(ctx, &ip, &flow)?
-        {
-            metrics::verdict(ctx, Verdict::Unmasqueraded);
-            daddr = pod.addr;
-            flow.tuple.daddr = pod.addr;
-            flow.tuple.dport = pod.port;
+        let mut translated = None;
+        if node_ip != 0 && ip.daddr == node_ip {
+            if let Some(pod) = nat::rev_snat(ctx, &ip, &flow)? {
+                metrics::verdict(ctx, Verdict::Unmasqueraded);
+                flow.tuple.daddr = pod.addr;
+                flow.tuple.dport = pod.port;
+            } else if let Some(front) = service::frontend(0, &flow) {
+                match service::translate(ctx, &ip, &mut flow, &front)? {
+                    Translation::Translated { flags } => {
+                        translated = Some((front.value.rev_nat, flags))
+                    }
+                    Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
+                }
+            }
+            daddr = flow.tuple.daddr;
         }
         if forward::is_local_endpoint(daddr) {
-            conntrack::track(&flow, ctx.len());
+            let (rev_nat, flags) = translated.unwrap_or((0, 0));
+            let tracked = conntrack::track_with(&flow, ctx.len(), rev_nat, flags);
+            if translated.is_none() && tracked.direction == Direction::Reply && tracked.rev_nat != 0
+            {
+                daddr = service::reverse(ctx, &ip, &flow, &tracked)?;
+            }
         }
     }
     Ok(forward::to_local_endpoint(ctx, daddr).unwrap_or_else(|| metrics::to_stack(ctx)))

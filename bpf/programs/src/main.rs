@@ -18,6 +18,8 @@ mod maps;
 mod metrics;
 mod nat;
 mod packet;
+mod reject;
+mod service;
 mod to_uplink;
 
 #[cfg(not(test))]

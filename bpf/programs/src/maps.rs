@@ -10,6 +10,11 @@ use sluice_bpf_common::{
     config::NodeConfig,
     conntrack::{CT_MAP_SIZE, CtEntry, CtKey},
     endpoint::{EndpointInfo, EndpointKey, MAX_ENDPOINTS},
+    lb::{
+        AffinityKey, AffinityValue, Backend, LB_AFFINITY_MAP_SIZE, LB_BACKENDS_MAP_SIZE,
+        LB_REVNAT_MAP_SIZE, LB_SERVICES_MAP_SIZE, MAGLEV_MAX_SERVICES, MAGLEV_TABLE_SIZE, RevNat,
+        ServiceKey, ServiceValue,
+    },
     metrics::{METRICS_SLOTS, MetricValue},
     nat::{NAT_MAP_SIZE, NatEntry, NatKey},
 };
@@ -38,3 +43,27 @@ pub static SNAT: LruHashMap<NatKey, NatEntry, { NAT_MAP_SIZE as usize }> = LruHa
 /// Masquerade: a reply's tuple → the pod address and port to restore.
 #[btf_map]
 pub static SNAT_REV: LruHashMap<NatKey, NatEntry, { NAT_MAP_SIZE as usize }> = LruHashMap::new();
+
+/// Service frontends (master entries and backend slots).
+#[btf_map]
+pub static LB_SERVICES: HashMap<ServiceKey, ServiceValue, { LB_SERVICES_MAP_SIZE as usize }> =
+    HashMap::new();
+
+/// Service backends by id.
+#[btf_map]
+pub static LB_BACKENDS: HashMap<u32, Backend, { LB_BACKENDS_MAP_SIZE as usize }> = HashMap::new();
+
+/// Reverse NAT: frontend id → the address and port replies must come from.
+#[btf_map]
+pub static LB_REVNAT: HashMap<u16, RevNat, { LB_REVNAT_MAP_SIZE as usize }> = HashMap::new();
+
+/// Session affinity: (client, frontend) → backend.
+#[btf_map]
+pub static LB_AFFINITY: LruHashMap<AffinityKey, AffinityValue, { LB_AFFINITY_MAP_SIZE as usize }> =
+    LruHashMap::new();
+
+/// Maglev tables, `maglev_table_size` backend ids per frontend, frontend
+/// `rev_nat` at offset `(rev_nat - 1) * size`.
+#[btf_map]
+pub static LB_MAGLEV: Array<u32, { (MAGLEV_TABLE_SIZE * MAGLEV_MAX_SERVICES) as usize }> =
+    Array::new();

@@ -22,7 +22,7 @@ use crate::{
 
 /// Which end of the flow a rewrite touches.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum End {
+pub enum End {
     Source,
     Destination,
 }
@@ -42,7 +42,7 @@ fn l4_offsets(ip: &Ipv4, end: End) -> (usize, usize) {
 
 /// Replaces the address and port of one end of the packet.
 #[inline(always)]
-fn rewrite(
+pub fn rewrite(
     ctx: &TcContext,
     ip: &Ipv4,
     end: End,

@@ -1,0 +1,98 @@
+//! The kernel's load-balancer maps behind [`LbMaps`].
+
+use std::path::Path;
+
+use anyhow::Context;
+use aya::maps::{Array, HashMap, Map, MapData};
+use sluice_bpf_common::{
+    lb::{Backend, RevNat, ServiceKey, ServiceValue},
+    pin::{LB_BACKENDS_MAP, LB_MAGLEV_MAP, LB_REVNAT_MAP, LB_SERVICES_MAP},
+};
+
+use crate::services::sync::{LbDump, LbMaps};
+
+fn open(pin_dir: &Path, name: &str) -> anyhow::Result<MapData> {
+    let path = pin_dir.join(name);
+    MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {}", path.display()))
+}
+
+/// A missing key on removal is fine: the state converges either way.
+fn removed(result: Result<(), aya::maps::MapError>, what: &str) -> anyhow::Result<()> {
+    match result {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {what}")),
+    }
+}
+
+pub struct KernelLbMaps {
+    services: HashMap<MapData, ServiceKey, ServiceValue>,
+    backends: HashMap<MapData, u32, Backend>,
+    rev_nat: HashMap<MapData, u16, RevNat>,
+    maglev: Array<MapData, u32>,
+    maglev_table_size: u32,
+}
+
+impl KernelLbMaps {
+    pub fn open(pin_dir: &Path, maglev_table_size: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            services: HashMap::try_from(Map::HashMap(open(pin_dir, LB_SERVICES_MAP)?))?,
+            backends: HashMap::try_from(Map::HashMap(open(pin_dir, LB_BACKENDS_MAP)?))?,
+            rev_nat: HashMap::try_from(Map::HashMap(open(pin_dir, LB_REVNAT_MAP)?))?,
+            maglev: Array::try_from(Map::Array(open(pin_dir, LB_MAGLEV_MAP)?))?,
+            maglev_table_size,
+        })
+    }
+}
+
+impl LbMaps for KernelLbMaps {
+    fn set_backend(&mut self, id: u32, backend: Backend) -> anyhow::Result<()> {
+        self.backends
+            .insert(id, backend, 0)
+            .context("writing a backend (is the backend map full?)")
+    }
+
+    fn remove_backend(&mut self, id: u32) -> anyhow::Result<()> {
+        removed(self.backends.remove(&id), "a backend")
+    }
+
+    fn set_service(&mut self, key: ServiceKey, value: ServiceValue) -> anyhow::Result<()> {
+        self.services
+            .insert(key, value, 0)
+            .context("writing a service entry (is the service map full?)")
+    }
+
+    fn remove_service(&mut self, key: ServiceKey) -> anyhow::Result<()> {
+        removed(self.services.remove(&key), "a service entry")
+    }
+
+    fn set_rev_nat(&mut self, id: u16, rev_nat: RevNat) -> anyhow::Result<()> {
+        self.rev_nat
+            .insert(id, rev_nat, 0)
+            .context("writing a reverse-NAT entry")
+    }
+
+    fn remove_rev_nat(&mut self, id: u16) -> anyhow::Result<()> {
+        removed(self.rev_nat.remove(&id), "a reverse-NAT entry")
+    }
+
+    fn dump(&self) -> anyhow::Result<LbDump> {
+        Ok(LbDump {
+            backends: self.backends.iter().collect::<Result<_, _>>()?,
+            masters: self
+                .services
+                .iter()
+                .filter(|e| e.as_ref().is_ok_and(|(k, _)| k.slot == 0))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    fn set_maglev(&mut self, rev_nat: u16, table: &[u32]) -> anyhow::Result<()> {
+        let base = (u32::from(rev_nat) - 1) * self.maglev_table_size;
+        for (i, id) in table.iter().enumerate() {
+            self.maglev
+                .set(base + i as u32, id, 0)
+                .context("writing a Maglev table (is the Maglev map large enough?)")?;
+        }
+        Ok(())
+    }
+}

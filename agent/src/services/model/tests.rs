@@ -1,0 +1,163 @@
+use std::path::Path;
+
+use super::*;
+use crate::{sources::files::parse_manifests, store::Scope};
+
+fn store(yaml: &str) -> Store {
+    let store = Store::default();
+    let scope = Scope::new("test");
+    for object in parse_manifests(Path::new("test.yaml"), yaml).expect("valid manifests") {
+        store.apply(&scope, object).expect("valid object");
+    }
+    store
+}
+
+fn backend(addr: &str, port: u16) -> BackendAddr {
+    BackendAddr {
+        addr: addr.parse().unwrap(),
+        port,
+        proto: PROTO_TCP,
+    }
+}
+
+fn front(addr: &str, port: u16) -> FrontendAddr {
+    FrontendAddr {
+        addr: addr.parse().unwrap(),
+        port,
+        proto: PROTO_TCP,
+    }
+}
+
+const SERVICE: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+";
+
+fn pod(name: &str, ip: &str, node: &str, ready: &str) -> String {
+    format!(
+        "---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: shop, labels: {{app: web}}}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: c
+    image: x
+    ports: [{{name: http, containerPort: 8080}}]
+status:
+  podIP: {ip}
+  conditions: [{{type: Ready, status: \"{ready}\"}}]
+"
+    )
+}
+
+#[test]
+fn pods_selected_by_the_service_are_its_backends_with_named_ports_resolved() {
+    let yaml = format!(
+        "{SERVICE}{}{}{}",
+        pod("web-1", "10.244.1.5", "node-1", "True"),
+        pod("web-2", "10.244.2.5", "node-2", "True"),
+        pod("web-3", "10.244.2.6", "node-2", "False"),
+    );
+    let desired = desired(&store(&yaml), "node-1");
+    let spec = &desired[&front("10.96.0.10", 80)];
+    assert_eq!(spec.service, "shop/web:80");
+    assert_eq!(
+        spec.active,
+        vec![backend("10.244.1.5", 8080), backend("10.244.2.5", 8080)]
+    );
+    assert!(spec.terminating.is_empty(), "unready pods are not backends");
+    assert_eq!(spec.affinity_timeout_s, None);
+}
+
+#[test]
+fn endpoint_slices_win_over_selectors_and_keep_terminating_endpoints_apart() {
+    let yaml = format!(
+        "{SERVICE}{}---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc
+  namespace: shop
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: 9090, protocol: TCP}}]
+endpoints:
+- addresses: [10.244.1.7]
+  conditions: {{ready: true}}
+- addresses: [10.244.1.8]
+  conditions: {{ready: false, serving: true, terminating: true}}
+- addresses: [10.244.1.9]
+  conditions: {{ready: false, serving: false}}
+",
+        pod("web-1", "10.244.1.5", "node-1", "True")
+    );
+    let desired = desired(&store(&yaml), "node-1");
+    let spec = &desired[&front("10.96.0.10", 80)];
+    assert_eq!(spec.active, vec![backend("10.244.1.7", 9090)]);
+    assert_eq!(spec.terminating, vec![backend("10.244.1.8", 9090)]);
+}
+
+#[test]
+fn node_ports_affinity_and_local_traffic_policy() {
+    let yaml = format!(
+        "
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  selector: {{app: web}}
+  internalTrafficPolicy: Local
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 60}}}}
+  ports:
+  - {{name: http, port: 80, targetPort: 8080, nodePort: 30080}}
+  - {{name: dns, port: 53, protocol: UDP}}
+  - {{name: sctp, port: 99, protocol: SCTP}}
+{}{}",
+        pod("web-1", "10.244.1.5", "node-1", "True"),
+        pod("web-2", "10.244.2.5", "node-2", "True"),
+    );
+    let desired = desired(&store(&yaml), "node-1");
+    let cluster = &desired[&front("10.96.0.10", 80)];
+    assert_eq!(
+        cluster.active,
+        vec![backend("10.244.1.5", 8080)],
+        "ITP Local"
+    );
+    assert_eq!(cluster.affinity_timeout_s, Some(60));
+    let node_port = &desired[&front("0.0.0.0", 30080)];
+    assert_eq!(node_port.active, vec![backend("10.244.1.5", 8080)]);
+    let udp = FrontendAddr {
+        addr: "10.96.0.10".parse().unwrap(),
+        port: 53,
+        proto: PROTO_UDP,
+    };
+    assert_eq!(desired[&udp].active.len(), 1, "targetPort defaults to port");
+    assert_eq!(desired.len(), 3, "SCTP has no frontend");
+}
+
+#[test]
+fn headless_and_external_name_services_have_no_frontend() {
+    let yaml = "
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec: {clusterIP: None, selector: {app: db}, ports: [{port: 5432}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: shop}
+spec: {type: ExternalName, externalName: example.com}
+";
+    assert!(desired(&store(yaml), "node-1").is_empty());
+}

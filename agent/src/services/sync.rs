@@ -1,0 +1,317 @@
+//! Programming the load-balancer maps: stable ids for backends and
+//! frontends, and writes only for what changed.
+//!
+//! Write order for a frontend: backends, the Maglev table, the slots,
+//! then the master entry (its backend count), then removal of the slots
+//! past the new count; unreferenced backends go last. A reader therefore
+//! never finds a count pointing at an unwritten slot, and a flow pinned to
+//! a terminating backend keeps it until the backend leaves the EndpointSlice.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+use anyhow::Context;
+use sluice_bpf_common::lb::{
+    Backend, RevNat, SVC_F_AFFINITY, SVC_F_MAGLEV, SVC_F_NODEPORT, ServiceKey, ServiceValue,
+};
+
+use super::{
+    maglev,
+    model::{BackendAddr, FrontendAddr, FrontendSpec},
+};
+
+/// The maps, as the service manager writes them.
+pub trait LbMaps {
+    fn set_backend(&mut self, id: u32, backend: Backend) -> anyhow::Result<()>;
+    fn remove_backend(&mut self, id: u32) -> anyhow::Result<()>;
+    fn set_service(&mut self, key: ServiceKey, value: ServiceValue) -> anyhow::Result<()>;
+    fn remove_service(&mut self, key: ServiceKey) -> anyhow::Result<()>;
+    fn set_rev_nat(&mut self, id: u16, rev_nat: RevNat) -> anyhow::Result<()>;
+    fn remove_rev_nat(&mut self, id: u16) -> anyhow::Result<()>;
+    /// Writes frontend `rev_nat`'s Maglev table.
+    fn set_maglev(&mut self, rev_nat: u16, table: &[u32]) -> anyhow::Result<()>;
+    /// What the maps hold now: backends and master entries (slot 0).
+    fn dump(&self) -> anyhow::Result<LbDump>;
+}
+
+/// The maps' content as a previous agent left it.
+#[derive(Debug, Default)]
+pub struct LbDump {
+    pub backends: Vec<(u32, Backend)>,
+    pub masters: Vec<(ServiceKey, ServiceValue)>,
+}
+
+fn be32(addr: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(addr.octets())
+}
+
+/// How the manager was configured.
+#[derive(Clone, Copy, Debug)]
+pub struct LbSettings {
+    /// Node address: what NodePort replies come from.
+    pub node_ip: Ipv4Addr,
+    /// Maglev table size; `None` = random selection.
+    pub maglev_table_size: Option<u32>,
+    /// Frontends that may have a Maglev table (its map's capacity).
+    pub maglev_max_frontends: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Programmed {
+    rev_nat: u16,
+    slots: usize,
+    spec: FrontendSpec,
+}
+
+/// What one sync changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub frontends_written: usize,
+    pub frontends_removed: usize,
+    pub backends_added: usize,
+    pub backends_removed: usize,
+}
+
+/// The programmed state of the maps (ids and specs).
+pub struct LbState {
+    settings: LbSettings,
+    backends: BTreeMap<BackendAddr, u32>,
+    next_backend: u32,
+    frontends: BTreeMap<FrontendAddr, Programmed>,
+}
+
+impl LbState {
+    pub fn new(settings: LbSettings) -> Self {
+        Self {
+            settings,
+            backends: BTreeMap::new(),
+            next_backend: 1,
+            frontends: BTreeMap::new(),
+        }
+    }
+
+    /// Takes over the ids a previous agent gave backends and frontends, so
+    /// flows pinned to a backend id keep reaching the same backend across
+    /// a restart. Every restored frontend is rewritten by the next sync.
+    pub fn restore(settings: LbSettings, dump: LbDump) -> Self {
+        let mut state = Self::new(settings);
+        for (id, b) in dump.backends {
+            let addr = BackendAddr {
+                addr: Ipv4Addr::from(b.addr.to_ne_bytes()),
+                port: u16::from_be(b.port),
+                proto: b.proto,
+            };
+            state.backends.insert(addr, id);
+            state.next_backend = state.next_backend.max(id.wrapping_add(1));
+        }
+        for (key, value) in dump.masters.into_iter().filter(|(k, _)| k.slot == 0) {
+            let front = FrontendAddr {
+                addr: Ipv4Addr::from(key.addr.to_ne_bytes()),
+                port: u16::from_be(key.port),
+                proto: key.proto,
+            };
+            state.frontends.insert(
+                front,
+                Programmed {
+                    rev_nat: value.rev_nat,
+                    slots: usize::from(value.count),
+                    // Matches no desired spec: forces a rewrite.
+                    spec: FrontendSpec {
+                        service: "<restored>".into(),
+                        ..FrontendSpec::default()
+                    },
+                },
+            );
+        }
+        state
+    }
+
+    fn free_rev_nat(&self) -> anyhow::Result<u16> {
+        let used: BTreeSet<u16> = self.frontends.values().map(|p| p.rev_nat).collect();
+        let limit = if self.settings.maglev_table_size.is_some() {
+            self.settings.maglev_max_frontends.min(u32::from(u16::MAX)) as u16
+        } else {
+            u16::MAX
+        };
+        (1..=limit)
+            .find(|id| !used.contains(id))
+            .context("no free frontend id: too many service frontends for the maps")
+    }
+
+    fn backend_id(&mut self, backend: BackendAddr) -> (u32, bool) {
+        if let Some(id) = self.backends.get(&backend) {
+            return (*id, false);
+        }
+        let used: BTreeSet<u32> = self.backends.values().copied().collect();
+        let mut id = self.next_backend;
+        while used.contains(&id) || id == 0 {
+            id = id.wrapping_add(1);
+        }
+        self.next_backend = id.wrapping_add(1);
+        self.backends.insert(backend, id);
+        (id, true)
+    }
+
+    fn key(front: &FrontendAddr, slot: u16) -> ServiceKey {
+        ServiceKey {
+            addr: be32(front.addr),
+            port: front.port.to_be(),
+            proto: front.proto,
+            _pad: 0,
+            slot,
+            _pad2: 0,
+        }
+    }
+
+    /// Makes the maps say `desired`, writing only frontends that changed.
+    pub fn sync(
+        &mut self,
+        desired: &BTreeMap<FrontendAddr, FrontendSpec>,
+        maps: &mut dyn LbMaps,
+    ) -> anyhow::Result<SyncReport> {
+        let mut report = SyncReport::default();
+        for (front, spec) in desired {
+            if self.frontends.get(front).is_some_and(|p| &p.spec == spec) {
+                continue;
+            }
+            self.program(front, spec, maps, &mut report)?;
+            report.frontends_written += 1;
+        }
+        let gone: Vec<FrontendAddr> = self
+            .frontends
+            .keys()
+            .filter(|f| !desired.contains_key(f))
+            .copied()
+            .collect();
+        for front in gone {
+            if let Some(programmed) = self.frontends.remove(&front) {
+                maps.remove_service(Self::key(&front, 0))?;
+                for slot in 1..=programmed.slots {
+                    maps.remove_service(Self::key(&front, slot as u16))?;
+                }
+                maps.remove_rev_nat(programmed.rev_nat)?;
+                report.frontends_removed += 1;
+            }
+        }
+        // Backends no frontend refers to any more.
+        let referenced: BTreeSet<BackendAddr> = self
+            .frontends
+            .values()
+            .flat_map(|p| p.spec.active.iter().chain(&p.spec.terminating).copied())
+            .collect();
+        let unused: Vec<(BackendAddr, u32)> = self
+            .backends
+            .iter()
+            .filter(|(b, _)| !referenced.contains(b))
+            .map(|(b, id)| (*b, *id))
+            .collect();
+        for (backend, id) in unused {
+            maps.remove_backend(id)?;
+            self.backends.remove(&backend);
+            report.backends_removed += 1;
+        }
+        Ok(report)
+    }
+
+    fn program(
+        &mut self,
+        front: &FrontendAddr,
+        spec: &FrontendSpec,
+        maps: &mut dyn LbMaps,
+        report: &mut SyncReport,
+    ) -> anyhow::Result<()> {
+        let (rev_nat, old_slots) = match self.frontends.get(front) {
+            Some(p) => (p.rev_nat, p.slots),
+            None => (self.free_rev_nat()?, 0),
+        };
+        let mut active_ids = Vec::with_capacity(spec.active.len());
+        for backend in spec.active.iter().chain(&spec.terminating) {
+            let (id, new) = self.backend_id(*backend);
+            if new {
+                maps.set_backend(
+                    id,
+                    Backend {
+                        addr: be32(backend.addr),
+                        port: backend.port.to_be(),
+                        proto: backend.proto,
+                        _pad: 0,
+                    },
+                )?;
+                report.backends_added += 1;
+            }
+            if spec.active.contains(backend) {
+                active_ids.push(id);
+            }
+        }
+        let mut flags = 0;
+        if let Some(size) = self.settings.maglev_table_size
+            && !active_ids.is_empty()
+        {
+            let names: Vec<String> = spec.active.iter().map(BackendAddr::name).collect();
+            let table: Vec<u32> = maglev::table(&names, size as usize)
+                .into_iter()
+                .map(|i| active_ids[i])
+                .collect();
+            maps.set_maglev(rev_nat, &table)?;
+            flags |= SVC_F_MAGLEV;
+        }
+        for (slot, id) in active_ids.iter().enumerate() {
+            maps.set_service(
+                Self::key(front, slot as u16 + 1),
+                ServiceValue {
+                    backend_id: *id,
+                    rev_nat,
+                    ..Default::default()
+                },
+            )?;
+        }
+        let rev = if front.is_nodeport() {
+            RevNat {
+                addr: be32(self.settings.node_ip),
+                port: front.port.to_be(),
+                _pad: 0,
+            }
+        } else {
+            RevNat {
+                addr: be32(front.addr),
+                port: front.port.to_be(),
+                _pad: 0,
+            }
+        };
+        maps.set_rev_nat(rev_nat, rev)?;
+        if front.is_nodeport() {
+            flags |= SVC_F_NODEPORT;
+        }
+        if spec.affinity_timeout_s.is_some() {
+            flags |= SVC_F_AFFINITY;
+        }
+        maps.set_service(
+            Self::key(front, 0),
+            ServiceValue {
+                backend_id: 0,
+                count: active_ids.len() as u16,
+                rev_nat,
+                flags,
+                _pad: 0,
+                affinity_timeout_s: spec.affinity_timeout_s.unwrap_or(0),
+            },
+        )?;
+        for slot in active_ids.len() + 1..=old_slots {
+            maps.remove_service(Self::key(front, slot as u16))?;
+        }
+        self.frontends.insert(
+            *front,
+            Programmed {
+                rev_nat,
+                slots: active_ids.len(),
+                spec: spec.clone(),
+            },
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+//! Refusing a connection to a service without backends, as kube-proxy's
+//! REJECT does: a TCP segment is turned into a RST+ACK from the frontend
+//! and sent back out of the device it came in on. Other protocols are
+//! dropped (no ICMP unreachable is generated yet).
+
+use aya_ebpf::{
+    helpers::generated::{bpf_redirect, bpf_skb_change_tail},
+    programs::TcContext,
+};
+use sluice_bpf_common::{conntrack::PROTO_TCP, metrics::DropReason};
+
+use crate::{
+    metrics,
+    packet::{ETH_LEN, Flow, IPV4_MIN_LEN, Ipv4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
+
+const TCP_LEN: usize = 20;
+const REPLY_LEN: usize = ETH_LEN + IPV4_MIN_LEN + TCP_LEN;
+
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+fn sum_words(bytes: &[u8], mut sum: u32) -> u32 {
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        sum += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    sum
+}
+
+/// Drops the packet with `NO_SERVICE_BACKEND`; a TCP segment (not itself a
+/// RST) is answered with a RST so the client fails at once.
+#[inline(always)]
+pub fn refuse(ctx: &TcContext, ip: &Ipv4, flow: &Flow) -> i32 {
+    let shot = metrics::drop_packet(ctx, DropReason::NoServiceBackend);
+    if flow.tuple.proto != PROTO_TCP || flow.tcp_flags & TCP_RST != 0 {
+        return shot;
+    }
+    let Ok(reply) = build_rst(ctx, ip, flow) else {
+        return shot;
+    };
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb as *mut _, REPLY_LEN as u32, 0) } != 0 {
+        return shot;
+    }
+    if ctx.store(0, &reply, 0).is_err() {
+        return shot;
+    }
+    unsafe { bpf_redirect(ifindex, 0) as i32 }
+}
+
+/// The RST+ACK answering the segment in `ctx`: addresses and ports
+/// swapped, acknowledging everything the segment carried.
+#[inline(always)]
+fn build_rst(ctx: &TcContext, ip: &Ipv4, flow: &Flow) -> Result<[u8; REPLY_LEN], i64> {
+    let macs: [u8; 12] = ctx.load(0)?;
+    let total_len = u16::from_be(ctx.load::<u16>(ETH_LEN + 2)?) as u32;
+    let seq = u32::from_be(ctx.load::<u32>(ip.l4_off + 4)?);
+    let ack = u32::from_be(ctx.load::<u32>(ip.l4_off + 8)?);
+    let data_offset = u32::from(ctx.load::<u8>(ip.l4_off + 12)? >> 4) * 4;
+    let header_len = (ip.l4_off - ETH_LEN) as u32;
+    let payload = total_len.saturating_sub(header_len + data_offset);
+    let consumed = payload
+        + u32::from(flow.tcp_flags & TCP_SYN != 0)
+        + u32::from(flow.tcp_flags & TCP_FIN != 0);
+    let reply_seq = if flow.tcp_flags & TCP_ACK != 0 {
+        ack
+    } else {
+        0
+    };
+
+    let mut out = [0u8; REPLY_LEN];
+    out[0..6].copy_from_slice(&macs[6..12]);
+    out[6..12].copy_from_slice(&macs[0..6]);
+    out[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ipo = ETH_LEN;
+    out[ipo] = 0x45;
+    out[ipo + 2..ipo + 4].copy_from_slice(&((IPV4_MIN_LEN + TCP_LEN) as u16).to_be_bytes());
+    out[ipo + 6] = 0x40; // don't fragment
+    out[ipo + 8] = 64;
+    out[ipo + 9] = PROTO_TCP;
+    out[ipo + 12..ipo + 16].copy_from_slice(&flow.tuple.daddr.to_ne_bytes());
+    out[ipo + 16..ipo + 20].copy_from_slice(&flow.tuple.saddr.to_ne_bytes());
+    let ip_sum = fold(sum_words(&out[ipo..ipo + IPV4_MIN_LEN], 0));
+    out[ipo + 10..ipo + 12].copy_from_slice(&ip_sum.to_be_bytes());
+
+    let t = ipo + IPV4_MIN_LEN;
+    out[t..t + 2].copy_from_slice(&flow.tuple.dport.to_ne_bytes());
+    out[t + 2..t + 4].copy_from_slice(&flow.tuple.sport.to_ne_bytes());
+    out[t + 4..t + 8].copy_from_slice(&reply_seq.to_be_bytes());
+    out[t + 8..t + 12].copy_from_slice(&seq.wrapping_add(consumed).to_be_bytes());
+    out[t + 12] = 5 << 4;
+    out[t + 13] = TCP_RST | TCP_ACK;
+    // Pseudo-header: addresses, protocol, TCP length.
+    let pseudo = sum_words(&out[ipo + 12..ipo + 20], 0) + u32::from(PROTO_TCP) + TCP_LEN as u32;
+    let tcp_sum = fold(sum_words(&out[t..t + TCP_LEN], pseudo));
+    out[t + 16..t + 18].copy_from_slice(&tcp_sum.to_be_bytes());
+    Ok(out)
+}
