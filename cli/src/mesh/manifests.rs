@@ -375,21 +375,11 @@ items:
         let kinds = |ms: Vec<Manifest>| ms.into_iter().map(|m| m.key.kind).collect::<Vec<_>>();
         assert_eq!(
             kinds(in_apply_order(manifests.clone())),
-            [
-                "Namespace",
-                "SluiceClusterwideNetworkPolicy",
-                "Service",
-                "Pod"
-            ]
+            ["Namespace", "ClusterWidget", "Service", "Pod"]
         );
         assert_eq!(
             kinds(in_delete_order(manifests)),
-            [
-                "Pod",
-                "Service",
-                "SluiceClusterwideNetworkPolicy",
-                "Namespace"
-            ]
+            ["Pod", "Service", "ClusterWidget", "Namespace"]
         );
     }
 
