@@ -237,8 +237,6 @@ fn connectivity_test_passes_on_the_default_example() {
 /// A node reaching a pod on another node: the pod's reply must go back as
 /// a reply, not be masqueraded behind its node's address.
 #[test]
-#[ignore = "pending datapath: replies to node-initiated cross-node traffic are masqueraded \
-            (run with --ignored once the agent handles it)"]
 fn node_reaches_a_pod_on_another_node() {
     require_root();
     let mesh = Mesh::new();

@@ -59,6 +59,11 @@ impl Cluster {
     /// Builds the underlay, the internet and `nodes` nodes, and starts an
     /// agent on each.
     pub fn new(nodes: usize) -> Self {
+        Self::with_agent_args(nodes, &[])
+    }
+
+    /// Like [`new`](Self::new), with more `sluice-agent run` flags.
+    pub fn with_agent_args(nodes: usize, agent_args: &[&str]) -> Self {
         let suffix = unique_suffix();
         let underlay = NetNs::new(&format!("slt-ul-{suffix}"));
         underlay.ip(&["link", "add", "br0", "type", "bridge"]);
@@ -93,6 +98,7 @@ impl Cluster {
             .iter()
             .map(|s| s.to_string())
             .chain([manifests.path().display().to_string()])
+            .chain(agent_args.iter().map(|s| s.to_string()))
             .collect();
             cluster_nodes.push(ClusterNode {
                 name,

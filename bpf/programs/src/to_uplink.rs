@@ -1,12 +1,13 @@
 //! tc egress on the node's uplink: masquerade. Pod traffic leaving the
 //! cluster CIDR gets the node's address (and a NAT port); traffic between
-//! pods, and the node's own traffic, passes untouched.
+//! pods, replies on connections opened towards a pod, and the node's own
+//! traffic pass untouched.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sluice_bpf_common::metrics::{DropReason, Verdict};
 
 use crate::{
-    maps::CONFIG,
+    maps::{CONFIG, CT},
     metrics, nat,
     packet::{parse_flow, parse_ipv4},
 };
@@ -37,6 +38,11 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         return Err(DropReason::FragmentNotNatable);
     }
     let flow = parse_flow(ctx, &ip)?.ok_or(DropReason::NatUnsupportedProtocol)?;
+    // A reply to a connection someone outside opened to the pod (e.g. a
+    // node reaching a pod) keeps the pod's address: the peer expects it.
+    if CT.get_ptr(flow.tuple.reversed()).is_some() {
+        return Ok(pass);
+    }
     nat::snat(ctx, &ip, &flow, config)?;
     metrics::verdict(ctx, Verdict::Masqueraded);
     Ok(pass)
