@@ -25,8 +25,10 @@ lint: setup
 	# into it (see bpf/programs/src/main.rs).
 	RUSTFLAGS="-C panic=abort" $(CARGO) clippy -p sluice-bpf --bins --target-dir target/lint-bpf -- -D warnings
 
-## unit: unprivileged tests
+## unit: the workspace's own tests (the CNI, mesh and agent suites that
+## need root run here too; they fail loudly without it)
 unit: setup
+	$(CARGO) build
 	$(CARGO) test --workspace --exclude sluice-bpf --exclude sluice-vmtests
 
 ## vmtests: privileged tests (root): real namespaces, programs and traffic
@@ -37,10 +39,11 @@ vmtests: setup
 ## test: everything CI checks
 test: lint unit vmtests
 
-## demo: the datapath smoke path: two pods, the agent, real traffic
+## demo: the main job: a local two-node mesh with a 3-tier app, its
+## connectivity test, then teardown (root)
 demo: setup
-	$(CARGO) build -p sluice-agent
-	$(CARGO) test -p sluice-vmtests --test pod_traffic -- --nocapture
+	$(CARGO) build
+	scripts/demo.sh
 
 ## bench: benchmarks, written to BENCHMARKS.md
 bench: setup
