@@ -9,7 +9,8 @@
 //! The kinds are listed once, in the `object_kinds!` invocation below; a Sluice
 //! CRD kind is one more line there (its type must implement
 //! `k8s_openapi::Resource` + `Metadata<Ty = ObjectMeta>`, serde and
-//! `PartialEq`, which `kube::CustomResource` derives).
+//! `PartialEq`; `kube::CustomResource` roots do not, so the Sluice CRD object
+//! types in `sluice_crds::object` implement them by hand).
 
 use std::{
     collections::BTreeMap,

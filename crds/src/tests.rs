@@ -231,3 +231,31 @@ fn objects_serialize_with_type_meta_and_work_with_kube() {
     );
     assert_eq!(SluiceNetworkPolicy::shortnames(), ["snp"]);
 }
+
+#[test]
+fn the_examples_in_docs_policy_md_are_valid() {
+    let doc = include_str!("../../docs/policy.md");
+    let mut checked = 0;
+    for block in doc.split("```yaml").skip(1) {
+        let yaml = block.split("```").next().expect("closed block");
+        for document in yaml.split("\n---\n") {
+            let value: serde_yaml::Value = serde_yaml::from_str(document).expect("yaml");
+            let result = match value["kind"].as_str() {
+                Some("SluiceNetworkPolicy") => validate(
+                    &serde_yaml::from_value::<SluiceNetworkPolicy>(value)
+                        .expect("snp")
+                        .spec,
+                ),
+                Some("SluiceClusterwideNetworkPolicy") => validate(
+                    &serde_yaml::from_value::<SluiceClusterwideNetworkPolicy>(value)
+                        .expect("scnp")
+                        .spec,
+                ),
+                other => panic!("unexpected kind {other:?}"),
+            };
+            assert_eq!(result, Ok(()), "{document}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3);
+}
