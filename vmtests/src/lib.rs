@@ -6,16 +6,19 @@
 //! - [`test_run`]: BPF_PROG_TEST_RUN for table-driven datapath tests.
 //! - [`agent`]: the real `sluice-agent` binary as a child process.
 //! - [`api`]: a blocking client of its gRPC API.
+//! - [`containerd`]: a real containerd per node, driven over CRI.
 //!
 //! Every test starts with [`require_root`]: these tests never skip silently.
 
 pub mod agent;
 pub mod api;
 pub mod cluster;
+pub mod containerd;
 pub mod netns;
 pub mod packet;
 pub mod test_run;
 pub mod topology;
+pub mod workload;
 
 use std::process::Command;
 
