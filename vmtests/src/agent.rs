@@ -69,6 +69,8 @@ pub struct AgentSetup {
     pub pod_cidr: String,
     /// More `sluice-agent run` flags (uplink, sources, ...).
     pub extra_args: Vec<String>,
+    /// The node name the agent uses (default: its namespace's name).
+    pub node_name: Option<String>,
 }
 
 impl AgentSetup {
@@ -78,6 +80,7 @@ impl AgentSetup {
             state: tempfile::tempdir().expect("state dir"),
             pod_cidr: pod_cidr.to_owned(),
             extra_args: Vec::new(),
+            node_name: None,
         }
     }
 
@@ -104,7 +107,7 @@ impl AgentProcess {
             .arg(node.path())
             .arg("run")
             .arg("--node-name")
-            .arg(node.name())
+            .arg(setup.node_name.as_deref().unwrap_or(node.name()))
             .arg("--pod-cidr")
             .arg(&setup.pod_cidr)
             .arg("--bpffs-root")

@@ -86,6 +86,7 @@ impl Cluster {
             let pod_cidr = format!("10.244.{i}.0/24");
             all_nodes.push_str(&node_manifest(&name, &pod_cidr, ip));
             let mut setup = AgentSetup::new(&pod_cidr);
+            setup.node_name = Some(name.clone());
             setup.extra_args = [
                 "--uplink",
                 "eth0",

@@ -39,6 +39,23 @@ pub fn to_local_endpoint(ctx: &TcContext, daddr: u32) -> Option<i32> {
     Some(unsafe { bpf_redirect_peer(endpoint.ifindex, 0) as i32 })
 }
 
+/// What a router does to a packet it forwards: new L2 header, TTL - 1.
+/// `None` if the headers are not there or the TTL is spent.
+#[inline(always)]
+pub fn route_hop(ctx: &TcContext, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Option<()> {
+    let eth = header_mut::<EthHdr>(ctx, 0)?;
+    let ip = header_mut::<Ipv4Hdr>(ctx, ETH_LEN)?;
+    unsafe {
+        if (*ip).ttl <= 1 {
+            return None;
+        }
+        (*eth).dst_addr = dst_mac;
+        (*eth).src_addr = src_mac;
+        decrement_ttl(&mut *ip);
+    }
+    Some(())
+}
+
 /// TTL - 1 with the incremental checksum update of RFC 1624 (what the
 /// kernel's `ip_decrease_ttl` does): TTL is the high byte of its 16-bit
 /// word, so the one's-complement sum changes by 0x0100.

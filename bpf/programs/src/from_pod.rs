@@ -12,7 +12,9 @@ use sluice_bpf_common::metrics::DropReason;
 
 use crate::{
     conntrack::{self, Direction},
-    forward, metrics,
+    fib, forward,
+    maps::CONFIG,
+    metrics,
     packet::{parse_flow, parse_ipv4},
     reject,
     service::{self, Translation},
@@ -32,6 +34,7 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(metrics::to_stack(ctx));
     };
     let mut daddr = ip.daddr;
+    let mut from_node_address = false;
     // Fragments carry no reliable ports: forwarded by address, untracked.
     if !ip.is_fragment
         && let Some(mut flow) = parse_flow(ctx, &ip)?
@@ -47,9 +50,22 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         } else {
             let tracked = conntrack::track(&flow, ctx.len());
             if tracked.direction == Direction::Reply && tracked.rev_nat != 0 {
-                daddr = service::reverse(ctx, &ip, &flow, &tracked)?;
+                let reversed = service::reverse(ctx, &ip, &flow, &tracked)?;
+                daddr = reversed.daddr;
+                let node_ip = CONFIG.get(0).map_or(0, |c| c.node_ip);
+                from_node_address = node_ip != 0 && reversed.saddr == node_ip;
             }
         }
     }
-    Ok(forward::to_local_endpoint(ctx, daddr).unwrap_or_else(|| metrics::to_stack(ctx)))
+    if let Some(action) = forward::to_local_endpoint(ctx, daddr) {
+        return Ok(action);
+    }
+    // A NodePort reply now comes from the node address: the node's stack
+    // would drop it as a martian, so route it out directly.
+    if from_node_address
+        && let Some(action) = fib::redirect_out(ctx, CONFIG.get(0).map_or(0, |c| c.node_ip), daddr)
+    {
+        return Ok(action);
+    }
+    Ok(metrics::to_stack(ctx))
 }

@@ -59,7 +59,7 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             let tracked = conntrack::track_with(&flow, ctx.len(), rev_nat, flags);
             if translated.is_none() && tracked.direction == Direction::Reply && tracked.rev_nat != 0
             {
-                daddr = service::reverse(ctx, &ip, &flow, &tracked)?;
+                daddr = service::reverse(ctx, &ip, &flow, &tracked)?.daddr;
             }
         }
     }

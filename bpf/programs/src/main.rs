@@ -11,6 +11,7 @@
 #![no_main]
 
 mod conntrack;
+mod fib;
 mod forward;
 mod from_pod;
 mod from_uplink;

@@ -195,17 +195,26 @@ pub fn translate(
     Ok(Translation::Translated { flags })
 }
 
+/// A reply after reverse translation.
+pub struct Reversed {
+    pub saddr: u32,
+    pub daddr: u32,
+}
+
 /// Rewrites a backend's reply to come from the frontend (and, for
-/// hairpin, to go back to the pod itself). Returns the new destination.
+/// hairpin, to go back to the pod itself).
 #[inline(always)]
 pub fn reverse(
     ctx: &TcContext,
     ip: &Ipv4,
     flow: &Flow,
     tracked: &Tracked,
-) -> Result<u32, DropReason> {
+) -> Result<Reversed, DropReason> {
     let Some(front) = (unsafe { LB_REVNAT.get(tracked.rev_nat) }).copied() else {
-        return Ok(flow.tuple.daddr);
+        return Ok(Reversed {
+            saddr: flow.tuple.saddr,
+            daddr: flow.tuple.daddr,
+        });
     };
     let t = flow.tuple;
     rewrite(
@@ -227,5 +236,8 @@ pub fn reverse(
         daddr = t.saddr;
     }
     metrics::verdict(ctx, Verdict::ServiceReplyTranslated);
-    Ok(daddr)
+    Ok(Reversed {
+        saddr: front.addr,
+        daddr,
+    })
 }
