@@ -23,6 +23,7 @@ use crate::{
     ipam::{Ipam, IpamError, Owner},
     labels::security_labels,
     node_net::NodeNet,
+    policy_controller::PolicyController,
     store::Store,
 };
 
@@ -35,6 +36,7 @@ pub struct AgentService {
     pub pin_dir: PathBuf,
     pub ipam: Arc<Ipam>,
     pub registry: Arc<EndpointRegistry>,
+    pub policy: Arc<PolicyController>,
     pub store: Arc<Store>,
     pub node_net: Arc<NodeNet>,
     pub ready: Arc<AtomicBool>,
@@ -217,6 +219,8 @@ impl Agent for AgentService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(endpoint_status)?;
+        // The pod gets its policy before the runtime starts it.
+        self.policy.sync_async().await;
         tracing::info!(
             owner = %endpoint.owner,
             ip = %endpoint.ipv4,
@@ -236,6 +240,7 @@ impl Agent for AgentService {
         let deleted = self.registry.delete(&owner).map_err(endpoint_status)?;
         if let Some(endpoint) = &deleted {
             tracing::info!(owner = %endpoint.owner, ip = %endpoint.ipv4, "endpoint deleted");
+            self.policy.sync_async().await;
         }
         Ok(Response::new(pb::DeleteEndpointResponse {
             existed: deleted.is_some(),

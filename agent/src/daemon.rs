@@ -27,13 +27,17 @@ use crate::{
     api::AgentService,
     config::{AgentConfig, LbMode, SourceKind},
     conntrack_gc,
-    datapath::{Datapath, lb_maps::KernelLbMaps, ops::KernelDatapath},
+    datapath::{
+        Datapath, lb_maps::KernelLbMaps, ops::KernelDatapath, policy_maps::KernelPolicyMaps,
+    },
     endpoints::EndpointRegistry,
     identity::IdentityAllocator,
     ipam::Ipam,
     labels, metrics,
     node_net::NodeNet,
     node_routes,
+    policy::Engine,
+    policy_controller::{self, PolicyController},
     services::{
         self, maglev,
         sync::{LbMaps, LbSettings, LbState},
@@ -179,8 +183,8 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     let registry = Arc::new(EndpointRegistry::open(
         config.state_dir.join("endpoints.json"),
         on_corrupt,
-        kernel,
-        identities,
+        kernel.clone(),
+        identities.clone(),
     )?);
     let report = tokio::task::block_in_place(|| registry.restore())?;
     for gone in &report.gone {
@@ -195,6 +199,14 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
 
     let store = Arc::new(Store::default());
     let source = start_source(&config, store.clone()).await?;
+    let policy = Arc::new(PolicyController::new(
+        store.clone(),
+        registry.clone(),
+        config.node_name.clone(),
+        Engine::new(identities),
+        KernelPolicyMaps::open(&pin_dir, kernel)?,
+    ));
+    tokio::spawn(policy_controller::follow(policy.clone(), store.clone()));
     tokio::spawn(labels::follow_label_changes(
         store.clone(),
         registry.clone(),
@@ -229,6 +241,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         pin_dir: pin_dir.clone(),
         ipam,
         registry: registry.clone(),
+        policy,
         store,
         node_net,
         ready: ready.clone(),

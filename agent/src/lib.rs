@@ -17,6 +17,7 @@ pub mod netns;
 pub mod node_net;
 pub mod node_routes;
 pub mod policy;
+pub mod policy_controller;
 pub mod services;
 pub mod sources;
 pub mod state_file;

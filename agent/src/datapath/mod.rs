@@ -10,6 +10,7 @@ pub mod bpffs;
 pub mod lb_maps;
 pub mod maps;
 pub mod ops;
+pub mod policy_maps;
 
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,10 @@ use std::{net::Ipv4Addr, sync::Mutex};
 
 use anyhow::Context;
 use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
-use sluice_bpf_common::endpoint::EndpointInfo;
+use sluice_bpf_common::{
+    endpoint::EndpointInfo,
+    policy::{ENDPOINT_F_ENFORCE_EGRESS, ENDPOINT_F_ENFORCE_INGRESS},
+};
 
 use super::{Datapath, maps::EndpointMap};
 use crate::endpoints::DatapathOps;
@@ -22,6 +25,22 @@ impl KernelDatapath {
             datapath: Mutex::new(datapath),
             endpoints: Mutex::new(endpoints),
         })
+    }
+}
+
+const ENFORCE_BITS: u32 = ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS;
+
+impl KernelDatapath {
+    /// Sets the policy enforcement bits of endpoint `ip` (others kept);
+    /// an endpoint not in the map yet is skipped (its creation keeps 0 and
+    /// the next policy sync sets them).
+    pub fn set_enforcement(&self, ip: Ipv4Addr, flags: u32) -> anyhow::Result<()> {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut info) = map.get(ip) else {
+            return Ok(());
+        };
+        info.flags = (info.flags & !ENFORCE_BITS) | (flags & ENFORCE_BITS);
+        map.upsert(ip, info)
     }
 }
 
@@ -55,11 +74,13 @@ impl DatapathOps for KernelDatapath {
         if_nametoindex(host_interface).is_ok()
     }
 
-    fn write_endpoint(&self, ip: Ipv4Addr, info: EndpointInfo) -> anyhow::Result<()> {
-        self.endpoints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .upsert(ip, info)
+    fn write_endpoint(&self, ip: Ipv4Addr, mut info: EndpointInfo) -> anyhow::Result<()> {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        // The enforcement bits belong to the policy engine: keep them.
+        if let Some(existing) = map.get(ip) {
+            info.flags = (info.flags & !ENFORCE_BITS) | (existing.flags & ENFORCE_BITS);
+        }
+        map.upsert(ip, info)
     }
 
     fn remove_endpoint(&self, ip: Ipv4Addr) -> anyhow::Result<()> {

@@ -20,16 +20,19 @@ pub enum Verdict {
     ServiceTranslated = 4,
     /// A backend's reply rewritten to come from the frontend.
     ServiceReplyTranslated = 5,
+    /// A policy in audit mode would have dropped this new flow; it passed.
+    PolicyAudit = 6,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 6] = [
+    pub const ALL: [Verdict; 7] = [
         Verdict::Forwarded,
         Verdict::ToStack,
         Verdict::Masqueraded,
         Verdict::Unmasqueraded,
         Verdict::ServiceTranslated,
         Verdict::ServiceReplyTranslated,
+        Verdict::PolicyAudit,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Verdict {
             Verdict::Unmasqueraded => "UNMASQUERADED",
             Verdict::ServiceTranslated => "SERVICE_TRANSLATED",
             Verdict::ServiceReplyTranslated => "SERVICE_REPLY_TRANSLATED",
+            Verdict::PolicyAudit => "AUDIT",
         }
     }
 
@@ -66,16 +70,23 @@ pub enum DropReason {
     NatUnsupportedProtocol = 5,
     /// The service has no ready backend (TCP is answered with a RST).
     NoServiceBackend = 6,
+    /// An explicit deny rule matched the new flow.
+    PolicyDenied = 7,
+    /// Policy selects the endpoint in this direction and no rule allows
+    /// the new flow.
+    PolicyDefaultDeny = 8,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::InvalidIpv4Header,
         DropReason::InvalidL4Header,
         DropReason::FragmentNotNatable,
         DropReason::NatNoPort,
         DropReason::NatUnsupportedProtocol,
         DropReason::NoServiceBackend,
+        DropReason::PolicyDenied,
+        DropReason::PolicyDefaultDeny,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -86,6 +97,8 @@ impl DropReason {
             DropReason::NatNoPort => "NAT_NO_PORT",
             DropReason::NatUnsupportedProtocol => "NAT_UNSUPPORTED_PROTOCOL",
             DropReason::NoServiceBackend => "NO_SERVICE_BACKEND",
+            DropReason::PolicyDenied => "POLICY_DENIED",
+            DropReason::PolicyDefaultDeny => "POLICY_DEFAULT_DENY",
         }
     }
 
@@ -101,6 +114,8 @@ impl DropReason {
             4 => Some(DropReason::NatNoPort),
             5 => Some(DropReason::NatUnsupportedProtocol),
             6 => Some(DropReason::NoServiceBackend),
+            7 => Some(DropReason::PolicyDenied),
+            8 => Some(DropReason::PolicyDefaultDeny),
             _ => None,
         }
     }

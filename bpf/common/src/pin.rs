@@ -9,7 +9,7 @@
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/sluice";
 
 /// Version of the map layout; the pin directory is `<root>/v<LAYOUT_VERSION>`.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Map names as the programs declare them (bpffs file names under the pin dir).
 pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
@@ -23,9 +23,11 @@ pub const LB_BACKENDS_MAP: &str = "LB_BACKENDS";
 pub const LB_REVNAT_MAP: &str = "LB_REVNAT";
 pub const LB_AFFINITY_MAP: &str = "LB_AFFINITY";
 pub const LB_MAGLEV_MAP: &str = "LB_MAGLEV";
+pub const POLICY_MAP: &str = "POLICY";
+pub const IPCACHE_MAP: &str = "IPCACHE";
 
 /// Every pinned map, for tools that list or remove them.
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 13] = [
     ENDPOINTS_MAP,
     METRICS_MAP,
     CONFIG_MAP,
@@ -37,6 +39,8 @@ pub const ALL_MAPS: [&str; 11] = [
     LB_REVNAT_MAP,
     LB_AFFINITY_MAP,
     LB_MAGLEV_MAP,
+    POLICY_MAP,
+    IPCACHE_MAP,
 ];
 
 /// Names of the programs in the object file.

@@ -55,6 +55,30 @@ pub struct PolicyKey {
     pub dport_be: u16,
 }
 
+/// The data part of a [`PolicyKey`] (what the LPM trie's key holds after
+/// its prefix length).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PolicyData {
+    pub endpoint: u32,
+    pub identity_be: u32,
+    pub direction: u8,
+    pub proto: u8,
+    pub dport_be: u16,
+}
+
+impl PolicyKey {
+    pub const fn data(&self) -> PolicyData {
+        PolicyData {
+            endpoint: self.endpoint,
+            identity_be: self.identity_be,
+            direction: self.direction,
+            proto: self.proto,
+            dport_be: self.dport_be,
+        }
+    }
+}
+
 /// What a matching entry decides.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +125,8 @@ pub const ENDPOINT_F_ENFORCE_EGRESS: u32 = 1 << 1;
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PolicyKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PolicyData {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PolicyEntry {}
 #[cfg(feature = "user")]

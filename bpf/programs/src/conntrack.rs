@@ -61,16 +61,11 @@ pub struct Tracked {
     pub flags: u8,
 }
 
-/// Records one packet of an untranslated `flow`.
+/// Records one packet of a flow already tracked (either direction);
+/// `None` for a new flow (never seen, or a SYN reopening a closed tuple),
+/// which the caller checks against policy before [`create`].
 #[inline(always)]
-pub fn track(flow: &Flow, bytes: u32) -> Tracked {
-    track_with(flow, bytes, 0, 0)
-}
-
-/// Records one packet of `flow`; a flow seen for the first time is created
-/// with `rev_nat` and `flags` (service translation).
-#[inline(always)]
-pub fn track_with(flow: &Flow, bytes: u32, rev_nat: u16, flags: u8) -> Tracked {
+pub fn observe(flow: &Flow, bytes: u32) -> Option<Tracked> {
     let now = unsafe { bpf_ktime_get_ns() };
     let bytes = u64::from(bytes);
     if let Some(entry) = CT.get_ptr_mut(flow.tuple) {
@@ -79,21 +74,17 @@ pub fn track_with(flow: &Flow, bytes: u32, rev_nat: u16, flags: u8) -> Tracked {
             && flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
             && entry.state >= CtState::TcpClosing as u8;
         if reopened {
-            // A new connection reusing the tuple of a closed one.
-            *entry = new_entry(flow, now, bytes);
-            entry.rev_nat = rev_nat;
-            entry.flags = flags;
-        } else {
-            entry.fwd_packets += 1;
-            entry.fwd_bytes += bytes;
-            entry.last_seen_ns = now;
-            entry.state = next_state(entry.state, flow, Direction::Original);
+            return None;
         }
-        return Tracked {
+        entry.fwd_packets += 1;
+        entry.fwd_bytes += bytes;
+        entry.last_seen_ns = now;
+        entry.state = next_state(entry.state, flow, Direction::Original);
+        return Some(Tracked {
             direction: Direction::Original,
             rev_nat: entry.rev_nat,
             flags: entry.flags,
-        };
+        });
     }
     if let Some(entry) = CT.get_ptr_mut(flow.tuple.reversed()) {
         let entry = unsafe { &mut *entry };
@@ -101,13 +92,21 @@ pub fn track_with(flow: &Flow, bytes: u32, rev_nat: u16, flags: u8) -> Tracked {
         entry.rev_bytes += bytes;
         entry.last_seen_ns = now;
         entry.state = next_state(entry.state, flow, Direction::Reply);
-        return Tracked {
+        return Some(Tracked {
             direction: Direction::Reply,
             rev_nat: entry.rev_nat,
             flags: entry.flags,
-        };
+        });
     }
-    let mut entry = new_entry(flow, now, bytes);
+    None
+}
+
+/// Starts tracking a new flow (after policy allowed it); `rev_nat` and
+/// `flags` come from service translation.
+#[inline(always)]
+pub fn create(flow: &Flow, bytes: u32, rev_nat: u16, flags: u8) -> Tracked {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut entry = new_entry(flow, now, u64::from(bytes));
     entry.rev_nat = rev_nat;
     entry.flags = flags;
     // A full LRU map evicts its oldest entry; an error here only means the

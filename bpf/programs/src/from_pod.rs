@@ -1,11 +1,12 @@
 //! tc ingress on the host side of a pod's veth: everything the pod sends.
 //!
 //! Connections to a service frontend are load-balanced to a backend (or
-//! refused when it has none); replies from backends are translated back
-//! to the frontend; every flow is tracked; packets for a local endpoint
-//! are delivered directly; everything else (other nodes, the outside
-//! world, ARP, IPv6) goes to the node's stack, which routes it
-//! (masquerade happens on the uplink, see `to_uplink`).
+//! refused when it has none); a new flow must pass the source's egress
+//! policy and, when the destination is local, its ingress policy before
+//! it is tracked; replies from backends are translated back to the
+//! frontend; packets for a local endpoint are delivered directly;
+//! everything else (other nodes, the outside world, ARP, IPv6) goes to the
+//! node's stack, which routes it (masquerade happens on the uplink).
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sluice_bpf_common::metrics::DropReason;
@@ -16,7 +17,7 @@ use crate::{
     maps::CONFIG,
     metrics,
     packet::{parse_flow, parse_ipv4},
-    reject,
+    policy, reject,
     service::{self, Translation},
 };
 
@@ -39,21 +40,29 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     if !ip.is_fragment
         && let Some(mut flow) = parse_flow(ctx, &ip)?
     {
+        let mut translated = (0, 0);
         if let Some(front) = service::frontend(ip.daddr, &flow) {
             match service::translate(ctx, &ip, &mut flow, &front)? {
-                Translation::Translated { flags } => {
-                    conntrack::track_with(&flow, ctx.len(), front.value.rev_nat, flags);
-                    daddr = flow.tuple.daddr;
-                }
+                Translation::Translated { flags } => translated = (front.value.rev_nat, flags),
                 Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
             }
-        } else {
-            let tracked = conntrack::track(&flow, ctx.len());
-            if tracked.direction == Direction::Reply && tracked.rev_nat != 0 {
-                let reversed = service::reverse(ctx, &ip, &flow, &tracked)?;
-                daddr = reversed.daddr;
-                let node_ip = CONFIG.get(0).map_or(0, |c| c.node_ip);
-                from_node_address = node_ip != 0 && reversed.saddr == node_ip;
+        }
+        daddr = flow.tuple.daddr;
+        match conntrack::observe(&flow, ctx.len()) {
+            Some(tracked) => {
+                if tracked.direction == Direction::Reply && tracked.rev_nat != 0 {
+                    let reversed = service::reverse(ctx, &ip, &flow, &tracked)?;
+                    daddr = reversed.daddr;
+                    let node_ip = CONFIG.get(0).map_or(0, |c| c.node_ip);
+                    from_node_address = node_ip != 0 && reversed.saddr == node_ip;
+                }
+            }
+            None => {
+                policy::egress(ctx, ip.saddr, &flow)?;
+                if forward::is_local_endpoint(daddr) {
+                    policy::ingress(ctx, ip.saddr, &flow)?;
+                }
+                conntrack::create(&flow, ctx.len(), translated.0, translated.1);
             }
         }
     }

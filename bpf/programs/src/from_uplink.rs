@@ -3,9 +3,10 @@
 //! Replies to masqueraded flows are translated back to their pod;
 //! connections to a NodePort are load-balanced to a (node-local) backend;
 //! packets for a local endpoint (from other nodes, or just translated) are
-//! tracked — replies from remote service backends translated back to the
-//! frontend — and delivered straight into the pod; everything else is the
-//! node's own traffic and goes to its stack.
+//! tracked — a new flow only if the endpoint's ingress policy allows it,
+//! replies from remote service backends translated back to the frontend —
+//! and delivered straight into the pod; everything else is the node's own
+//! traffic and goes to its stack.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sluice_bpf_common::metrics::{DropReason, Verdict};
@@ -16,7 +17,7 @@ use crate::{
     maps::CONFIG,
     metrics, nat,
     packet::{parse_flow, parse_ipv4},
-    reject,
+    policy, reject,
     service::{self, Translation},
 };
 
@@ -38,7 +39,7 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         && let Some(mut flow) = parse_flow(ctx, &ip)?
     {
         let node_ip = CONFIG.get(0).map_or(0, |c| c.node_ip);
-        let mut translated = None;
+        let mut translated = (0, 0);
         if node_ip != 0 && ip.daddr == node_ip {
             if let Some(pod) = nat::rev_snat(ctx, &ip, &flow)? {
                 metrics::verdict(ctx, Verdict::Unmasqueraded);
@@ -46,20 +47,23 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 flow.tuple.dport = pod.port;
             } else if let Some(front) = service::frontend(0, &flow) {
                 match service::translate(ctx, &ip, &mut flow, &front)? {
-                    Translation::Translated { flags } => {
-                        translated = Some((front.value.rev_nat, flags))
-                    }
+                    Translation::Translated { flags } => translated = (front.value.rev_nat, flags),
                     Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
                 }
             }
             daddr = flow.tuple.daddr;
         }
         if forward::is_local_endpoint(daddr) {
-            let (rev_nat, flags) = translated.unwrap_or((0, 0));
-            let tracked = conntrack::track_with(&flow, ctx.len(), rev_nat, flags);
-            if translated.is_none() && tracked.direction == Direction::Reply && tracked.rev_nat != 0
-            {
-                daddr = service::reverse(ctx, &ip, &flow, &tracked)?.daddr;
+            match conntrack::observe(&flow, ctx.len()) {
+                Some(tracked) => {
+                    if tracked.direction == Direction::Reply && tracked.rev_nat != 0 {
+                        daddr = service::reverse(ctx, &ip, &flow, &tracked)?.daddr;
+                    }
+                }
+                None => {
+                    policy::ingress(ctx, ip.saddr, &flow)?;
+                    conntrack::create(&flow, ctx.len(), translated.0, translated.1);
+                }
             }
         }
     }

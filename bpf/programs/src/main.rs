@@ -19,6 +19,7 @@ mod maps;
 mod metrics;
 mod nat;
 mod packet;
+mod policy;
 mod reject;
 mod service;
 mod to_uplink;

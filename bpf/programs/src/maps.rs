@@ -3,7 +3,7 @@
 //! resize them at load time; the sizes here are the defaults.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use sluice_bpf_common::{
@@ -17,6 +17,7 @@ use sluice_bpf_common::{
     },
     metrics::{METRICS_SLOTS, MetricValue},
     nat::{NAT_MAP_SIZE, NatEntry, NatKey},
+    policy::{IPCACHE_MAP_SIZE, IpcacheEntry, POLICY_MAP_SIZE, PolicyData, PolicyEntry},
 };
 
 /// Local pod addresses → how to deliver to them. Written by the agent.
@@ -67,3 +68,11 @@ pub static LB_AFFINITY: LruHashMap<AffinityKey, AffinityValue, { LB_AFFINITY_MAP
 #[btf_map]
 pub static LB_MAGLEV: Array<u32, { (MAGLEV_TABLE_SIZE * MAGLEV_MAX_SERVICES) as usize }> =
     Array::new();
+
+/// Allow/deny entries of every local endpoint (see `sluice_bpf_common::policy`).
+#[btf_map]
+pub static POLICY: LpmTrie<PolicyData, PolicyEntry, { POLICY_MAP_SIZE as usize }> = LpmTrie::new();
+
+/// Address → security identity of whoever holds it (longest prefix).
+#[btf_map]
+pub static IPCACHE: LpmTrie<u32, IpcacheEntry, { IPCACHE_MAP_SIZE as usize }> = LpmTrie::new();

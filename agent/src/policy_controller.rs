@@ -1,0 +1,165 @@
+//! Keeping the kernel's policy maps equal to what the compiler says:
+//! recompile on every relevant change (policies, pods, namespaces, nodes,
+//! local endpoints), apply the ordered diff, and on the first sync after a
+//! start remove whatever a previous agent left that is no longer wanted.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    datapath::policy_maps::{KernelPolicyMaps, policy_bytes},
+    endpoints::EndpointRegistry,
+    policy::{DesiredState, Engine, LocalEndpoint, PolicyInputs, apply, diff},
+    store::{Object, Store},
+};
+
+/// Changes arriving within this window are handled in one sync.
+const COALESCE: Duration = Duration::from_millis(50);
+
+struct Applied {
+    engine: Engine,
+    maps: KernelPolicyMaps,
+    /// What the maps hold, as far as we wrote it; `None` before the first
+    /// sync (pins may hold anything).
+    state: Option<DesiredState>,
+}
+
+pub struct PolicyController {
+    store: Arc<Store>,
+    registry: Arc<EndpointRegistry>,
+    node_name: String,
+    inner: Mutex<Applied>,
+}
+
+fn keep_sets(state: &DesiredState) -> (BTreeSet<(u32, [u8; 12])>, BTreeSet<(u32, u32)>) {
+    let policy = state
+        .endpoints
+        .iter()
+        .flat_map(|(ip, ep)| {
+            ep.entries.keys().map(move |k| {
+                let key = k.to_bpf(*ip);
+                (key.prefix_len, policy_bytes(&key.data()))
+            })
+        })
+        .collect();
+    let ipcache = state
+        .ipcache
+        .keys()
+        .map(|net| {
+            (
+                u32::from(net.prefix_len()),
+                u32::from_ne_bytes(net.network().octets()),
+            )
+        })
+        .collect();
+    (policy, ipcache)
+}
+
+impl PolicyController {
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<EndpointRegistry>,
+        node_name: String,
+        engine: Engine,
+        maps: KernelPolicyMaps,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            node_name,
+            inner: Mutex::new(Applied {
+                engine,
+                maps,
+                state: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Applied> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Recompiles and writes the difference. Blocking (map syscalls).
+    pub fn sync(&self) -> anyhow::Result<()> {
+        let endpoints: Vec<LocalEndpoint> = self.registry.list().iter().map(Into::into).collect();
+        let inputs = PolicyInputs::from_store(&self.store, &self.node_name, endpoints);
+        let mut inner = self.lock();
+        let out = inner.engine.compile(&inputs);
+        for (policy, reasons) in &out.rejected {
+            tracing::error!(
+                ?policy,
+                reasons = reasons.join("; "),
+                "policy rejected, not applied"
+            );
+        }
+        for error in &out.errors {
+            tracing::warn!("policy: {error}");
+        }
+        let first = inner.state.is_none();
+        let old = inner.state.take().unwrap_or_default();
+        let ops = diff(&old, &out.state);
+        if let Err(e) = apply(&ops, &mut inner.maps) {
+            // Unknown map content now: the next sync starts from scratch.
+            return Err(e);
+        }
+        if first {
+            let (policy, ipcache) = keep_sets(&out.state);
+            let pruned = inner.maps.prune(&policy, &ipcache)?;
+            if pruned > 0 {
+                tracing::info!(
+                    pruned,
+                    "removed stale policy entries left by an earlier agent"
+                );
+            }
+        }
+        tracing::debug!(ops = ops.len(), "policy synced");
+        inner.state = Some(out.state);
+        Ok(())
+    }
+
+    /// Sync on the blocking pool, logging failures.
+    pub async fn sync_async(self: &Arc<Self>) {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("cannot apply policy: {e:#}"),
+            Err(e) => tracing::error!("policy sync task failed: {e}"),
+        }
+    }
+
+    /// The rule table entry for a rule id (attribution).
+    pub fn rule(&self, id: u32) -> Option<crate::policy::RuleRef> {
+        self.lock().state.as_ref()?.rules.get(&id).cloned()
+    }
+}
+
+fn relevant(object: &Object) -> bool {
+    !matches!(object, Object::Service(_) | Object::EndpointSlice(_))
+}
+
+/// Follows the store until it is dropped.
+pub async fn follow(controller: Arc<PolicyController>, store: Arc<Store>) {
+    loop {
+        let mut subscription = store.subscribe();
+        controller.sync_async().await;
+        loop {
+            match subscription.events.recv().await {
+                Ok(event) if relevant(event.object()) => {
+                    tokio::time::sleep(COALESCE).await;
+                    while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+                        subscription.events.try_recv()
+                    {}
+                    controller.sync_async().await;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+}

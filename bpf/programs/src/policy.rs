@@ -1,0 +1,121 @@
+//! Network policy on new flows: the identities of both ends, two LPM
+//! lookups per direction (the peer's identity, then any identity), deny
+//! before allow, default deny where the endpoint enforces policy.
+//! Established flows and replies are let through by conntrack instead.
+
+use aya_ebpf::{btf_maps::lpm_trie::Key, programs::TcContext};
+use sluice_bpf_common::{
+    endpoint::EndpointKey,
+    metrics::{DropReason, Verdict},
+    policy::{
+        ANY_IDENTITY, DIRECTION_EGRESS, DIRECTION_INGRESS, ENDPOINT_F_ENFORCE_EGRESS,
+        ENDPOINT_F_ENFORCE_INGRESS, POLICY_PREFIX_FULL_BITS, PolicyData, PolicyVerdict,
+    },
+};
+
+use crate::{
+    maps::{ENDPOINTS, IPCACHE, POLICY},
+    metrics,
+    packet::Flow,
+};
+
+/// The reserved identity of anything no map knows.
+const WORLD: u32 = 2;
+
+/// Security identity of `addr` (network order): a local endpoint's, else
+/// the ipcache's longest match, else world.
+#[inline(always)]
+pub fn identity_of(addr: u32) -> u32 {
+    if let Some(ep) = unsafe { ENDPOINTS.get(EndpointKey { ipv4: addr }) } {
+        return ep.identity;
+    }
+    IPCACHE
+        .get(&Key::new(32, addr))
+        .map_or(WORLD, |e| e.identity)
+}
+
+/// The matching entry's (verdict, audit), or (0, 0) when none matches.
+/// Plain integers rather than `Option`s keep the verifier happy: LLVM may
+/// otherwise read an `Option`'s undefined payload bytes.
+#[inline(always)]
+fn lookup(endpoint: u32, identity: u32, direction: u8, flow: &Flow) -> (u8, u8) {
+    let key = Key::new(
+        POLICY_PREFIX_FULL_BITS,
+        PolicyData {
+            endpoint,
+            identity_be: identity.to_be(),
+            direction,
+            proto: flow.tuple.proto,
+            dport_be: flow.tuple.dport,
+        },
+    );
+    match POLICY.get(&key) {
+        Some(e) => (e.verdict, e.audit),
+        None => (0, 0),
+    }
+}
+
+/// The policy of local endpoint `endpoint` for a new flow with a peer of
+/// `remote_identity` in `direction`.
+#[inline(always)]
+fn check(
+    ctx: &TcContext,
+    endpoint: u32,
+    remote_identity: u32,
+    direction: u8,
+    flow: &Flow,
+) -> Result<(), DropReason> {
+    let Some(ep) = (unsafe { ENDPOINTS.get(EndpointKey { ipv4: endpoint }) }) else {
+        return Ok(());
+    };
+    let enforce = if direction == DIRECTION_INGRESS {
+        ENDPOINT_F_ENFORCE_INGRESS
+    } else {
+        ENDPOINT_F_ENFORCE_EGRESS
+    };
+    let flags = ep.flags;
+    let (exact, exact_audit) = lookup(endpoint, remote_identity, direction, flow);
+    let (any, any_audit) = lookup(endpoint, ANY_IDENTITY, direction, flow);
+    let deny = PolicyVerdict::Deny as u8;
+    let allow = PolicyVerdict::Allow as u8;
+    if (exact == deny && exact_audit == 0) || (any == deny && any_audit == 0) {
+        return Err(DropReason::PolicyDenied);
+    }
+    if exact == allow || any == allow {
+        return Ok(());
+    }
+    if exact == deny || any == deny {
+        // Only audited denies matched: report, let through.
+        metrics::verdict(ctx, Verdict::PolicyAudit);
+        return Ok(());
+    }
+    if flags & enforce != 0 {
+        return Err(DropReason::PolicyDefaultDeny);
+    }
+    Ok(())
+}
+
+/// Egress policy of the source pod `source` (its own address, before any
+/// hairpin translation) for a new flow.
+#[inline(always)]
+pub fn egress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<(), DropReason> {
+    check(
+        ctx,
+        source,
+        identity_of(flow.tuple.daddr),
+        DIRECTION_EGRESS,
+        flow,
+    )
+}
+
+/// Ingress policy of the local destination of a new flow from `source`.
+#[inline(always)]
+pub fn ingress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<(), DropReason> {
+    check(
+        ctx,
+        flow.tuple.daddr,
+        identity_of(source),
+        DIRECTION_INGRESS,
+        flow,
+    )
+}
