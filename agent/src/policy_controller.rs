@@ -36,7 +36,12 @@ pub struct PolicyController {
     inner: Mutex<Applied>,
 }
 
-fn keep_sets(state: &DesiredState) -> (BTreeSet<(u32, [u8; 12])>, BTreeSet<(u32, u32)>) {
+/// Policy keys as (prefix length, data bytes); ipcache keys as (prefix
+/// length, address).
+type PolicyKeySet = BTreeSet<(u32, [u8; 12])>;
+type IpcacheKeySet = BTreeSet<(u32, u32)>;
+
+fn keep_sets(state: &DesiredState) -> (PolicyKeySet, IpcacheKeySet) {
     let policy = state
         .endpoints
         .iter()
@@ -103,10 +108,9 @@ impl PolicyController {
         let first = inner.state.is_none();
         let old = inner.state.take().unwrap_or_default();
         let ops = diff(&old, &out.state);
-        if let Err(e) = apply(&ops, &mut inner.maps) {
-            // Unknown map content now: the next sync starts from scratch.
-            return Err(e);
-        }
+        // On failure the state stays unknown (`None`): the next sync
+        // starts from scratch and prunes.
+        apply(&ops, &mut inner.maps)?;
         if first {
             let (policy, ipcache) = keep_sets(&out.state);
             let pruned = inner.maps.prune(&policy, &ipcache)?;

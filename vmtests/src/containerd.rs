@@ -187,8 +187,9 @@ pub struct Containerd {
     child: Option<Child>,
     runtime: tokio::runtime::Runtime,
     client: Option<CriClient<Channel>>,
-    /// Pod netns paths seen, to clean up after a failure.
+    /// Pod netns paths and sandbox ids seen, to clean up after a failure.
     netns_seen: Vec<PathBuf>,
+    sandboxes_seen: Vec<String>,
     /// The pods' parent cgroup (cgroupfs path), unique to this containerd:
     /// the default (`/k8s.io`) would be shared with other tests and left
     /// behind.
@@ -227,7 +228,7 @@ impl Containerd {
                 "type": "sluice-cni",
                 "agentSocket": node.setup.socket(),
                 "logFile": d.join("sluice-cni.log"),
-                "logLevel": "debug",
+                "logLevel": "info",
             }],
         });
         fs::write(
@@ -303,6 +304,7 @@ disabled_plugins = [
             runtime,
             client: None,
             netns_seen: Vec::new(),
+            sandboxes_seen: Vec::new(),
             cgroup_parent: format!("/slt-ctrd-{}", crate::unique_suffix()),
         };
         this.wait_for_socket();
@@ -481,6 +483,7 @@ disabled_plugins = [
             Ok(r) => r.into_inner().pod_sandbox_id,
             Err(e) => self.fail(&format!("RunPodSandbox {namespace}/{name}: {e}")),
         };
+        self.sandboxes_seen.push(id.clone());
         let sandbox = self.sandbox_status(&id);
         self.netns_seen.push(sandbox.netns.clone());
         sandbox
@@ -620,7 +623,20 @@ disabled_plugins = [
                 let _ = fs::remove_file(netns);
             }
         }
-        // 5. The pods' cgroups in every hierarchy (runc removes the pods'
+        // 5. What lives outside our dir: libcni's cached results of pods
+        //    that never got their DEL, the shims' sockets.
+        for id in &self.sandboxes_seen {
+            let marker = format!("-{id}-");
+            for entry in fs::read_dir(CNI_RESULTS).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().contains(&marker) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+            let _ = fs::remove_file(shim_socket(&self.socket(), id));
+        }
+        let _ = fs::remove_dir(SHIM_SOCKET_DIR);
+        let _ = fs::remove_dir(Path::new(SHIM_SOCKET_DIR).parent().expect("a parent"));
+        // 6. The pods' cgroups in every hierarchy (runc removes the pods'
         //    own; their parent is ours).
         remove_cgroups(&self.cgroup_parent);
     }
@@ -645,6 +661,22 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Where libcni (inside containerd) caches each attachment's result.
+const CNI_RESULTS: &str = "/var/lib/cni/results";
+/// containerd 1.6 puts shim sockets here whatever its `state` dir.
+const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+
+/// The socket of the shim of sandbox `id`: containerd 1.6 names it
+/// sha256("<containerd address>/<namespace>/<id>").
+pub fn shim_socket(address: &Path, id: &str) -> PathBuf {
+    let key = address.join("k8s.io").join(id);
+    let hex: String = Sha256::digest(key.as_os_str().as_encoded_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Path::new(SHIM_SOCKET_DIR).join(hex)
 }
 
 /// `/sys/fs/cgroup/<hierarchy>/<parent>` for every hierarchy that has it.

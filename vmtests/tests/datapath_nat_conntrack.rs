@@ -367,7 +367,10 @@ fn replies_on_connections_opened_towards_a_pod_are_not_masqueraded() {
     let mut bench = Bench::new();
     let other_node = Ipv4Addr::new(172, 31, 0, 2);
     // Another node opens a connection to the pod (tracked on delivery)...
-    let syn = bench.run(PROG_FROM_UPLINK, &flow(other_node, POD).tcp_syn(50000, 8080));
+    let syn = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(other_node, POD).tcp_syn(50000, 8080),
+    );
     assert_eq!(syn.action, TC_ACT_REDIRECT);
     // ...so the pod's reply leaves with the pod's own address.
     let reply = flow(POD, other_node).tcp(8080, 50000, TcpFlags::SynAck);
