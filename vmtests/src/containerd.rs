@@ -6,8 +6,8 @@
 //!   `busybox` from Debian `busybox-static`, as an OCI layout tar.
 //! - [`Containerd`]: `containerd` started in a node's network namespace with
 //!   `nsenter --net` (not `ip netns exec`, which hides the cgroup mounts runc
-//!   needs), every path in a private temp dir, a conflist pointing
-//!   `sluice-cni` at that node's agent. Dropping it removes every sandbox,
+//!   needs), every path in a private temp dir, `sluice-cni` and a conflist
+//!   pointing it at that node's agent installed by `scripts/install-cni.sh`. Dropping it removes every sandbox,
 //!   stops containerd, kills what it left running and unmounts what it left
 //!   mounted, also when the test panics.
 //! - [`in_netns`] and [`EchoServer`]: sockets created inside pod namespaces,
@@ -190,6 +190,8 @@ pub struct Containerd {
     /// Pod netns paths and sandbox ids seen, to clean up after a failure.
     netns_seen: Vec<PathBuf>,
     sandboxes_seen: Vec<String>,
+    /// Each sandbox's config: CreateContainer needs it again.
+    sandbox_configs: HashMap<String, cri::PodSandboxConfig>,
     /// The pods' parent cgroup (cgroupfs path), unique to this containerd:
     /// the default (`/k8s.io`) would be shared with other tests and left
     /// behind.
@@ -208,34 +210,37 @@ impl Containerd {
         let d = dir.path();
         let bin_dir = d.join("cni-bin");
         let conf_dir = d.join("cni-conf");
-        fs::create_dir_all(&bin_dir).expect("bin dir");
-        fs::create_dir_all(&conf_dir).expect("conf dir");
-        symlink(
-            workspace_binary("sluice-cni", "SLUICE_CNI_BIN"),
-            bin_dir.join("sluice-cni"),
-        )
-        .expect("link sluice-cni");
+        // The plugin and its conflist come from the installer `make
+        // install-cni` runs, so this test also proves its output works with
+        // containerd 1.6; `loopback` (which containerd runs for every pod)
+        // comes from Debian's plugins.
+        let installer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-cni.sh");
+        run(
+            "bash",
+            &[
+                &installer.display().to_string(),
+                "--binary",
+                &workspace_binary("sluice-cni", "SLUICE_CNI_BIN")
+                    .display()
+                    .to_string(),
+                "--bin-dir",
+                &bin_dir.display().to_string(),
+                "--conf-dir",
+                &conf_dir.display().to_string(),
+                "--mode",
+                "standalone",
+                "--agent-socket",
+                &node.setup.socket().display().to_string(),
+                "--log-file",
+                &d.join("sluice-cni.log").display().to_string(),
+            ],
+        );
         let loopback = Path::new("/usr/lib/cni/loopback");
         assert!(
             loopback.exists(),
             "/usr/lib/cni/loopback is missing: install Debian `containernetworking-plugins`"
         );
         symlink(loopback, bin_dir.join("loopback")).expect("link loopback");
-        let conflist = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "sluice",
-            "plugins": [{
-                "type": "sluice-cni",
-                "agentSocket": node.setup.socket(),
-                "logFile": d.join("sluice-cni.log"),
-                "logLevel": "info",
-            }],
-        });
-        fs::write(
-            conf_dir.join("10-sluice.conflist"),
-            serde_json::to_string_pretty(&conflist).expect("conflist"),
-        )
-        .expect("write conflist");
         let socket = d.join("containerd.sock");
         let config = format!(
             r#"version = 2
@@ -305,6 +310,7 @@ disabled_plugins = [
             client: None,
             netns_seen: Vec::new(),
             sandboxes_seen: Vec::new(),
+            sandbox_configs: HashMap::new(),
             cgroup_parent: format!("/slt-ctrd-{}", crate::unique_suffix()),
         };
         this.wait_for_socket();
@@ -476,7 +482,7 @@ disabled_plugins = [
         };
         let (rt, client) = self.client();
         let response = rt.block_on(client.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config),
+            config: Some(config.clone()),
             runtime_handler: String::new(),
         }));
         let id = match response {
@@ -484,6 +490,7 @@ disabled_plugins = [
             Err(e) => self.fail(&format!("RunPodSandbox {namespace}/{name}: {e}")),
         };
         self.sandboxes_seen.push(id.clone());
+        self.sandbox_configs.insert(id.clone(), config);
         let sandbox = self.sandbox_status(&id);
         self.netns_seen.push(sandbox.netns.clone());
         sandbox
@@ -530,6 +537,76 @@ disabled_plugins = [
             ip,
             netns: PathBuf::from(netns),
         }
+    }
+
+    /// Runs `command` as an app container (the pause image's busybox) in
+    /// `sandbox` until it exits; returns its exit code and its output.
+    pub fn run_container(
+        &mut self,
+        sandbox: &Sandbox,
+        name: &str,
+        command: &[&str],
+    ) -> (i32, String) {
+        let sandbox_config = self.sandbox_configs[&sandbox.id].clone();
+        let log_path = format!("{name}.log");
+        let config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.to_owned(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: PAUSE_IMAGE.to_owned(),
+                ..Default::default()
+            }),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            log_path: log_path.clone(),
+            ..Default::default()
+        };
+        let (rt, client) = self.client();
+        let created = rt.block_on(client.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config.clone()),
+        }));
+        let id = match created {
+            Ok(r) => r.into_inner().container_id,
+            Err(e) => self.fail(&format!("CreateContainer {name}: {e}")),
+        };
+        let (rt, client) = self.client();
+        if let Err(e) = rt.block_on(client.start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })) {
+            self.fail(&format!("StartContainer {name}: {e}"));
+        }
+        let deadline = Instant::now() + CRI_TIMEOUT;
+        let exit_code = loop {
+            let (rt, client) = self.client();
+            let status = rt
+                .block_on(client.container_status(cri::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                }))
+                .ok()
+                .and_then(|r| r.into_inner().status);
+            if let Some(status) = status
+                && status.state == cri::ContainerState::ContainerExited as i32
+            {
+                break status.exit_code;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("container {name} still running after 60 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // CRI log format: "<time> <stream> <P|F> <text>" per line.
+        let log_file = Path::new(&sandbox_config.log_directory).join(log_path);
+        let output = fs::read_to_string(&log_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3))
+            .collect::<Vec<_>>()
+            .join("\n");
+        (exit_code, output)
     }
 
     pub fn stop_pod_sandbox(&mut self, id: &str) {

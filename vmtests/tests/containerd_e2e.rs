@@ -171,6 +171,30 @@ fn containerd_pods_get_addresses_talk_across_nodes_and_are_cleaned_up() {
             pod.ip
         );
     }
+
+    // A real app container (busybox from the sandbox image, its own mount,
+    // PID and cgroup, the pod's network) talks to a pod on the other node
+    // and to the internet.
+    let b1_server = EchoServer::start(&b1.netns, b1.ip, 8080);
+    let script = format!(
+        "echo hi | nc -w 3 {} 8080 && echo hi | nc -w 3 {INTERNET_IP} 8080",
+        b1.ip
+    );
+    let (code, output) = runtimes[0].run_container(&a1, "client", &["/bin/sh", "-c", &script]);
+    drop(b1_server);
+    assert_eq!(code, 0, "the client container failed:\n{output}");
+    let seen: Vec<&str> = output.lines().map(|l| l.trim()).collect();
+    assert_eq!(seen.len(), 2, "{output}");
+    assert!(
+        seen[0].starts_with(&format!("{}:", a1.ip)),
+        "b1 saw {}",
+        seen[0]
+    );
+    assert!(
+        seen[1].starts_with(&format!("{}:", cluster.nodes[0].ip)),
+        "the internet saw {} (want node-1's address)",
+        seen[1]
+    );
     drop(internet);
 
     // StopPodSandbox + RemovePodSandbox: containerd runs CNI DEL twice.
