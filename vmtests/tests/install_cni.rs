@@ -266,3 +266,26 @@ fn install_refuses_what_it_cannot_do() {
         );
     }
 }
+
+#[test]
+fn standalone_install_warns_when_another_config_would_win() {
+    require_root();
+    let dirs = dirs();
+    std::fs::create_dir_all(&dirs.conf).expect("conf dir");
+    let other = r#"{"cniVersion":"1.0.0","name":"other","plugins":[{"type":"ptp"}]}"#;
+    std::fs::write(dirs.conf.join("05-other.conflist"), other).unwrap();
+    let out = install_ok(&dirs, &["--mode", "standalone"]);
+    assert!(
+        out.contains("warning: ") && out.contains("05-other.conflist sorts before"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dirs.conf.join("05-other.conflist")).unwrap(),
+        other,
+        "standalone mode never edits another network's config"
+    );
+    assert_eq!(
+        conf_files(&dirs),
+        ["05-other.conflist", "10-sluice.conflist"]
+    );
+}
