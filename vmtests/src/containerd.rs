@@ -172,6 +172,15 @@ fn put_blob(blobs: &Path, data: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
+/// The CNI network containerd is given.
+pub enum CniNetwork {
+    /// `sluice-cni` alone (`install-cni.sh --mode standalone`).
+    Standalone,
+    /// This existing conflist of Debian plugins (from `/usr/lib/cni`), with
+    /// `sluice-cni` appended by `install-cni.sh --mode chained`.
+    ChainedAfter(serde_json::Value),
+}
+
 /// What CRI says about a running sandbox.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
@@ -202,7 +211,14 @@ impl Containerd {
     /// Starts containerd in `node`'s namespace with `sluice-cni` (standalone,
     /// talking to that node's agent) as its CNI network, imports `image`, and
     /// waits until CRI reports the runtime and the network ready.
+    ///
+    /// Drop it before the cluster: its teardown needs the node's agent.
     pub fn start(node: &ClusterNode, image: &PauseImage) -> Self {
+        Self::start_with(node, image, CniNetwork::Standalone)
+    }
+
+    /// [`Containerd::start`] with the CNI network `network`.
+    pub fn start_with(node: &ClusterNode, image: &PauseImage, network: CniNetwork) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("slt-ctrd-")
             .tempdir()
@@ -214,6 +230,26 @@ impl Containerd {
         // install-cni` runs, so this test also proves its output works with
         // containerd 1.6; `loopback` (which containerd runs for every pod)
         // comes from Debian's plugins.
+        let mode = match &network {
+            CniNetwork::Standalone => "standalone",
+            CniNetwork::ChainedAfter(base) => {
+                fs::create_dir_all(&bin_dir).expect("bin dir");
+                fs::create_dir_all(&conf_dir).expect("conf dir");
+                fs::write(conf_dir.join("05-base.conflist"), base.to_string())
+                    .expect("base conflist");
+                let plugins = base["plugins"].as_array().expect("a conflist");
+                let types = plugins
+                    .iter()
+                    .flat_map(|p| [p["type"].as_str(), p["ipam"]["type"].as_str()])
+                    .flatten();
+                for plugin in types {
+                    let path = Path::new("/usr/lib/cni").join(plugin);
+                    assert!(path.exists(), "{} is missing", path.display());
+                    let _ = symlink(&path, bin_dir.join(plugin));
+                }
+                "chained"
+            }
+        };
         let installer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-cni.sh");
         run(
             "bash",
@@ -228,7 +264,7 @@ impl Containerd {
                 "--conf-dir",
                 &conf_dir.display().to_string(),
                 "--mode",
-                "standalone",
+                mode,
                 "--agent-socket",
                 &node.setup.socket().display().to_string(),
                 "--log-file",

@@ -3,7 +3,9 @@
 //! kubelet creates them. They get addresses from their node's pod CIDR,
 //! reach each other over TCP and UDP across nodes, reach the "internet"
 //! through masquerade, and StopPodSandbox + RemovePodSandbox (containerd's
-//! two CNI DELs) leave no veth, endpoint, map entry or lease behind.
+//! two CNI DELs) leave no veth, endpoint, map entry or lease behind. Also
+//! chained: `sluice-cni` appended to a bridge + host-local conflist by
+//! `install-cni.sh --mode chained` gets its prevResult from containerd.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddrV4},
@@ -14,7 +16,9 @@ use sluice_agent::datapath::maps::EndpointMap;
 use sluice_vmtests::{
     api::Api,
     cluster::{Cluster, INTERNET_IP},
-    containerd::{Containerd, EchoServer, PauseImage, Sandbox, ping_ok, tcp_probe, udp_probe},
+    containerd::{
+        CniNetwork, Containerd, EchoServer, PauseImage, Sandbox, ping_ok, tcp_probe, udp_probe,
+    },
     require_root,
 };
 
@@ -266,4 +270,105 @@ fn containerd_pods_get_addresses_talk_across_nodes_and_are_cleaned_up() {
         }
     }
     eprintln!("total {:?}", started.elapsed());
+}
+
+#[test]
+fn containerd_runs_sluice_chained_after_bridge_and_host_local() {
+    require_root();
+    let cluster = Cluster::new(1);
+    let image = PauseImage::build();
+    let ipam = tempfile::tempdir().expect("host-local data dir");
+    // host-local hands out addresses of the node's pod CIDR from a range
+    // Sluice's own IPAM is not asked for in chained mode.
+    let base = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "pods",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": "cni0",
+            "isGateway": true,
+            "isDefaultGateway": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{
+                    "subnet": cluster.nodes[0].pod_cidr,
+                    "rangeStart": "10.244.1.200",
+                    "rangeEnd": "10.244.1.250",
+                }]],
+                "dataDir": ipam.path(),
+            },
+        }],
+    });
+    let mut runtime =
+        Containerd::start_with(&cluster.nodes[0], &image, CniNetwork::ChainedAfter(base));
+    let pod = runtime.run_pod_sandbox("shop", "cart-1", "uid-cart-1");
+    let last_octet = pod.ip.octets()[3];
+    assert!(
+        pod.ip.to_string().starts_with("10.244.1.") && (200..=250).contains(&last_octet),
+        "{} is not from host-local's range",
+        pod.ip
+    );
+
+    // sluice-cni registered the bridge's veth and host-local's address.
+    let endpoints = Api::connect(&cluster.socket(0)).list_endpoints();
+    assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+    let endpoint = &endpoints[0];
+    assert_eq!(endpoint.ipv4, pod.ip.to_string());
+    assert_eq!(
+        (endpoint.pod_namespace.as_str(), endpoint.pod_name.as_str()),
+        ("shop", "cart-1")
+    );
+    let node = &cluster.nodes[0].ns;
+    let bridge_ports = node.ip(&["-o", "link", "show", "master", "cni0"]);
+    assert!(
+        bridge_ports.contains(&format!(" {}@", endpoint.host_interface)),
+        "the endpoint's host interface {} is not the bridge's veth:\n{bridge_ports}",
+        endpoint.host_interface
+    );
+    let host_if = endpoint.host_interface.clone();
+    let sluice_leases =
+        std::fs::read_to_string(cluster.nodes[0].setup.state.path().join("ipam.json"))
+            .unwrap_or_default();
+    assert!(
+        !sluice_leases.contains(&pod.ip.to_string()),
+        "chained mode must not use Sluice's IPAM: {sluice_leases}"
+    );
+    let lease_file = ipam.path().join("pods").join(pod.ip.to_string());
+    assert!(
+        lease_file.exists(),
+        "host-local's lease {}",
+        lease_file.display()
+    );
+
+    // The bridge's pod reaches the internet through Sluice's masquerade.
+    assert!(
+        ping_ok(&pod.netns, INTERNET_IP),
+        "ping {} -> internet",
+        pod.ip
+    );
+    let internet = EchoServer::start(&cluster.internet.path(), INTERNET_IP, 8080);
+    let seen = tcp_probe(&pod.netns, SocketAddrV4::new(INTERNET_IP, 8080))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seen.ip(), IpAddr::V4(cluster.nodes[0].ip), "masqueraded");
+    drop(internet);
+
+    runtime.stop_pod_sandbox(&pod.id);
+    runtime.remove_pod_sandbox(&pod.id);
+    assert!(Api::connect(&cluster.socket(0)).list_endpoints().is_empty());
+    let map = EndpointMap::open(&cluster.pin_dir(0)).expect("endpoint map");
+    assert!(
+        map.get(pod.ip).is_none(),
+        "{} left in the endpoint map",
+        pod.ip
+    );
+    assert!(!lease_file.exists(), "host-local's lease left behind");
+    let links = node.ip(&["-o", "link", "show"]);
+    assert!(!links.contains(&host_if), "veth {host_if} left behind");
+    let log = runtime.cni_log();
+    assert!(!log.contains("ERROR"), "sluice-cni reported errors:\n{log}");
+    let dels = log
+        .lines()
+        .filter(|l| l.contains("command=\"DEL\"") && l.contains("endpoint deleted"))
+        .count();
+    assert_eq!(dels, 2, "containerd's two DELs:\n{log}");
 }
