@@ -7,6 +7,7 @@
 //! - [`agent`]: the real `sluice-agent` binary as a child process.
 //! - [`api`]: a blocking client of its gRPC API.
 //! - [`containerd`]: a real containerd per node, driven over CRI.
+//! - [`netpol`]: the Kubernetes NetworkPolicy conformance corpus, parsed.
 //!
 //! Every test starts with [`require_root`]: these tests never skip silently.
 
@@ -15,6 +16,7 @@ pub mod api;
 pub mod cluster;
 pub mod containerd;
 pub mod netns;
+pub mod netpol;
 pub mod packet;
 pub mod test_run;
 pub mod topology;

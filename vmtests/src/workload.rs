@@ -95,3 +95,44 @@ pub fn udp_name(ip: Ipv4Addr, port: u16, timeout: Duration) -> Option<String> {
     let n = socket.recv(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf[..n]).trim().to_owned())
 }
+
+/// Starts `sluice mesh serve` in `ns` answering `name` on several TCP and
+/// UDP ports; returns once every TCP port listens.
+pub fn serve_ports(ns: &NetNs, name: &str, tcp: &[u16], udp: &[u16]) -> Server {
+    let mut cmd = ns.command(
+        workspace_binary("sluice", "SLUICE_BIN")
+            .to_str()
+            .expect("utf-8 path"),
+    );
+    cmd.args(["mesh", "serve", "--reply", name]);
+    for port in tcp {
+        cmd.args(["--tcp", &port.to_string()]);
+    }
+    for port in udp {
+        cmd.args(["--udp", &port.to_string()]);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the workload server");
+    let server = Server(child);
+    let listening = |port: &u16| {
+        !ns.exec("ss", &["-Hltn", &format!("sport = :{port}")])
+            .trim()
+            .is_empty()
+    };
+    for _ in 0..100 {
+        if tcp.iter().all(listening) {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the workload server in {} did not listen", ns.name());
+}
+
+/// Whether a TCP connection to `ip:port` is established within `timeout`
+/// (what `agnhost connect` checks).
+pub fn tcp_connects(ip: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from((ip, port)), timeout).is_ok()
+}
