@@ -51,6 +51,7 @@ pub struct PauseImage {
 impl PauseImage {
     /// Compiles `fixtures/pause.c` statically and packs it with busybox.
     pub fn build() -> Self {
+        require_programs(&[("gcc", "build-essential"), ("tar", "tar")]);
         let dir = tempfile::Builder::new()
             .prefix("slt-pause-")
             .tempdir()
@@ -162,6 +163,22 @@ impl PauseImage {
     }
 }
 
+/// Panics naming the Debian package of each `(program, package)` not on
+/// `PATH`.
+fn require_programs(programs: &[(&str, &str)]) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<String> = programs
+        .iter()
+        .filter(|(program, _)| !std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+        .map(|(program, package)| format!("{program} (Debian `{package}`)"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the containerd tests need {}: `make setup` installs them",
+        missing.join(", ")
+    );
+}
+
 /// Writes a content-addressed blob; returns its `sha256:<hex>` digest.
 fn put_blob(blobs: &Path, data: &[u8]) -> String {
     let hex: String = Sha256::digest(data)
@@ -219,6 +236,12 @@ impl Containerd {
 
     /// [`Containerd::start`] with the CNI network `network`.
     pub fn start_with(node: &ClusterNode, image: &PauseImage, network: CniNetwork) -> Self {
+        require_programs(&[
+            ("containerd", "containerd"),
+            ("ctr", "containerd"),
+            ("runc", "runc"),
+            ("jq", "jq"),
+        ]);
         let dir = tempfile::Builder::new()
             .prefix("slt-ctrd-")
             .tempdir()

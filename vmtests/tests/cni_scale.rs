@@ -1,8 +1,8 @@
 //! 50 pods created concurrently through the real `sluice-cni` on two nodes
 //! with real agents: unique addresses, a full TCP mesh (every pod connects
-//! to every other, on both nodes), pings, then 50 concurrent deletes (DEL
-//! twice each, as containerd does) that leak no address, veth, endpoint or
-//! endpoint-map entry.
+//! to every other, on both nodes), UDP and pings to neighbours, then 50
+//! concurrent deletes (DEL twice each, as containerd does) that leak no
+//! address, veth, endpoint or endpoint-map entry.
 
 use std::{
     collections::HashSet,
@@ -16,7 +16,7 @@ use sluice_agent::datapath::maps::EndpointMap;
 use sluice_vmtests::{
     api::Api,
     cluster::{Cluster, CniPod},
-    containerd::{EchoServer, in_netns, ping_ok},
+    containerd::{EchoServer, in_netns, ping_ok, udp_probe},
     netns::NetNs,
     require_root, unique_suffix,
 };
@@ -177,7 +177,38 @@ fn fifty_concurrent_pods_get_unique_addresses_reach_each_other_and_leave_nothing
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
+    // UDP: every pod to the next pod (on the other node) and the one after
+    // (on its own node).
+    let udp_failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..PODS)
+            .map(|i| {
+                let pods = &cluster.pods;
+                scope.spawn(move || {
+                    let from = &pods[i];
+                    [1, 2]
+                        .iter()
+                        .map(|d| &pods[(i + d) % PODS])
+                        .filter_map(|to| {
+                            let target = SocketAddrV4::new(to.ip, PORT);
+                            match udp_probe(&from.ns.path(), target) {
+                                Ok(seen) if seen.ip() == IpAddr::V4(from.ip) => None,
+                                Ok(seen) => {
+                                    Some(format!("UDP {} -> {target}: server saw {seen}", from.ip))
+                                }
+                                Err(e) => Some(format!("UDP {} -> {target}: {e}", from.ip)),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     drop(servers);
+    assert!(udp_failures.is_empty(), "{}", udp_failures.join("\n"));
     assert!(
         failures.is_empty(),
         "{} of {} TCP connections failed:\n{}",
@@ -185,7 +216,12 @@ fn fifty_concurrent_pods_get_unique_addresses_reach_each_other_and_leave_nothing
         PODS * (PODS - 1),
         failures.join("\n")
     );
-    eprintln!("{} TCP connections in {:?}", PODS * (PODS - 1), t.elapsed());
+    eprintln!(
+        "{} TCP connections and {} UDP probes in {:?}",
+        PODS * (PODS - 1),
+        PODS * 2,
+        t.elapsed()
+    );
 
     // Pings: every pod to the next four (two on its node, two on the other).
     let t = Instant::now();
