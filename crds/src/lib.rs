@@ -3,6 +3,7 @@
 //! a `crdgen` binary) and the validation the schema cannot express.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod condition;
 pub mod object;
 pub mod policy;
@@ -12,6 +13,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use crate::{
+    cluster::{
+        SluiceEndpoint, SluiceEndpointSpec, SluiceIdentity, SluiceIdentitySpec, SluiceNode,
+        SluiceNodeSpec, cluster_crds,
+    },
     condition::{VALID_CONDITION, valid_condition},
     object::{SluiceClusterwideNetworkPolicy, SluiceNetworkPolicy},
     policy::{
@@ -22,12 +27,19 @@ pub use crate::{
     validate::{Validate, validate},
 };
 
-/// Every CRD this crate defines, in a stable order (for `crdgen`).
+/// The policy CRDs, in a stable order. `crdgen` prints these followed by
+/// [`cluster_crds`] (see [`every_crd`]).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     vec![
         SluiceNetworkPolicy::crd(),
         SluiceClusterwideNetworkPolicy::crd(),
     ]
+}
+
+/// Every CRD this crate defines: the policy CRDs, then the cluster-state
+/// CRDs (`SluiceNode`, `SluiceIdentity`, `SluiceEndpoint`), in a stable order.
+pub fn every_crd() -> Vec<CustomResourceDefinition> {
+    all_crds().into_iter().chain(cluster_crds()).collect()
 }
 
 #[cfg(test)]
