@@ -19,12 +19,16 @@ use tonic::{Request, Response, Status};
 use crate::{
     datapath::maps::read_counters,
     endpoints::{Endpoint, EndpointError, EndpointRegistry, NewEndpoint},
+    flows::{buffer::FlowBuffer, filter, reader::identity_labels},
+    identity::IdentityAllocator,
     identity::IdentityError,
+    inspect,
     ipam::{Ipam, IpamError, Owner},
     labels::security_labels,
     node_net::NodeNet,
     policy_controller::PolicyController,
     store::Store,
+    trace,
 };
 
 /// The gateway every pod routes through: a link-local address that the
@@ -40,6 +44,8 @@ pub struct AgentService {
     pub store: Arc<Store>,
     pub node_net: Arc<NodeNet>,
     pub ready: Arc<AtomicBool>,
+    pub flows: Arc<FlowBuffer>,
+    pub identities: Arc<IdentityAllocator>,
 }
 
 fn owner_of(attachment: Option<&pb::Attachment>) -> Result<Owner, Status> {
@@ -116,7 +122,47 @@ pub fn to_proto(e: &Endpoint) -> pb::Endpoint {
     }
 }
 
+fn internal(e: anyhow::Error) -> Status {
+    Status::internal(format!("{e:#}"))
+}
+
 impl AgentService {
+    fn labels(&self) -> impl Fn(u32) -> Vec<String> + '_ {
+        |id| identity_labels(&self.identities, id)
+    }
+
+    fn rule_name(&self, id: u32) -> Option<(String, String)> {
+        self.policy.rule(id).map(|r| {
+            (
+                r.policy.to_string(),
+                format!("{:?}[{}]", r.section, r.index),
+            )
+        })
+    }
+
+    /// An endpoint given as "namespace/name" (this node's, or any pod the
+    /// store knows) or as an IPv4 address.
+    fn resolve(&self, what: &str) -> Result<Ipv4Addr, Status> {
+        if let Ok(ip) = what.parse() {
+            return Ok(ip);
+        }
+        let (namespace, name) = what.split_once('/').ok_or_else(|| {
+            Status::invalid_argument(format!("{what:?}: give namespace/name or an IPv4 address"))
+        })?;
+        if let Some(e) = self
+            .registry
+            .list()
+            .into_iter()
+            .find(|e| e.pod_namespace == namespace && e.pod_name == name)
+        {
+            return Ok(e.ipv4);
+        }
+        self.store
+            .get::<k8s_openapi::api::core::v1::Pod>(Some(namespace), name)
+            .and_then(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok())
+            .ok_or_else(|| Status::not_found(format!("no pod {what} with an address")))
+    }
+
     fn ensure_ready(&self) -> Result<(), Status> {
         if self.ready.load(Ordering::Acquire) {
             Ok(())
@@ -128,8 +174,172 @@ impl AgentService {
     }
 }
 
+type FlowStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Flow, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Agent for AgentService {
+    type ObserveFlowsStream = FlowStream;
+
+    async fn observe_flows(
+        &self,
+        request: Request<pb::ObserveFlowsRequest>,
+    ) -> Result<Response<Self::ObserveFlowsStream>, Status> {
+        let request = request.into_inner();
+        let (buffered, mut live) = self.flows.snapshot_and_follow();
+        let mut past: Vec<pb::Flow> = buffered
+            .into_iter()
+            .filter(|f| filter::matches(&request, f))
+            .collect();
+        if request.last > 0 && past.len() > request.last as usize {
+            past.drain(..past.len() - request.last as usize);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            for flow in past {
+                if tx.send(Ok(flow)).await.is_err() {
+                    return;
+                }
+            }
+            if !request.follow {
+                return;
+            }
+            loop {
+                match live.recv().await {
+                    Ok(flow) if filter::matches(&request, &flow) => {
+                        if tx.send(Ok(flow)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "a flow follower fell behind");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn list_services(
+        &self,
+        _: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        inspect::services(&self.pin_dir)
+            .map(Response::new)
+            .map_err(internal)
+    }
+
+    async fn list_conntrack(
+        &self,
+        _: Request<pb::ListConntrackRequest>,
+    ) -> Result<Response<pb::ListConntrackResponse>, Status> {
+        inspect::conntrack_entries(&self.pin_dir)
+            .map(Response::new)
+            .map_err(internal)
+    }
+
+    async fn flush_conntrack(
+        &self,
+        _: Request<pb::FlushConntrackRequest>,
+    ) -> Result<Response<pb::FlushConntrackResponse>, Status> {
+        let removed = inspect::flush_conntrack(&self.pin_dir).map_err(internal)?;
+        tracing::info!(removed, "conntrack flushed");
+        Ok(Response::new(pb::FlushConntrackResponse { removed }))
+    }
+
+    async fn list_nat(
+        &self,
+        _: Request<pb::ListNatRequest>,
+    ) -> Result<Response<pb::ListNatResponse>, Status> {
+        inspect::nat_bindings(&self.pin_dir)
+            .map(Response::new)
+            .map_err(internal)
+    }
+
+    async fn get_endpoint_policy(
+        &self,
+        request: Request<pb::GetEndpointPolicyRequest>,
+    ) -> Result<Response<pb::GetEndpointPolicyResponse>, Status> {
+        let ip = self.resolve(&request.get_ref().endpoint)?;
+        inspect::endpoint_policy(&self.pin_dir, ip, self.labels(), |id| self.rule_name(id))
+            .map(Response::new)
+            .map_err(|e| Status::not_found(format!("{e:#}")))
+    }
+
+    async fn list_ipcache(
+        &self,
+        _: Request<pb::ListIpcacheRequest>,
+    ) -> Result<Response<pb::ListIpcacheResponse>, Status> {
+        inspect::ipcache(&self.pin_dir, self.labels())
+            .map(Response::new)
+            .map_err(internal)
+    }
+
+    async fn list_identities(
+        &self,
+        _: Request<pb::ListIdentitiesRequest>,
+    ) -> Result<Response<pb::ListIdentitiesResponse>, Status> {
+        let identities = self
+            .identities
+            .identities()
+            .into_iter()
+            .map(|(id, labels)| pb::IdentityView {
+                identity: id.get(),
+                labels: labels.iter().map(str::to_owned).collect(),
+                references: self.identities.refs(id).unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(pb::ListIdentitiesResponse { identities }))
+    }
+
+    async fn trace_policy(
+        &self,
+        request: Request<pb::TracePolicyRequest>,
+    ) -> Result<Response<pb::TracePolicyResponse>, Status> {
+        let r = request.into_inner();
+        let (from, to) = (self.resolve(&r.from)?, self.resolve(&r.to)?);
+        let proto = match r.protocol.to_ascii_uppercase().as_str() {
+            "" | "TCP" => sluice_bpf_common::conntrack::PROTO_TCP,
+            "UDP" => sluice_bpf_common::conntrack::PROTO_UDP,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "protocol {other:?}: TCP or UDP"
+                )));
+            }
+        };
+        let port = u16::try_from(r.port)
+            .map_err(|_| Status::invalid_argument(format!("port {} is not a port", r.port)))?;
+        let traced = trace::trace(&self.pin_dir, from, to, proto, port).map_err(internal)?;
+        let step = |direction: &str, endpoint: Ipv4Addr, v: trace::StepVerdict| {
+            let (policy, rule) = self.rule_name(v.rule()).unwrap_or_default();
+            pb::TraceStep {
+                direction: direction.to_owned(),
+                endpoint: endpoint.to_string(),
+                verdict: v.name().to_owned(),
+                policy,
+                rule,
+            }
+        };
+        Ok(Response::new(pb::TracePolicyResponse {
+            verdict: if traced.allowed() {
+                "ALLOWED"
+            } else {
+                "DENIED"
+            }
+            .to_owned(),
+            steps: vec![
+                step("EGRESS", from, traced.egress),
+                step("INGRESS", to, traced.ingress),
+            ],
+            source_identity: traced.source_identity,
+            destination_identity: traced.destination_identity,
+        }))
+    }
+
     async fn status(
         &self,
         _: Request<pb::StatusRequest>,

@@ -31,6 +31,11 @@ use crate::{
         Datapath, lb_maps::KernelLbMaps, ops::KernelDatapath, policy_maps::KernelPolicyMaps,
     },
     endpoints::EndpointRegistry,
+    flows::{
+        self,
+        buffer::{DEFAULT_FLOW_BUFFER, FlowBuffer},
+        reader::AgentNames,
+    },
     identity::IdentityAllocator,
     ipam::Ipam,
     labels, metrics,
@@ -203,10 +208,25 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         store.clone(),
         registry.clone(),
         config.node_name.clone(),
-        Engine::new(identities),
+        Engine::new(identities.clone()),
         KernelPolicyMaps::open(&pin_dir, kernel)?,
     ));
     tokio::spawn(policy_controller::follow(policy.clone(), store.clone()));
+    let flows = Arc::new(FlowBuffer::new(DEFAULT_FLOW_BUFFER));
+    {
+        let names = AgentNames {
+            registry: registry.clone(),
+            store: store.clone(),
+            identities: identities.clone(),
+            policy: policy.clone(),
+        };
+        let (pin_dir, node, flows) = (pin_dir.clone(), config.node_name.clone(), flows.clone());
+        tokio::spawn(async move {
+            if let Err(e) = flows::reader::run(&pin_dir, node, names, flows).await {
+                tracing::error!("flow events stopped: {e:#}");
+            }
+        });
+    }
     tokio::spawn(labels::follow_label_changes(
         store.clone(),
         registry.clone(),
@@ -245,6 +265,8 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         store,
         node_net,
         ready: ready.clone(),
+        flows,
+        identities,
     };
     let listener = bind_api_socket(&config.api_socket)?;
     let api = tokio::spawn(

@@ -8,9 +8,14 @@ use aya::maps::{HashMap, MapData, PerCpuArray};
 use sluice_bpf_common::{
     conntrack::{CtEntry, CtKey},
     endpoint::{EndpointInfo, EndpointKey},
+    lb::{Backend, RevNat, ServiceKey, ServiceValue},
     metrics::{DropReason, MetricValue, Verdict},
     nat::NatEntry,
-    pin::{CT_MAP, ENDPOINTS_MAP, METRICS_MAP, SNAT_MAP, SNAT_REV_MAP},
+    pin::{
+        CT_MAP, ENDPOINTS_MAP, IPCACHE_MAP, LB_BACKENDS_MAP, LB_REVNAT_MAP, LB_SERVICES_MAP,
+        METRICS_MAP, POLICY_MAP, SNAT_MAP, SNAT_REV_MAP,
+    },
+    policy::{IpcacheEntry, PolicyData, PolicyEntry},
 };
 
 fn open_pinned(pin_dir: &Path, name: &str) -> anyhow::Result<MapData> {
@@ -157,4 +162,92 @@ pub fn read_counters(pin_dir: &Path) -> anyhow::Result<Counters> {
             .map(|r| Ok((*r, sum(r.slot())?)))
             .collect::<anyhow::Result<_>>()?,
     })
+}
+
+/// Every entry of a pinned hash map, for inspection.
+fn dump_hash<K: aya::Pod, V: aya::Pod>(pin_dir: &Path, name: &str) -> anyhow::Result<Vec<(K, V)>> {
+    let map: HashMap<MapData, K, V> =
+        HashMap::try_from(aya::maps::Map::HashMap(open_pinned(pin_dir, name)?))?;
+    map.iter()
+        .map(|e| e.with_context(|| format!("iterating {name}")))
+        .collect()
+}
+
+/// The load-balancer maps as they are: frontends and slots, backends,
+/// reverse NAT.
+pub struct LbDumpView {
+    pub services: Vec<(ServiceKey, ServiceValue)>,
+    pub backends: Vec<(u32, Backend)>,
+    pub rev_nat: Vec<(u16, RevNat)>,
+}
+
+pub fn read_lb(pin_dir: &Path) -> anyhow::Result<LbDumpView> {
+    Ok(LbDumpView {
+        services: dump_hash(pin_dir, LB_SERVICES_MAP)?,
+        backends: dump_hash(pin_dir, LB_BACKENDS_MAP)?,
+        rev_nat: dump_hash(pin_dir, LB_REVNAT_MAP)?,
+    })
+}
+
+fn lpm<K: aya::Pod, V: aya::Pod>(
+    pin_dir: &Path,
+    name: &str,
+) -> anyhow::Result<aya::maps::lpm_trie::LpmTrie<MapData, K, V>> {
+    Ok(aya::maps::lpm_trie::LpmTrie::try_from(
+        aya::maps::Map::LpmTrie(open_pinned(pin_dir, name)?),
+    )?)
+}
+
+/// Every policy entry: (prefix length, key data, entry).
+pub fn read_policy(pin_dir: &Path) -> anyhow::Result<Vec<(u32, PolicyData, PolicyEntry)>> {
+    let trie = lpm::<PolicyData, PolicyEntry>(pin_dir, POLICY_MAP)?;
+    trie.iter()
+        .map(|e| {
+            let (k, v) = e.context("iterating POLICY")?;
+            Ok((k.prefix_len(), k.data(), v))
+        })
+        .collect()
+}
+
+/// The entry a full-length lookup finds (longest prefix), as the datapath
+/// would.
+pub fn lookup_policy(pin_dir: &Path, data: PolicyData) -> anyhow::Result<Option<PolicyEntry>> {
+    use sluice_bpf_common::policy::POLICY_PREFIX_FULL_BITS;
+    let trie = lpm::<PolicyData, PolicyEntry>(pin_dir, POLICY_MAP)?;
+    let key = aya::maps::lpm_trie::Key::new(POLICY_PREFIX_FULL_BITS, data);
+    match trie.get(&key, 0) {
+        Ok(v) => Ok(Some(v)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every ipcache entry: (prefix length, address, identity).
+pub fn read_ipcache(pin_dir: &Path) -> anyhow::Result<Vec<(u32, Ipv4Addr, u32)>> {
+    let trie = lpm::<u32, IpcacheEntry>(pin_dir, IPCACHE_MAP)?;
+    trie.iter()
+        .map(|e| {
+            let (k, v) = e.context("iterating IPCACHE")?;
+            Ok((
+                k.prefix_len(),
+                Ipv4Addr::from(k.data().to_ne_bytes()),
+                v.identity,
+            ))
+        })
+        .collect()
+}
+
+/// The identity the datapath gives `ip`: a local endpoint's, else the
+/// ipcache's longest match, else world (2).
+pub fn identity_of(pin_dir: &Path, ip: Ipv4Addr) -> anyhow::Result<u32> {
+    if let Some(ep) = EndpointMap::open(pin_dir)?.get(ip) {
+        return Ok(ep.identity);
+    }
+    let trie = lpm::<u32, IpcacheEntry>(pin_dir, IPCACHE_MAP)?;
+    let key = aya::maps::lpm_trie::Key::new(32, u32::from_ne_bytes(ip.octets()));
+    match trie.get(&key, 0) {
+        Ok(v) => Ok(v.identity),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(2),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod conntrack;
 pub mod endpoint;
+pub mod events;
 pub mod lb;
 pub mod metrics;
 pub mod nat;

@@ -22,10 +22,14 @@ pub enum Verdict {
     ServiceReplyTranslated = 5,
     /// A policy in audit mode would have dropped this new flow; it passed.
     PolicyAudit = 6,
+    /// A flow event could not be sent: the ring buffer was full.
+    EventsLost = 7,
+    /// A drop event was not sent: its source exceeded its rate limit.
+    EventsRateLimited = 8,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 9] = [
         Verdict::Forwarded,
         Verdict::ToStack,
         Verdict::Masqueraded,
@@ -33,6 +37,8 @@ impl Verdict {
         Verdict::ServiceTranslated,
         Verdict::ServiceReplyTranslated,
         Verdict::PolicyAudit,
+        Verdict::EventsLost,
+        Verdict::EventsRateLimited,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -44,6 +50,8 @@ impl Verdict {
             Verdict::ServiceTranslated => "SERVICE_TRANSLATED",
             Verdict::ServiceReplyTranslated => "SERVICE_REPLY_TRANSLATED",
             Verdict::PolicyAudit => "AUDIT",
+            Verdict::EventsLost => "EVENTS_LOST",
+            Verdict::EventsRateLimited => "EVENTS_RATE_LIMITED",
         }
     }
 

@@ -9,7 +9,7 @@
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/sluice";
 
 /// Version of the map layout; the pin directory is `<root>/v<LAYOUT_VERSION>`.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Map names as the programs declare them (bpffs file names under the pin dir).
 pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
@@ -25,9 +25,12 @@ pub const LB_AFFINITY_MAP: &str = "LB_AFFINITY";
 pub const LB_MAGLEV_MAP: &str = "LB_MAGLEV";
 pub const POLICY_MAP: &str = "POLICY";
 pub const IPCACHE_MAP: &str = "IPCACHE";
+pub const EVENTS_MAP: &str = "EVENTS";
+pub const DROP_RATE_MAP: &str = "DROP_RATE";
+pub const POLICY_SCRATCH_MAP: &str = "POLICY_SCRATCH";
 
 /// Every pinned map, for tools that list or remove them.
-pub const ALL_MAPS: [&str; 13] = [
+pub const ALL_MAPS: [&str; 16] = [
     ENDPOINTS_MAP,
     METRICS_MAP,
     CONFIG_MAP,
@@ -41,6 +44,9 @@ pub const ALL_MAPS: [&str; 13] = [
     LB_MAGLEV_MAP,
     POLICY_MAP,
     IPCACHE_MAP,
+    EVENTS_MAP,
+    DROP_RATE_MAP,
+    POLICY_SCRATCH_MAP,
 ];
 
 /// Names of the programs in the object file.

@@ -9,11 +9,11 @@
 //! node's stack, which routes it (masquerade happens on the uplink).
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
-use sluice_bpf_common::metrics::DropReason;
+use sluice_bpf_common::{events::EventKind, metrics::DropReason};
 
 use crate::{
     conntrack::{self, Direction},
-    fib, forward,
+    events, fib, forward,
     maps::CONFIG,
     metrics,
     packet::{parse_flow, parse_ipv4},
@@ -29,6 +29,16 @@ pub fn from_pod(ctx: TcContext) -> i32 {
     }
 }
 
+/// The event kind of a new flow: translated when it went to a service.
+#[inline(always)]
+pub fn flow_kind(rev_nat: u16) -> EventKind {
+    if rev_nat != 0 {
+        EventKind::Translated
+    } else {
+        EventKind::Forwarded
+    }
+}
+
 #[inline(always)]
 fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(ip) = parse_ipv4(ctx)? else {
@@ -41,6 +51,7 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         && let Some(mut flow) = parse_flow(ctx, &ip)?
     {
         let mut translated = (0, 0);
+        let frontend = (flow.tuple.daddr, flow.tuple.dport);
         if let Some(front) = service::frontend(ip.daddr, &flow) {
             match service::translate(ctx, &ip, &mut flow, &front)? {
                 Translation::Translated { flags } => translated = (front.value.rev_nat, flags),
@@ -58,11 +69,15 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 }
             }
             None => {
-                policy::egress(ctx, ip.saddr, &flow)?;
+                let mut rule = policy::egress(ctx, ip.saddr, &flow)?;
                 if forward::is_local_endpoint(daddr) {
-                    policy::ingress(ctx, ip.saddr, &flow)?;
+                    let ingress_rule = policy::ingress(ctx, ip.saddr, &flow)?;
+                    if ingress_rule != 0 {
+                        rule = ingress_rule;
+                    }
                 }
                 conntrack::create(&flow, ctx.len(), translated.0, translated.1);
+                events::new_flow(ctx, flow_kind(translated.0), &flow, frontend, rule);
             }
         }
     }

@@ -13,7 +13,7 @@ use sluice_bpf_common::metrics::{DropReason, Verdict};
 
 use crate::{
     conntrack::{self, Direction},
-    forward,
+    events, forward,
     maps::CONFIG,
     metrics, nat,
     packet::{parse_flow, parse_ipv4},
@@ -40,6 +40,7 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     {
         let node_ip = CONFIG.get(0).map_or(0, |c| c.node_ip);
         let mut translated = (0, 0);
+        let frontend = (flow.tuple.daddr, flow.tuple.dport);
         if node_ip != 0 && ip.daddr == node_ip {
             if let Some(pod) = nat::rev_snat(ctx, &ip, &flow)? {
                 metrics::verdict(ctx, Verdict::Unmasqueraded);
@@ -61,8 +62,10 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                     }
                 }
                 None => {
-                    policy::ingress(ctx, ip.saddr, &flow)?;
+                    let rule = policy::ingress(ctx, ip.saddr, &flow)?;
                     conntrack::create(&flow, ctx.len(), translated.0, translated.1);
+                    let kind = crate::from_pod::flow_kind(translated.0);
+                    events::new_flow(ctx, kind, &flow, frontend, rule);
                 }
             }
         }

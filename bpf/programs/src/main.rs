@@ -11,6 +11,7 @@
 #![no_main]
 
 mod conntrack;
+mod events;
 mod fib;
 mod forward;
 mod from_pod;

@@ -3,13 +3,14 @@
 //! resize them at load time; the sizes here are the defaults.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use sluice_bpf_common::{
     config::NodeConfig,
     conntrack::{CT_MAP_SIZE, CtEntry, CtKey},
     endpoint::{EndpointInfo, EndpointKey, MAX_ENDPOINTS},
+    events::{DROP_RATE_MAP_SIZE, DropRate, EVENTS_RING_SIZE, FlowEvent},
     lb::{
         AffinityKey, AffinityValue, Backend, LB_AFFINITY_MAP_SIZE, LB_BACKENDS_MAP_SIZE,
         LB_REVNAT_MAP_SIZE, LB_SERVICES_MAP_SIZE, MAGLEV_MAX_SERVICES, MAGLEV_TABLE_SIZE, RevNat,
@@ -76,3 +77,17 @@ pub static POLICY: LpmTrie<PolicyData, PolicyEntry, { POLICY_MAP_SIZE as usize }
 /// Address → security identity of whoever holds it (longest prefix).
 #[btf_map]
 pub static IPCACHE: LpmTrie<u32, IpcacheEntry, { IPCACHE_MAP_SIZE as usize }> = LpmTrie::new();
+
+/// Flow events for the agent.
+#[btf_map]
+pub static EVENTS: RingBuf<FlowEvent, { EVENTS_RING_SIZE as usize }> = RingBuf::new();
+
+/// Drop-event rate limiting per source address.
+#[btf_map]
+pub static DROP_RATE: LruHashMap<u32, DropRate, { DROP_RATE_MAP_SIZE as usize }> =
+    LruHashMap::new();
+
+/// The rule of the last policy denial on this CPU, for its drop event
+/// (a packet is handled start to end on one CPU).
+#[btf_map]
+pub static POLICY_SCRATCH: PerCpuArray<u32, 1> = PerCpuArray::new();

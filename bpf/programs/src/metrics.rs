@@ -31,10 +31,12 @@ pub fn verdict(ctx: &TcContext, verdict: Verdict) {
     count(verdict.slot(), ctx.len());
 }
 
-/// Counts the packet under `reason` and returns the tc action that drops it.
+/// Counts the packet under `reason`, reports it, and returns the tc
+/// action that drops it.
 #[inline(always)]
 pub fn drop_packet(ctx: &TcContext, reason: DropReason) -> i32 {
     count(reason.slot(), ctx.len());
+    crate::events::dropped(ctx, reason);
     TC_ACT_SHOT as i32
 }
 

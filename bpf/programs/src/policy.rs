@@ -6,6 +6,7 @@
 use aya_ebpf::{btf_maps::lpm_trie::Key, programs::TcContext};
 use sluice_bpf_common::{
     endpoint::EndpointKey,
+    events::EventKind,
     metrics::{DropReason, Verdict},
     policy::{
         ANY_IDENTITY, DIRECTION_EGRESS, DIRECTION_INGRESS, ENDPOINT_F_ENFORCE_EGRESS,
@@ -14,7 +15,8 @@ use sluice_bpf_common::{
 };
 
 use crate::{
-    maps::{ENDPOINTS, IPCACHE, POLICY},
+    events,
+    maps::{ENDPOINTS, IPCACHE, POLICY, POLICY_SCRATCH},
     metrics,
     packet::Flow,
 };
@@ -34,11 +36,11 @@ pub fn identity_of(addr: u32) -> u32 {
         .map_or(WORLD, |e| e.identity)
 }
 
-/// The matching entry's (verdict, audit), or (0, 0) when none matches.
-/// Plain integers rather than `Option`s keep the verifier happy: LLVM may
-/// otherwise read an `Option`'s undefined payload bytes.
+/// The matching entry's (verdict, audit, rule), or zeros when none
+/// matches. Plain integers rather than `Option`s keep the verifier happy:
+/// LLVM may otherwise read an `Option`'s undefined payload bytes.
 #[inline(always)]
-fn lookup(endpoint: u32, identity: u32, direction: u8, flow: &Flow) -> (u8, u8) {
+fn lookup(endpoint: u32, identity: u32, direction: u8, flow: &Flow) -> (u8, u8, u32) {
     let key = Key::new(
         POLICY_PREFIX_FULL_BITS,
         PolicyData {
@@ -50,13 +52,23 @@ fn lookup(endpoint: u32, identity: u32, direction: u8, flow: &Flow) -> (u8, u8) 
         },
     );
     match POLICY.get(&key) {
-        Some(e) => (e.verdict, e.audit),
-        None => (0, 0),
+        Some(e) => (e.verdict, e.audit, e.rule),
+        None => (0, 0, 0),
     }
 }
 
+/// Remembers the denying rule for the drop event (see `POLICY_SCRATCH`).
+#[inline(always)]
+fn denied(reason: DropReason, rule: u32) -> Result<u32, DropReason> {
+    if let Some(slot) = POLICY_SCRATCH.get_ptr_mut(0) {
+        unsafe { *slot = rule };
+    }
+    Err(reason)
+}
+
 /// The policy of local endpoint `endpoint` for a new flow with a peer of
-/// `remote_identity` in `direction`.
+/// `remote_identity` in `direction`: the allowing rule (0 when no policy
+/// applies), or why it is dropped.
 #[inline(always)]
 fn check(
     ctx: &TcContext,
@@ -64,9 +76,9 @@ fn check(
     remote_identity: u32,
     direction: u8,
     flow: &Flow,
-) -> Result<(), DropReason> {
+) -> Result<u32, DropReason> {
     let Some(ep) = (unsafe { ENDPOINTS.get(EndpointKey { ipv4: endpoint }) }) else {
-        return Ok(());
+        return Ok(0);
     };
     let enforce = if direction == DIRECTION_INGRESS {
         ENDPOINT_F_ENFORCE_INGRESS
@@ -74,31 +86,39 @@ fn check(
         ENDPOINT_F_ENFORCE_EGRESS
     };
     let flags = ep.flags;
-    let (exact, exact_audit) = lookup(endpoint, remote_identity, direction, flow);
-    let (any, any_audit) = lookup(endpoint, ANY_IDENTITY, direction, flow);
+    let (exact, exact_audit, exact_rule) = lookup(endpoint, remote_identity, direction, flow);
+    let (any, any_audit, any_rule) = lookup(endpoint, ANY_IDENTITY, direction, flow);
     let deny = PolicyVerdict::Deny as u8;
     let allow = PolicyVerdict::Allow as u8;
-    if (exact == deny && exact_audit == 0) || (any == deny && any_audit == 0) {
-        return Err(DropReason::PolicyDenied);
+    if exact == deny && exact_audit == 0 {
+        return denied(DropReason::PolicyDenied, exact_rule);
     }
-    if exact == allow || any == allow {
-        return Ok(());
+    if any == deny && any_audit == 0 {
+        return denied(DropReason::PolicyDenied, any_rule);
+    }
+    if exact == allow {
+        return Ok(exact_rule);
+    }
+    if any == allow {
+        return Ok(any_rule);
     }
     if exact == deny || any == deny {
         // Only audited denies matched: report, let through.
+        let rule = if exact == deny { exact_rule } else { any_rule };
         metrics::verdict(ctx, Verdict::PolicyAudit);
-        return Ok(());
+        events::new_flow(ctx, EventKind::Audit, flow, (0, 0), rule);
+        return Ok(rule);
     }
     if flags & enforce != 0 {
-        return Err(DropReason::PolicyDefaultDeny);
+        return denied(DropReason::PolicyDefaultDeny, 0);
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Egress policy of the source pod `source` (its own address, before any
-/// hairpin translation) for a new flow.
+/// hairpin translation) for a new flow; the allowing rule.
 #[inline(always)]
-pub fn egress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<(), DropReason> {
+pub fn egress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<u32, DropReason> {
     check(
         ctx,
         source,
@@ -108,9 +128,10 @@ pub fn egress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<(), DropReaso
     )
 }
 
-/// Ingress policy of the local destination of a new flow from `source`.
+/// Ingress policy of the local destination of a new flow from `source`;
+/// the allowing rule.
 #[inline(always)]
-pub fn ingress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<(), DropReason> {
+pub fn ingress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<u32, DropReason> {
     check(
         ctx,
         flow.tuple.daddr,

@@ -10,11 +10,11 @@ use std::{
 };
 
 use sluice_api::agent::v1::{
-    AllocateAddressRequest, AllocateAddressResponse, ApiVersion, Attachment, CountersRequest,
-    CountersResponse, CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse,
-    Endpoint, GarbageCollectRequest, GarbageCollectResponse, GetEndpointRequest,
-    ListEndpointsRequest, ListEndpointsResponse, ReleaseAddressRequest, ReleaseAddressResponse,
-    StatusRequest, StatusResponse,
+    self as pb, AllocateAddressRequest, AllocateAddressResponse, ApiVersion, Attachment,
+    CountersRequest, CountersResponse, CreateEndpointRequest, DeleteEndpointRequest,
+    DeleteEndpointResponse, Endpoint, GarbageCollectRequest, GarbageCollectResponse,
+    GetEndpointRequest, ListEndpointsRequest, ListEndpointsResponse, ReleaseAddressRequest,
+    ReleaseAddressResponse, StatusRequest, StatusResponse,
     agent_server::{Agent, AgentServer},
     get_endpoint_request,
 };
@@ -59,6 +59,73 @@ fn key(att: Option<&Attachment>) -> Result<(String, String), Status> {
 
 #[tonic::async_trait]
 impl Agent for Service {
+    // The plugin uses none of the inspection and flow calls.
+    type ObserveFlowsStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Flow, Status>> + Send>>;
+
+    async fn observe_flows(
+        &self,
+        _: Request<pb::ObserveFlowsRequest>,
+    ) -> Result<Response<Self::ObserveFlowsStream>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn list_services(
+        &self,
+        _: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn list_conntrack(
+        &self,
+        _: Request<pb::ListConntrackRequest>,
+    ) -> Result<Response<pb::ListConntrackResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn flush_conntrack(
+        &self,
+        _: Request<pb::FlushConntrackRequest>,
+    ) -> Result<Response<pb::FlushConntrackResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn list_nat(
+        &self,
+        _: Request<pb::ListNatRequest>,
+    ) -> Result<Response<pb::ListNatResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn get_endpoint_policy(
+        &self,
+        _: Request<pb::GetEndpointPolicyRequest>,
+    ) -> Result<Response<pb::GetEndpointPolicyResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn list_ipcache(
+        &self,
+        _: Request<pb::ListIpcacheRequest>,
+    ) -> Result<Response<pb::ListIpcacheResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn list_identities(
+        &self,
+        _: Request<pb::ListIdentitiesRequest>,
+    ) -> Result<Response<pb::ListIdentitiesResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn trace_policy(
+        &self,
+        _: Request<pb::TracePolicyRequest>,
+    ) -> Result<Response<pb::TracePolicyResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let mut s = self.state.lock().unwrap();
         s.calls.push(Call::Status);

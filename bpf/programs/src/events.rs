@@ -1,0 +1,120 @@
+//! Flow events into the `EVENTS` ring buffer: one per new flow, one per
+//! dropped packet (at most `DROP_EVENTS_PER_SECOND` per source address;
+//! the rest, and events that do not fit the ring, are only counted).
+
+use aya_ebpf::{bindings::BPF_ANY, helpers::generated::bpf_ktime_get_ns, programs::TcContext};
+use sluice_bpf_common::{
+    events::{DROP_EVENTS_PER_SECOND, DropRate, EventKind, FlowEvent},
+    metrics::{DropReason, Verdict},
+};
+
+use crate::{
+    maps::{DROP_RATE, EVENTS, POLICY_SCRATCH},
+    metrics,
+    packet::{Flow, parse_flow, parse_ipv4},
+    policy::identity_of,
+};
+
+#[inline(always)]
+fn emit(ctx: &TcContext, event: FlowEvent) {
+    match EVENTS.reserve(0) {
+        Some(mut slot) => {
+            slot.write(event);
+            slot.submit(0);
+        }
+        None => metrics::verdict(ctx, Verdict::EventsLost),
+    }
+}
+
+#[inline(always)]
+fn ifindex(ctx: &TcContext) -> u32 {
+    unsafe { (*ctx.skb.skb).ifindex }
+}
+
+/// A new flow let through (`orig` = the frontend for translated flows).
+#[inline(always)]
+pub fn new_flow(ctx: &TcContext, kind: EventKind, flow: &Flow, orig: (u32, u16), rule: u32) {
+    let t = &flow.tuple;
+    emit(
+        ctx,
+        FlowEvent {
+            time_ns: unsafe { bpf_ktime_get_ns() },
+            saddr: t.saddr,
+            daddr: t.daddr,
+            sport: t.sport,
+            dport: t.dport,
+            proto: t.proto,
+            kind: kind as u8,
+            reason: 0,
+            _pad: 0,
+            src_identity: identity_of(t.saddr),
+            dst_identity: identity_of(t.daddr),
+            rule,
+            orig_daddr: orig.0,
+            orig_dport: orig.1,
+            _pad2: 0,
+            ifindex: ifindex(ctx),
+            _pad3: 0,
+        },
+    );
+}
+
+/// Whether `saddr` may send one more drop event this second.
+#[inline(always)]
+fn drop_allowed(saddr: u32, now: u64) -> bool {
+    if let Some(rate) = DROP_RATE.get_ptr_mut(saddr) {
+        let rate = unsafe { &mut *rate };
+        if now.saturating_sub(rate.window_start_ns) >= 1_000_000_000 {
+            rate.window_start_ns = now;
+            rate.count = 1;
+            return true;
+        }
+        rate.count += 1;
+        return rate.count <= DROP_EVENTS_PER_SECOND;
+    }
+    let fresh = DropRate {
+        window_start_ns: now,
+        count: 1,
+        _pad: 0,
+    };
+    let _ = DROP_RATE.insert(saddr, fresh, BPF_ANY as u64);
+    true
+}
+
+/// A dropped packet: re-reads the headers it can (drops are rare, so the
+/// happy path carries no extra state for them).
+#[inline(always)]
+pub fn dropped(ctx: &TcContext, reason: DropReason) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut event = FlowEvent {
+        time_ns: now,
+        kind: EventKind::Dropped as u8,
+        reason: reason as u8,
+        ifindex: ifindex(ctx),
+        ..FlowEvent::default()
+    };
+    if let Ok(Some(ip)) = parse_ipv4(ctx) {
+        event.saddr = ip.saddr;
+        event.daddr = ip.daddr;
+        event.proto = ip.proto;
+        if !ip.is_fragment
+            && let Ok(Some(flow)) = parse_flow(ctx, &ip)
+        {
+            event.sport = flow.tuple.sport;
+            event.dport = flow.tuple.dport;
+        }
+    }
+    if !drop_allowed(event.saddr, now) {
+        metrics::verdict(ctx, Verdict::EventsRateLimited);
+        return;
+    }
+    if matches!(
+        reason,
+        DropReason::PolicyDenied | DropReason::PolicyDefaultDeny
+    ) {
+        event.rule = POLICY_SCRATCH.get(0).copied().unwrap_or(0);
+    }
+    event.src_identity = identity_of(event.saddr);
+    event.dst_identity = identity_of(event.daddr);
+    emit(ctx, event);
+}
