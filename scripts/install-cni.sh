@@ -97,6 +97,7 @@ write_atomically() {
     cat >"$tmp"
     if [ -f "$target" ] && cmp -s "$tmp" "$target"; then
         rm -f "$tmp"
+        chmod "$mode" "$target"
         echo unchanged
         return
     fi
