@@ -23,6 +23,8 @@ pub struct Exchange {
     /// Exact JSON body, or `None` for a bodiless request.
     pub body: Option<Value>,
     pub content_type: Option<&'static str>,
+    /// For bodies with a value only known at run time (a timestamp).
+    pub check: Option<fn(&Value)>,
     pub status: StatusCode,
     pub reply: Value,
 }
@@ -34,6 +36,7 @@ impl Exchange {
             uri: uri.to_owned(),
             body: None,
             content_type: None,
+            check: None,
             status: StatusCode::OK,
             reply: json!({}),
         }
@@ -41,6 +44,11 @@ impl Exchange {
 
     pub fn body(mut self, body: Value) -> Self {
         self.body = Some(body);
+        self
+    }
+
+    pub fn check(mut self, check: fn(&Value)) -> Self {
+        self.check = Some(check);
         self
     }
 
@@ -83,13 +91,18 @@ pub async fn serve(mut handle: MockHandle, exchanges: Vec<Exchange>) -> MockHand
             .collect_bytes()
             .await
             .expect("request body");
-        match exchange.body {
-            Some(expected) => {
+        match (exchange.body, exchange.check) {
+            (_, Some(check)) => {
+                let actual: Value = serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e})"));
+                check(&actual);
+            }
+            (Some(expected), None) => {
                 let actual: Value = serde_json::from_slice(&bytes)
                     .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e})"));
                 assert_eq!(actual, expected, "{what}: body");
             }
-            None => assert!(bytes.is_empty(), "{what}: unexpected body"),
+            (None, None) => assert!(bytes.is_empty(), "{what}: unexpected body"),
         }
         let response = Response::builder()
             .status(exchange.status)
