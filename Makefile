@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: setup build lint fmt unit vmtests test demo bench clean-test-leftovers
+.PHONY: setup build lint fmt unit vmtests test demo bench install-cni
 
 ## setup: install what the build and the tests need (idempotent)
 setup:
@@ -48,3 +48,12 @@ demo: setup
 ## bench: benchmarks, written to BENCHMARKS.md
 bench: setup
 	scripts/bench.sh
+
+## install-cni: install sluice-cni and a conflist for it (cniVersion 1.0.0 for containerd 1.6)
+CNI_BIN_DIR ?= /opt/cni/bin
+CNI_CONF_DIR ?= /etc/cni/net.d
+CNI_MODE ?= standalone
+AGENT_SOCKET ?= /run/sluice/agent.sock
+install-cni: setup
+	$(CARGO) build --release -p sluice-cni
+	scripts/install-cni.sh --binary target/release/sluice-cni --bin-dir $(CNI_BIN_DIR) --conf-dir $(CNI_CONF_DIR) --mode $(CNI_MODE) --agent-socket $(AGENT_SOCKET)
