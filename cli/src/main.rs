@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod analyze;
+mod inspect;
 mod mesh;
 
 #[derive(Parser)]
@@ -28,6 +29,8 @@ enum Command {
     Analyze(Box<analyze::AnalyzeArgs>),
     /// A local multi-node mesh on this machine (root): up, apply, probe, test, down.
     Mesh(mesh::MeshArgs),
+    #[command(flatten)]
+    Inspect(inspect::InspectCommand),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +42,6 @@ fn main() -> ExitCode {
         }
         Command::Analyze(args) => analyze::run(*args),
         Command::Mesh(args) => mesh::run(args),
+        Command::Inspect(command) => inspect::run(command),
     }
 }

@@ -1,0 +1,189 @@
+//! Which agent to talk to (`--socket`, `--node`, `--mesh`) and a blocking
+//! client of its API: the commands are one request each, so a
+//! current-thread runtime per invocation is all they need.
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+use sluice_api::{DEFAULT_AGENT_SOCKET, agent::v1::agent_client::AgentClient};
+use tonic::{Response, Status, transport::Channel};
+
+/// The mesh `--node` looks in when no `--mesh` is given (as `sluice mesh`).
+const DEFAULT_MESH: &str = "default";
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The agent's API socket.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_AGENT_SOCKET",
+        default_value = DEFAULT_AGENT_SOCKET,
+        value_name = "PATH"
+    )]
+    pub socket: PathBuf,
+    /// Talk to this node's agent in the local mesh (`sluice mesh up`), e.g.
+    /// `node-2`; takes precedence over --socket.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub node: Option<String>,
+    /// The local mesh --node looks in (`sluice mesh --name`).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_MESH_NAME",
+        default_value = DEFAULT_MESH,
+        value_name = "NAME"
+    )]
+    pub mesh: String,
+}
+
+impl AgentArgs {
+    /// The socket these flags name.
+    pub fn socket_path(&self) -> Result<PathBuf> {
+        match &self.node {
+            Some(node) => mesh_node_socket(&self.mesh, node),
+            None => Ok(self.socket.clone()),
+        }
+    }
+}
+
+/// The part of the local mesh's `state.json` that says where each node's
+/// agent listens (written by `sluice mesh up`, see `mesh/state.rs`).
+#[derive(Deserialize)]
+struct MeshState {
+    nodes: Vec<MeshNode>,
+}
+
+#[derive(Deserialize)]
+struct MeshNode {
+    name: String,
+    api_socket: PathBuf,
+}
+
+/// Where mesh `mesh` keeps its state: `/run/sluice-mesh` for the default
+/// mesh, `/run/sluice-mesh-<name>` otherwise (as `mesh/layout.rs` says).
+fn mesh_state_file(mesh: &str) -> Result<PathBuf> {
+    let valid = !mesh.is_empty()
+        && mesh
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !valid {
+        bail!("invalid mesh name {mesh:?}: lowercase letters and digits");
+    }
+    let dir = if mesh == DEFAULT_MESH {
+        PathBuf::from("/run/sluice-mesh")
+    } else {
+        PathBuf::from(format!("/run/sluice-mesh-{mesh}"))
+    };
+    Ok(dir.join("state.json"))
+}
+
+fn mesh_node_socket(mesh: &str, node: &str) -> Result<PathBuf> {
+    let file = mesh_state_file(mesh)?;
+    let bytes = match std::fs::read(&file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(
+                "no local mesh {mesh:?} is up ({} does not exist): start one with \
+                 `sluice mesh up`, or give --socket",
+                file.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let state: MeshState = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a mesh state file", file.display()))?;
+    if let Some(found) = state.nodes.iter().find(|n| n.name == node) {
+        return Ok(found.api_socket.clone());
+    }
+    let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+    bail!(
+        "mesh {mesh:?} has no node {node:?}; its nodes: {}",
+        names.join(", ")
+    )
+}
+
+/// A connected agent.
+pub struct Agent {
+    runtime: tokio::runtime::Runtime,
+    api: AgentClient<Channel>,
+}
+
+impl Agent {
+    pub fn connect(args: &AgentArgs) -> Result<Self> {
+        let socket = args.socket_path()?;
+        Self::connect_to(&socket)
+    }
+
+    pub fn connect_to(socket: &Path) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let api = runtime
+            .block_on(sluice_api::connect_unix(socket))
+            .map_err(|e| {
+                let cause = std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| e.to_string());
+                anyhow::anyhow!(
+                    "cannot reach the agent at {}: {cause} (is sluice-agent running? \
+                     pick another agent with --socket, SLUICE_AGENT_SOCKET or --node)",
+                    socket.display()
+                )
+            })?;
+        Ok(Self { runtime, api })
+    }
+
+    /// Makes one unary call; `rpc` gets its own handle on the connection.
+    pub fn call<T, Fut>(&self, rpc: impl FnOnce(AgentClient<Channel>) -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.runtime
+            .block_on(rpc(self.api.clone()))
+            .map(Response::into_inner)
+            .map_err(status_error)
+    }
+
+    /// Runs `work` (e.g. reading a stream) to completion on this client's runtime.
+    pub fn block_on<T>(&self, work: impl FnOnce(AgentClient<Channel>) -> T) -> T::Output
+    where
+        T: Future,
+    {
+        self.runtime.block_on(work(self.api.clone()))
+    }
+}
+
+/// An error the agent answered with, as a sentence: the gRPC code names
+/// the kind of failure, the message says which field or object.
+pub fn status_error(status: Status) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the agent answered {:?}: {}",
+        status.code(),
+        status.message()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mesh_state_files_follow_the_mesh_layout() {
+        assert_eq!(
+            mesh_state_file("default").unwrap(),
+            PathBuf::from("/run/sluice-mesh/state.json")
+        );
+        assert_eq!(
+            mesh_state_file("t1").unwrap(),
+            PathBuf::from("/run/sluice-mesh-t1/state.json")
+        );
+        assert!(mesh_state_file("../etc").is_err());
+    }
+}
