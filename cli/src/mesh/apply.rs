@@ -57,6 +57,11 @@ pub fn apply(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<ApplyReport> {
         };
         report.lines.push(format!("{} {verb}{note}", manifest.key));
     }
+    for missing in super::converge::wait_for_services(mesh)? {
+        report.lines.push(format!(
+            "warning: agent not serving yet after 15 s: {missing}"
+        ));
+    }
     Ok(report)
 }
 

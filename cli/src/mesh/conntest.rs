@@ -10,7 +10,7 @@ use super::{
     context::Mesh,
     get::print_table,
     layout::{INFRA_SERVER_PORT, OUTSIDE_ADDRESS, netns_path},
-    manifests::{Manifest, get_at, labels_of},
+    manifests::{Manifest, get_at, labels_of, str_at},
     netns,
     pods::{PortSpec, Protocol},
     probe::{Outcome, probe},
@@ -28,8 +28,33 @@ pub struct Check {
     pub to: String,
     pub ip: Ipv4Addr,
     pub port: PortSpec,
-    /// What the server must answer with.
-    pub expect_reply: String,
+    /// What must happen.
+    pub expect: Expect,
+}
+
+/// The outcome a check requires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// Connected, answered by one of these (pod or node names).
+    OneOf(Vec<String>),
+    /// No answer: a policy drops it.
+    Blocked,
+}
+
+impl Expect {
+    fn reply(name: &str) -> Self {
+        Expect::OneOf(vec![name.to_owned()])
+    }
+
+    fn met_by(&self, result: Outcome, reply: &str) -> bool {
+        match self {
+            Expect::OneOf(names) => {
+                result == Outcome::Connected && names.iter().any(|n| n == reply)
+            }
+            Expect::Blocked => result == Outcome::Timeout,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,7 +135,7 @@ pub fn plan(mesh: &Mesh) -> Result<Vec<Check>> {
                     to: dst.key(),
                     ip: dst.ip,
                     port,
-                    expect_reply: dst.name.clone(),
+                    expect: Expect::reply(&dst.name),
                 });
             }
         }
@@ -132,7 +157,7 @@ pub fn plan(mesh: &Mesh) -> Result<Vec<Check>> {
                     port: INFRA_SERVER_PORT,
                     protocol: Protocol::Tcp,
                 },
-                expect_reply: node.name.clone(),
+                expect: Expect::reply(&node.name),
             });
         }
         for protocol in [Protocol::Tcp, Protocol::Udp] {
@@ -146,11 +171,164 @@ pub fn plan(mesh: &Mesh) -> Result<Vec<Check>> {
                     port: INFRA_SERVER_PORT,
                     protocol,
                 },
-                expect_reply: "internet".to_owned(),
+                expect: Expect::reply("internet"),
             });
         }
     }
+    checks.extend(service_checks(mesh, &pods, &open)?);
+    checks.extend(policy_checks(mesh, &pods, &policies));
     Ok(checks)
+}
+
+fn labels_of_pod(mesh: &Mesh, pod: &PodState) -> std::collections::BTreeMap<String, String> {
+    mesh.objects
+        .rendered(&super::manifests::ObjectKey {
+            kind: "Pod".into(),
+            namespace: Some(pod.namespace.clone()),
+            name: pod.name.clone(),
+        })
+        .map(|v| labels_of(&v))
+        .unwrap_or_default()
+}
+
+/// Whether equality-based `selector` (a YAML mapping) selects `labels`.
+fn selects(
+    selector: Option<&serde_yaml::Value>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let Some(serde_yaml::Value::Mapping(selector)) = selector else {
+        return false;
+    };
+    selector.iter().all(|(k, v)| {
+        k.as_str()
+            .and_then(|k| labels.get(k))
+            .is_some_and(|l| Some(l.as_str()) == v.as_str())
+    })
+}
+
+/// Pod → ClusterIP for up to three services whose backends no policy
+/// isolates: answered by one of the backends.
+fn service_checks(
+    mesh: &Mesh,
+    pods: &[&PodState],
+    open: &dyn Fn(&PodState) -> bool,
+) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    for service in mesh
+        .objects
+        .all()?
+        .into_iter()
+        .filter(|m| m.key.kind == "Service")
+    {
+        if checks.len() == 3 {
+            break;
+        }
+        let value = &service.value;
+        let Some(ip) = str_at(value, &["spec", "clusterIP"]).and_then(|ip| ip.parse().ok()) else {
+            continue;
+        };
+        let Some(port) = get_at(value, &["spec", "ports"])
+            .and_then(|p| p.get(0))
+            .and_then(|p| p.get("port"))
+            .and_then(serde_yaml::Value::as_u64)
+        else {
+            continue;
+        };
+        let namespace = service.key.namespace.clone().unwrap_or_default();
+        let backends: Vec<&&PodState> = pods
+            .iter()
+            .filter(|p| p.namespace == namespace)
+            .filter(|p| {
+                selects(
+                    get_at(value, &["spec", "selector"]),
+                    &labels_of_pod(mesh, p),
+                )
+            })
+            .collect();
+        if backends.is_empty() || backends.iter().any(|b| !open(b)) {
+            continue;
+        }
+        let Some(src) = pods
+            .iter()
+            .find(|p| !backends.iter().any(|b| b.key() == p.key()))
+            .or(pods.first())
+        else {
+            continue;
+        };
+        checks.push(Check {
+            name: format!("pod→service {namespace}/{} (tcp)", service.key.name),
+            from: src.key(),
+            netns: src.netns.clone(),
+            to: format!("svc/{namespace}/{}", service.key.name),
+            ip,
+            port: PortSpec {
+                port: port as u16,
+                protocol: Protocol::Tcp,
+            },
+            expect: Expect::OneOf(backends.iter().map(|b| b.name.clone()).collect()),
+        });
+    }
+    Ok(checks)
+}
+
+/// For each NetworkPolicy whose first ingress rule names a pod selector:
+/// a peer it allows connects, a peer it does not is blocked.
+fn policy_checks(mesh: &Mesh, pods: &[&PodState], policies: &[Manifest]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for policy in policies.iter().filter(|p| p.key.kind == "NetworkPolicy") {
+        let value = &policy.value;
+        let namespace = policy.key.namespace.clone().unwrap_or_default();
+        let rule = get_at(value, &["spec", "ingress"]).and_then(|r| r.get(0));
+        let from = rule
+            .and_then(|r| r.get("from"))
+            .and_then(|f| f.get(0))
+            .and_then(|f| f.get("podSelector"))
+            .and_then(|s| s.get("matchLabels"));
+        let port = rule
+            .and_then(|r| r.get("ports"))
+            .and_then(|p| p.get(0))
+            .and_then(|p| p.get("port"))
+            .and_then(serde_yaml::Value::as_u64);
+        let (Some(from), Some(port)) = (from, port) else {
+            continue;
+        };
+        let in_ns: Vec<&&PodState> = pods.iter().filter(|p| p.namespace == namespace).collect();
+        let target = get_at(value, &["spec", "podSelector", "matchLabels"]);
+        let Some(dst) = in_ns
+            .iter()
+            .find(|p| selects(target, &labels_of_pod(mesh, p)))
+        else {
+            continue;
+        };
+        let allowed = in_ns
+            .iter()
+            .find(|p| p.key() != dst.key() && selects(Some(from), &labels_of_pod(mesh, p)));
+        let other = in_ns.iter().find(|p| {
+            let labels = labels_of_pod(mesh, p);
+            p.key() != dst.key() && !selects(Some(from), &labels) && !selects(target, &labels)
+        });
+        let port = PortSpec {
+            port: port as u16,
+            protocol: Protocol::Tcp,
+        };
+        for (src, label, expect) in [
+            (allowed, "allowed peer", Expect::reply(&dst.name)),
+            (other, "other peer", Expect::Blocked),
+        ] {
+            if let Some(src) = src {
+                checks.push(Check {
+                    name: format!("policy {namespace}/{}: {label}", policy.key.name),
+                    from: src.key(),
+                    netns: src.netns.clone(),
+                    to: dst.key(),
+                    ip: dst.ip,
+                    port,
+                    expect,
+                });
+            }
+        }
+    }
+    checks
 }
 
 pub fn run_checks(checks: Vec<Check>, timeout: Duration) -> Result<Vec<CheckResult>> {
@@ -158,7 +336,7 @@ pub fn run_checks(checks: Vec<Check>, timeout: Duration) -> Result<Vec<CheckResu
     for check in checks {
         let (ip, port) = (check.ip, check.port);
         let outcome = netns::run_in(&netns_path(&check.netns), move || probe(ip, port, timeout))?;
-        let passed = outcome.result == Outcome::Connected && outcome.reply == check.expect_reply;
+        let passed = check.expect.met_by(outcome.result, &outcome.reply);
         results.push(CheckResult {
             check,
             result: outcome.result,

@@ -12,6 +12,7 @@ mod binaries;
 mod cni;
 mod conntest;
 mod context;
+mod converge;
 mod down;
 mod get;
 mod journal;
