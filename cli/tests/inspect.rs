@@ -94,7 +94,20 @@ impl Sluice {
             "`sluice {}` printed nothing",
             args.join(" ")
         );
-        (table, self.json(args))
+        let yaml_text = self.ok(&[args, &["-o", "yaml"]].concat());
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&yaml_text).unwrap_or_else(|e| {
+            panic!(
+                "`sluice {} -o yaml` is not YAML ({e}): {yaml_text}",
+                args.join(" ")
+            )
+        });
+        let json = self.json(args);
+        assert_eq!(
+            (yaml.is_sequence(), yaml.is_mapping()),
+            (json.is_array(), json.is_object()),
+            "YAML and JSON disagree: {yaml_text}"
+        );
+        (table, json)
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -410,6 +423,22 @@ fn every_inspection_command_shows_what_the_running_agent_holds() {
     assert_ne!(live["time_ns"], drop["time_ns"]);
     follower.kill().unwrap();
     follower.wait().unwrap();
+    // The live table: a header, then a row per flow as it comes.
+    let mut follower = sluice
+        .command(&["observe", "--follow", "--reason", "POLICY_DENIED"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start observe --follow");
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let header = lines.next().unwrap().unwrap();
+    assert!(
+        header.starts_with("TIME") && header.contains("VERDICT"),
+        "{header}"
+    );
+    let row = lines.next().unwrap().unwrap();
+    assert!(row.contains("DROPPED") && row.contains(RULE), "{row}");
+    follower.kill().unwrap();
+    follower.wait().unwrap();
 
     // bpf ct list: the pod-to-pod flow and the service flow.
     let (table, conntrack) = sluice.table_and_json(&["bpf", "ct", "list"]);
@@ -580,4 +609,48 @@ fn without_an_agent_commands_fail_with_a_hint_and_trace_exits_2() {
         "policy", "trace", "--from", "a/b", "--to", "c/d", "--port", "80",
     ]);
     assert_eq!(trace.status.code(), Some(2));
+}
+
+/// `--help` works for every command and says enough to use it.
+#[test]
+fn every_command_has_help() {
+    let leaves: &[&[&str]] = &[
+        &["status"],
+        &["endpoint", "list"],
+        &["endpoint", "get"],
+        &["identity", "list"],
+        &["bpf", "lb", "list"],
+        &["bpf", "ct", "list"],
+        &["bpf", "ct", "flush"],
+        &["bpf", "nat", "list"],
+        &["bpf", "policy", "get"],
+        &["bpf", "ipcache", "list"],
+        &["bpf", "metrics"],
+        &["observe"],
+        &["policy", "trace"],
+    ];
+    for command in leaves {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(*command)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        let name = command.join(" ");
+        assert!(output.status.success(), "sluice {name} --help failed");
+        for expected in ["Usage:", "Example", "--socket", "--node", "--output"] {
+            assert!(
+                help.contains(expected),
+                "`sluice {name} --help` lacks {expected:?}:\n{help}"
+            );
+        }
+    }
+    for group in ["endpoint", "identity", "bpf", "bpf ct", "policy"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(group.split(' '))
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "sluice {group} --help failed");
+    }
 }

@@ -30,6 +30,7 @@ pub use self::{
 #[derive(Subcommand, Debug)]
 pub enum InspectCommand {
     /// Show the local agent's state: node, pod CIDR, readiness, endpoints.
+    #[command(long_about = status::LONG_ABOUT)]
     Status(StatusArgs),
     /// List or show the endpoints (pod interfaces) of the local agent.
     Endpoint(EndpointArgs),
@@ -39,6 +40,7 @@ pub enum InspectCommand {
     /// policy, ipcache, counters.
     Bpf(BpfArgs),
     /// Show flow events (verdicts, drop reasons, deciding rules).
+    #[command(long_about = observe::LONG_ABOUT)]
     Observe(ObserveArgs),
     /// Policy tools: `trace` evaluates the datapath's policy maps for a flow.
     Policy(PolicyArgs),

@@ -13,8 +13,9 @@ use super::{
     output::{Format, OutputArgs, Row, emit, non_empty},
 };
 
-#[derive(Args, Debug)]
-#[command(long_about = "Show flow events: new flows with their verdict \
+/// `--help` text (set on the subcommand: a variant's doc comment would
+/// replace one set here).
+pub const LONG_ABOUT: &str = "Show flow events: new flows with their verdict \
     (FORWARDED, DROPPED, TRANSLATED, AUDIT), every drop with its reason, \
     source and destination with their pods and identities, the service \
     frontend a translated flow addressed, and the policy rule that decided. \
@@ -29,7 +30,9 @@ Examples:
   sluice observe --verdict dropped
   sluice observe --pod default/web-1 --last 20
   sluice observe --reason POLICY_DENIED --port 8080 -o json
-  sluice observe --namespace shop --follow")]
+  sluice observe --namespace shop --follow";
+
+#[derive(Args, Debug)]
 pub struct ObserveArgs {
     #[command(flatten)]
     agent: AgentArgs,

@@ -10,13 +10,16 @@ use super::{
     output::{OutputArgs, Render, Table, emit},
 };
 
-#[derive(Args, Debug)]
-#[command(long_about = "Show the local agent's state: its node, pod CIDR, \
+/// `--help` text (set on the subcommand: a variant's doc comment would
+/// replace one set here).
+pub const LONG_ABOUT: &str = "Show the local agent's state: its node, pod CIDR, \
     readiness, API version, endpoint count and where its maps are pinned.
 
 Examples:
   sluice status
-  sluice status --node node-2 -o json")]
+  sluice status --node node-2 -o json";
+
+#[derive(Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
     agent: AgentArgs,
