@@ -176,13 +176,9 @@ impl From<pb::ServiceFrontend> for FrontendView {
 }
 
 /// Services print one line per backend, the frontend on the first.
+#[derive(Serialize)]
+#[serde(transparent)]
 struct ServicesTable(Vec<FrontendView>);
-
-impl Serialize for ServicesTable {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
 
 impl Render for ServicesTable {
     fn render(&self, out: &mut String) {

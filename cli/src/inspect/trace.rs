@@ -94,7 +94,7 @@ fn parse_port(text: &str) -> Result<(u16, Protocol)> {
     Ok((port, protocol))
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct StepView {
     /// EGRESS (at the source) or INGRESS (at the destination).
     direction: String,
@@ -237,14 +237,7 @@ fn trace(agent: &Agent, args: TraceArgs) -> Result<TraceView> {
         })
         .collect();
     let allowed = traced.verdict == "ALLOWED";
-    let deciding = deciding_step(allowed, &steps).map(|s| StepView {
-        direction: s.direction.clone(),
-        endpoint: s.endpoint.clone(),
-        pod: s.pod.clone(),
-        verdict: s.verdict.clone(),
-        policy: s.policy.clone(),
-        rule: s.rule.clone(),
-    });
+    let deciding = deciding_step(allowed, &steps).cloned();
     Ok(TraceView {
         verdict: traced.verdict,
         from: peer(args.from, traced.source_identity),
