@@ -350,16 +350,16 @@ fn every_inspection_command_shows_what_the_running_agent_holds() {
         1,
         "one event per dropped packet: {dropped:#?}"
     );
-    let drop = &dropped[0];
-    assert_eq!(drop["verdict"], "DROPPED");
-    assert_eq!(drop["drop_reason"], "POLICY_DENIED");
+    let denied_flow = &dropped[0];
+    assert_eq!(denied_flow["verdict"], "DROPPED");
+    assert_eq!(denied_flow["drop_reason"], "POLICY_DENIED");
     assert_eq!(
-        (&drop["policy"], &drop["rule"]),
+        (&denied_flow["policy"], &denied_flow["rule"]),
         (&Value::from(POLICY), &Value::from(RULE))
     );
-    assert_eq!(drop["source"]["pod"], "default/a");
-    assert_eq!(drop["destination"]["pod"], "default/b");
-    assert_eq!(drop["destination"]["port"], DENIED_PORT);
+    assert_eq!(denied_flow["source"]["pod"], "default/a");
+    assert_eq!(denied_flow["destination"]["pod"], "default/b");
+    assert_eq!(denied_flow["destination"]["port"], DENIED_PORT);
     let forwarded = sluice.json(&[
         "observe",
         "--verdict",
@@ -396,49 +396,29 @@ fn every_inspection_command_shows_what_the_running_agent_holds() {
     assert_eq!(array(&last)[0], *array(&of_a).last().unwrap());
 
     // observe --follow: the buffered drop, then a new one as it happens.
-    let mut follower = sluice
-        .command(&[
-            "observe",
-            "--follow",
-            "--reason",
-            "POLICY_DENIED",
-            "-o",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start observe --follow");
-    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
-    let mut next_flow = || -> Value {
-        let line = lines.next().expect("a flow line").expect("read a line");
+    let follower = Follower::start(&sluice, &["--reason", "POLICY_DENIED", "-o", "json"]);
+    let next_flow = || -> Value {
+        let line = follower.line();
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
     };
-    assert_eq!(next_flow()["time_ns"], drop["time_ns"]);
+    assert_eq!(next_flow()["time_ns"], denied_flow["time_ns"]);
     assert_eq!(connect(&a_ns, b_ip, DENIED_PORT), Reply::Timeout);
     let live = next_flow();
     assert_eq!(
         (&live["verdict"], &live["rule"]),
         (&Value::from("DROPPED"), &Value::from(RULE))
     );
-    assert_ne!(live["time_ns"], drop["time_ns"]);
-    follower.kill().unwrap();
-    follower.wait().unwrap();
+    assert_ne!(live["time_ns"], denied_flow["time_ns"]);
+    drop(follower);
     // The live table: a header, then a row per flow as it comes.
-    let mut follower = sluice
-        .command(&["observe", "--follow", "--reason", "POLICY_DENIED"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start observe --follow");
-    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
-    let header = lines.next().unwrap().unwrap();
+    let follower = Follower::start(&sluice, &["--reason", "POLICY_DENIED"]);
+    let header = follower.line();
     assert!(
         header.starts_with("TIME") && header.contains("VERDICT"),
         "{header}"
     );
-    let row = lines.next().unwrap().unwrap();
+    let row = follower.line();
     assert!(row.contains("DROPPED") && row.contains(RULE), "{row}");
-    follower.kill().unwrap();
-    follower.wait().unwrap();
 
     // bpf ct list: the pod-to-pod flow and the service flow.
     let (table, conntrack) = sluice.table_and_json(&["bpf", "ct", "list"]);
@@ -562,6 +542,46 @@ fn every_inspection_command_shows_what_the_running_agent_holds() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("node-1"));
+}
+
+/// `sluice observe --follow …`, its lines read on a thread so a missing
+/// flow fails the test instead of hanging it; killed on drop.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Follower {
+    fn start(sluice: &Sluice, filters: &[&str]) -> Self {
+        let mut child = sluice
+            .command(&[&["observe", "--follow"], filters].concat())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start observe --follow");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("observe --follow printed no line within 10 s")
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A stand-in state file of a local mesh whose node-1 agent is ours;
