@@ -1,0 +1,309 @@
+//! Service connection setup: TCP connects to a ClusterIP with N services
+//! loaded, Sluice (real agent, files source) vs connecting straight to the
+//! backend vs kube-proxy-style iptables rules (nft and legacy backends) vs
+//! an nftables verdict map. Every setup has its own namespaces.
+
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    net::{Ipv4Addr, SocketAddr},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+use sluice_vmtests::{cluster::Cluster, netns::NetNs, workload::serve};
+
+use crate::{
+    manifests, maps,
+    net::{RoutedCluster, connect_times, wait_for},
+    report::{Mode, Section, fmt_num, fmt_ratio},
+    stats::{percentile, ratio},
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+const FILLER_BACKENDS: u32 = 3;
+
+fn filler_vip(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 100, 0, 0)) + i + 1)
+}
+
+fn filler_backend(i: u32, b: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + i * FILLER_BACKENDS + b + 1)
+}
+
+/// kube-proxy's iptables layout (KUBE-SERVICES → KUBE-SVC → KUBE-SEP with
+/// `statistic` probabilities); the measured service sits in the middle.
+fn iptables_rules(services: u32, backend: Ipv4Addr) -> String {
+    let mut chains = String::from("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n");
+    let mut rules = String::from("-A PREROUTING -j KUBE-SERVICES\n");
+    let mut add = |name: String, vip: Ipv4Addr, backends: Vec<Ipv4Addr>| {
+        let _ = writeln!(chains, ":KUBE-SVC-{name} - [0:0]");
+        let _ = writeln!(
+            rules,
+            "-A KUBE-SERVICES -d {vip}/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-{name}"
+        );
+        let n = backends.len();
+        for (j, b) in backends.iter().enumerate() {
+            let _ = writeln!(chains, ":KUBE-SEP-{name}-{j} - [0:0]");
+            let left = n - j;
+            if left > 1 {
+                let _ = writeln!(
+                    rules,
+                    "-A KUBE-SVC-{name} -m statistic --mode random --probability {:.5} -j KUBE-SEP-{name}-{j}",
+                    1.0 / left as f64
+                );
+            } else {
+                let _ = writeln!(rules, "-A KUBE-SVC-{name} -j KUBE-SEP-{name}-{j}");
+            }
+            let _ = writeln!(
+                rules,
+                "-A KUBE-SEP-{name}-{j} -p tcp -m tcp -j DNAT --to-destination {b}:8080"
+            );
+        }
+    };
+    for i in 0..services.saturating_sub(1) {
+        if i == services / 2 {
+            add("TARGET".into(), VIP, vec![backend]);
+        }
+        add(
+            format!("{i}"),
+            filler_vip(i),
+            (0..FILLER_BACKENDS).map(|b| filler_backend(i, b)).collect(),
+        );
+    }
+    if services <= 1 {
+        add("TARGET".into(), VIP, vec![backend]);
+    }
+    format!("{chains}{rules}COMMIT\n")
+}
+
+/// An nftables verdict map from (VIP, port) to one chain per service that
+/// DNATs to a random backend.
+fn nft_rules(services: u32, backend: Ipv4Addr) -> String {
+    let mut chains = String::new();
+    let mut elements = vec![format!("{VIP} . 80 : goto svc-target")];
+    let _ = writeln!(
+        chains,
+        "  chain svc-target {{ meta l4proto tcp dnat to {backend}:8080 }}"
+    );
+    for i in 0..services.saturating_sub(1) {
+        elements.push(format!("{} . 80 : goto svc-{i}", filler_vip(i)));
+        let targets: Vec<String> = (0..FILLER_BACKENDS)
+            .map(|b| format!("{b} : {}", filler_backend(i, b)))
+            .collect();
+        let _ = writeln!(
+            chains,
+            "  chain svc-{i} {{ meta l4proto tcp dnat to numgen random mod {FILLER_BACKENDS} map {{ {} }}:8080 }}",
+            targets.join(", ")
+        );
+    }
+    format!(
+        "table ip bench {{\n  map services {{\n    type ipv4_addr . inet_service : verdict\n    \
+         elements = {{ {} }}\n  }}\n{chains}  chain prerouting {{\n    \
+         type nat hook prerouting priority dstnat; policy accept;\n    \
+         ip daddr . tcp dport vmap @services\n  }}\n}}\n",
+        elements.join(", ")
+    )
+}
+
+/// Feeds `input` to `program args` run inside `ns`; returns how long it took.
+fn load_rules(ns: &NetNs, program: &str, args: &[&str], input: &str) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut child = ns
+        .command(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(start.elapsed())
+}
+
+struct Row {
+    setup: String,
+    load_s: Option<f64>,
+    samples: Vec<f64>,
+}
+
+/// A kernel-routed node with a client and a server pod, plus `rules`
+/// loaded in the node namespace; connects to `target`.
+fn baseline(
+    name: &str,
+    rules: Option<(&str, &[&str], String)>,
+    via_vip: bool,
+    warmup: usize,
+    n: usize,
+) -> anyhow::Result<Row> {
+    let mut routed = RoutedCluster::new(1);
+    routed.add_pod(0);
+    routed.add_pod(0);
+    let node = &routed.nodes[0];
+    let (client, server) = (&node.pods[0], &node.pods[1]);
+    let _server = serve(&server.ns, "server", 8080);
+    let load_s = match rules {
+        Some((program, args, text)) => {
+            let text = text.replace("10.244.1.11", &server.ip.to_string());
+            Some(load_rules(&node.ns, program, args, &text)?.as_secs_f64())
+        }
+        None => None,
+    };
+    let target = if via_vip {
+        SocketAddr::from((VIP, 80))
+    } else {
+        SocketAddr::from((server.ip, 8080))
+    };
+    eprintln!("connects: {name}");
+    let samples = connect_times(&client.ns.path(), target, warmup, n);
+    Ok(Row {
+        setup: name.to_owned(),
+        load_s,
+        samples,
+    })
+}
+
+pub fn run(mode: Mode) -> anyhow::Result<Section> {
+    let services: u32 = mode.pick(100, 10_000, 10_000);
+    let n = mode.pick(50, 2_000, 5_000);
+    let warmup = mode.pick(5, 100, 200);
+    // The server pod's address in the routed baselines (second pod of node 1).
+    let backend = Ipv4Addr::new(10, 244, 1, 11);
+    let mut rows = Vec::new();
+
+    rows.push(baseline(
+        "direct to the backend (kernel routing)",
+        None,
+        false,
+        warmup,
+        n,
+    )?);
+    let ipt = iptables_rules(services, backend);
+    rows.push(baseline(
+        "iptables-nft, kube-proxy layout",
+        Some(("iptables-nft-restore", &["--noflush"], ipt.clone())),
+        true,
+        warmup,
+        n,
+    )?);
+    rows.push(baseline(
+        "iptables-legacy, kube-proxy layout",
+        Some(("iptables-legacy-restore", &["--noflush"], ipt)),
+        true,
+        warmup,
+        n,
+    )?);
+    rows.push(baseline(
+        "nftables verdict map",
+        Some(("nft", &["-f", "-"], nft_rules(services, backend))),
+        true,
+        warmup,
+        n,
+    )?);
+
+    // Sluice: a real agent reading the services from its manifests dir.
+    let mut cluster = Cluster::new(1);
+    let client = cluster.add_pod(0, "default/client");
+    let server = cluster.add_pod(0, "default/server");
+    let server_ip = cluster.pods[server].ip;
+    let _server = serve(&cluster.pods[server].ns, "server", 8080);
+    let mut yaml = manifests::service("target", VIP, &[server_ip]);
+    for i in 0..services - 1 {
+        yaml.push_str(&manifests::filler_service(i, FILLER_BACKENDS));
+    }
+    let pin_dir = cluster.pin_dir(0);
+    let expected = (services as usize - 1) * (1 + FILLER_BACKENDS as usize) + 2;
+    let start = Instant::now();
+    std::fs::write(cluster.manifests_dir().join("services.yaml"), yaml)?;
+    wait_for(
+        "the agent to program every service",
+        Duration::from_secs(600),
+        Duration::from_millis(200),
+        || maps::service_entries(&pin_dir) >= expected,
+    );
+    let sluice_load = start.elapsed().as_secs_f64();
+    eprintln!("connects: sluice");
+    let client_ns = cluster.pods[client].ns.path();
+    let direct = connect_times(&client_ns, SocketAddr::from((server_ip, 8080)), warmup, n);
+    let via_vip = connect_times(&client_ns, SocketAddr::from((VIP, 80)), warmup, n);
+    rows.push(Row {
+        setup: "direct to the backend (Sluice pods)".into(),
+        load_s: None,
+        samples: direct,
+    });
+    rows.push(Row {
+        setup: "Sluice ClusterIP".into(),
+        load_s: Some(sluice_load),
+        samples: via_vip,
+    });
+    drop(cluster);
+
+    let direct_p50 = percentile(&rows[0].samples, 50.0);
+    let sluice = rows.last().expect("sluice row");
+    let sluice_p50 = percentile(&sluice.samples, 50.0);
+    let mut s = Section::new("Service connection setup");
+    let _ = write!(
+        s.body,
+        "TCP connect() time (SYN → SYN-ACK → ACK as seen by the client, µs) from a pod to a \
+         ClusterIP with {svc} services loaded (each other service has 3 backends; the measured \
+         one has 1, the server pod), {n} connects after {warmup} warm-up ones, one connection \
+         at a time. Every setup has its own namespaces: a node with two veth pods. Baselines \
+         run with kernel routing: iptables rules in kube-proxy's layout (KUBE-SERVICES → \
+         KUBE-SVC → KUBE-SEP, the measured service in the middle of the list) via \
+         `iptables-nft-restore` and `iptables-legacy-restore`, and an nftables verdict map \
+         (`ip daddr . tcp dport vmap`, one DNAT chain per service). Sluice: one real agent, the \
+         services as Service + EndpointSlice manifests in its files source, pods made by \
+         `sluice-cni`. \"load\" is the time to program all services (rules loaded; for Sluice, \
+         from writing the manifest to every frontend and backend slot in LB_SERVICES, which \
+         includes the files source's 200 ms debounce).\n\n\
+         | setup | p50 | p99 | p50 ratio to Sluice | load |\n| --- | ---: | ---: | ---: | ---: |\n",
+        svc = fmt_num(f64::from(services)),
+    );
+    for r in &rows {
+        let p50 = percentile(&r.samples, 50.0);
+        let _ = writeln!(
+            s.body,
+            "| {} | {} µs | {} µs | {} | {} |",
+            r.setup,
+            fmt_num(p50),
+            fmt_num(percentile(&r.samples, 99.0)),
+            fmt_ratio(ratio(sluice_p50, p50)),
+            r.load_s.map_or(String::new(), |t| format!("{t:.2} s")),
+        );
+    }
+    let ipt_p50 = percentile(&rows[1].samples, 50.0);
+    let over_direct = ratio(sluice_p50, direct_p50);
+    s.goal(
+        "Sluice ClusterIP connect ≤ iptables-nft (kube-proxy) at 10,000 services",
+        "≤ 1.0× iptables-nft p50",
+        fmt_ratio(ratio(sluice_p50, ipt_p50)),
+        sluice_p50 <= ipt_p50,
+        "per-connection DNAT in tc plus the pod-to-pod path",
+    );
+    let _ = write!(
+        s.body,
+        "\nSluice's ClusterIP p50 is {} of a direct connect on the kernel-routed node.\n",
+        fmt_ratio(over_direct)
+    );
+    s.json = json!({
+        "services": services,
+        "connects": n,
+        "rows": rows.iter().map(|r| json!({
+            "setup": r.setup,
+            "p50_us": percentile(&r.samples, 50.0),
+            "p99_us": percentile(&r.samples, 99.0),
+            "load_s": r.load_s,
+        })).collect::<Vec<_>>(),
+    });
+    Ok(s)
+}

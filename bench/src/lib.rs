@@ -1,0 +1,43 @@
+//! `make bench`: Sluice's figures next to the baselines users would pick
+//! instead, measured in the same run on the same machine.
+//!
+//! One module per section of BENCHMARKS.md; each returns a [`report::Section`]
+//! (Markdown, goals met or missed, JSON) that `main` writes.
+//!
+//! - [`packet`]: per-packet cost through BPF_PROG_TEST_RUN.
+//! - [`traffic`]: throughput and latency between pods (iperf3, sockperf, ping).
+//! - [`connect`]: service connection setup with 10,000 services.
+//! - [`cni`]: CNI ADD/DEL latency.
+//! - [`agent_scale`]: agent start-to-programmed, change latency and RSS.
+//!
+//! Every topology lives in namespaces created here and removed on drop;
+//! no packet is sent from the machine's own namespace.
+
+pub mod agent_scale;
+pub mod cni;
+pub mod connect;
+pub mod floor;
+pub mod manifests;
+pub mod maps;
+pub mod net;
+pub mod packet;
+pub mod report;
+pub mod stats;
+pub mod traffic;
+
+use report::{Mode, Section};
+
+/// The sections, in the order `all` runs them.
+pub const SECTIONS: [&str; 5] = ["packet", "traffic", "connect", "cni", "agent"];
+
+/// Runs one section by name.
+pub fn run_section(name: &str, mode: Mode) -> anyhow::Result<Section> {
+    match name {
+        "packet" => packet::run(mode),
+        "traffic" => traffic::run(mode),
+        "connect" => connect::run(mode),
+        "cni" => cni::run(mode),
+        "agent" => agent_scale::run(mode),
+        other => anyhow::bail!("unknown section {other}; known: {}", SECTIONS.join(", ")),
+    }
+}

@@ -1,0 +1,59 @@
+//! `sluice-bench <section>|all [--mode quick|full|tiny] [--write]`.
+
+use std::{path::PathBuf, time::Instant};
+
+use clap::Parser;
+use sluice_bench::{
+    SECTIONS,
+    report::{Machine, Mode, merge_json, write_section},
+    run_section,
+};
+
+#[derive(Parser)]
+#[command(about = "Sluice benchmarks, each next to its baseline from the same run (root)")]
+struct Args {
+    /// packet, traffic, connect, cni, agent, or all.
+    #[arg(default_value = "all")]
+    section: String,
+    /// Sizes and repetitions.
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    mode: Mode,
+    /// Replace the section in BENCHMARKS.md and merge bench/results.json.
+    #[arg(long)]
+    write: bool,
+    /// The repository root (where BENCHMARKS.md lives).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+    root: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "sluice-bench needs root (namespaces, eBPF programs, bpffs)"
+    );
+    let names: Vec<&str> = if args.section == "all" {
+        SECTIONS.to_vec()
+    } else {
+        vec![args.section.as_str()]
+    };
+    for name in names {
+        let machine = Machine::describe();
+        let start = Instant::now();
+        eprintln!("== {name} ({} mode)", args.mode.name());
+        let section = run_section(name, args.mode)?;
+        let elapsed = start.elapsed();
+        let markdown = section.markdown(args.mode, name, elapsed, &machine);
+        println!("{markdown}");
+        if args.write {
+            write_section(&args.root.join("BENCHMARKS.md"), section.title, &markdown)?;
+            merge_json(
+                &args.root.join("bench/results.json"),
+                name,
+                section.json_with_meta(args.mode, elapsed, &machine),
+            )?;
+            eprintln!("wrote the {:?} section of BENCHMARKS.md", section.title);
+        }
+    }
+    Ok(())
+}
