@@ -46,6 +46,7 @@ pub struct AgentService {
     pub ready: Arc<AtomicBool>,
     pub flows: Arc<FlowBuffer>,
     pub identities: Arc<IdentityAllocator>,
+    pub services_revision: crate::services::follow::SyncedRevision,
 }
 
 fn owner_of(attachment: Option<&pb::Attachment>) -> Result<Owner, Status> {
@@ -352,6 +353,11 @@ impl Agent for AgentService {
             ready: self.ready.load(Ordering::Acquire),
             endpoint_count: self.registry.len() as u32,
             pin_dir: self.pin_dir.display().to_string(),
+            store_revision: self.store.revision(),
+            policy_revision: self.policy.synced_revision(),
+            services_revision: self
+                .services_revision
+                .load(std::sync::atomic::Ordering::Acquire),
         }))
     }
 

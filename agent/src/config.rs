@@ -10,9 +10,10 @@ use sluice_bpf_common::{
     lb::{LB_BACKENDS_MAP_SIZE, LB_SERVICES_MAP_SIZE, MAGLEV_MAX_SERVICES, MAGLEV_TABLE_SIZE},
     nat::NAT_MAP_SIZE,
     pin::{
-        CT_MAP, DEFAULT_BPFFS_ROOT, ENDPOINTS_MAP, LB_BACKENDS_MAP, LB_MAGLEV_MAP, LB_SERVICES_MAP,
-        SNAT_MAP, SNAT_REV_MAP,
+        CT_MAP, DEFAULT_BPFFS_ROOT, ENDPOINTS_MAP, IPCACHE_MAP, LB_BACKENDS_MAP, LB_MAGLEV_MAP,
+        LB_SERVICES_MAP, POLICY_MAP, SNAT_MAP, SNAT_REV_MAP,
     },
+    policy::{IPCACHE_MAP_SIZE, POLICY_MAP_SIZE},
 };
 
 /// Default capacity of the endpoint map (Cilium's default).
@@ -46,6 +47,14 @@ pub struct DatapathConfig {
     #[arg(long, env = "SLUICE_LB_BACKENDS_MAP_SIZE", default_value_t = LB_BACKENDS_MAP_SIZE)]
     pub lb_backends_map_size: u32,
 
+    /// Capacity of the policy map (entries of all local endpoints).
+    #[arg(long, env = "SLUICE_POLICY_MAP_SIZE", default_value_t = POLICY_MAP_SIZE)]
+    pub policy_map_size: u32,
+
+    /// Capacity of the ipcache (addresses and CIDRs with an identity).
+    #[arg(long, env = "SLUICE_IPCACHE_MAP_SIZE", default_value_t = IPCACHE_MAP_SIZE)]
+    pub ipcache_map_size: u32,
+
     /// Maglev map entries (services with a Maglev table × table size).
     #[arg(long, env = "SLUICE_LB_MAGLEV_MAP_SIZE", default_value_t = MAGLEV_TABLE_SIZE * MAGLEV_MAX_SERVICES)]
     pub lb_maglev_map_size: u32,
@@ -53,7 +62,7 @@ pub struct DatapathConfig {
 
 impl DatapathConfig {
     /// Configured capacity of every resizable map.
-    pub fn map_sizes(&self) -> [(&'static str, u32); 7] {
+    pub fn map_sizes(&self) -> [(&'static str, u32); 9] {
         [
             (ENDPOINTS_MAP, self.endpoint_map_size),
             (CT_MAP, self.ct_map_size),
@@ -62,6 +71,8 @@ impl DatapathConfig {
             (LB_SERVICES_MAP, self.lb_services_map_size),
             (LB_BACKENDS_MAP, self.lb_backends_map_size),
             (LB_MAGLEV_MAP, self.lb_maglev_map_size),
+            (POLICY_MAP, self.policy_map_size),
+            (IPCACHE_MAP, self.ipcache_map_size),
         ]
     }
 
@@ -75,6 +86,8 @@ impl DatapathConfig {
             lb_services_map_size: 4096,
             lb_backends_map_size: 1024,
             lb_maglev_map_size: 4 * 251,
+            policy_map_size: 65_536,
+            ipcache_map_size: 65_536,
         }
     }
 }

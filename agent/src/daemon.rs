@@ -236,11 +236,13 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         config.node_name.clone(),
         NodeNet::connect()?,
     ));
+    let services_revision = services::follow::SyncedRevision::default();
     tokio::spawn(services::follow::follow(
         store.clone(),
         config.node_name.clone(),
         lb_state(&config, &kernel_node_ip, &lb_maps)?,
         Box::new(lb_maps),
+        services_revision.clone(),
     ));
     tokio::spawn(conntrack_gc::run(
         pin_dir.clone(),
@@ -256,6 +258,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         }
     };
 
+    let (metric_identities, metric_flows) = (identities.clone(), flows.clone());
     let service = AgentService {
         node_name: config.node_name.clone(),
         pin_dir: pin_dir.clone(),
@@ -267,6 +270,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         ready: ready.clone(),
         flows,
         identities,
+        services_revision,
     };
     let listener = bind_api_socket(&config.api_socket)?;
     let api = tokio::spawn(
@@ -275,7 +279,13 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped()),
     );
     let router = metrics::router(
-        metrics::registry(pin_dir, registry, ready.clone()),
+        metrics::registry(
+            pin_dir,
+            registry,
+            ready.clone(),
+            metric_identities,
+            metric_flows,
+        ),
         ready.clone(),
     );
     let http = tokio::spawn(metrics::serve(config.metrics_addr, router, stopped()));

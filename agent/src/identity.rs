@@ -212,6 +212,10 @@ pub struct IdentityAllocator {
     range: RangeInclusive<u32>,
     file: StateFile,
     state: Mutex<Identities>,
+    /// Inside [`IdentityAllocator::batch`]: changes are written once at the
+    /// end instead of after each one (a compile may allocate thousands).
+    batching: std::sync::atomic::AtomicBool,
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl IdentityAllocator {
@@ -251,6 +255,8 @@ impl IdentityAllocator {
             range,
             file,
             state: Mutex::new(state),
+            batching: std::sync::atomic::AtomicBool::new(false),
+            dirty: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -398,7 +404,39 @@ impl IdentityAllocator {
             .collect()
     }
 
+    /// Runs `f` with persistence deferred to its end: one write for all
+    /// the identities `f` allocates or frees. A crash inside loses those
+    /// numbers only; endpoints re-acquire theirs on restore.
+    /// Returns `f`'s result and whether the final write worked.
+    pub fn batch<T>(&self, f: impl FnOnce() -> T) -> (T, Result<(), IdentityError>) {
+        use std::sync::atomic::Ordering;
+        let nested = self.batching.swap(true, Ordering::AcqRel);
+        let result = f();
+        let mut written = Ok(());
+        if !nested {
+            self.batching.store(false, Ordering::Release);
+            if self.dirty.swap(false, Ordering::AcqRel) {
+                let state = self.lock();
+                written = self.write(&state);
+                if written.is_err() {
+                    // Try again at the next change.
+                    self.dirty.store(true, Ordering::Release);
+                }
+            }
+        }
+        (result, written)
+    }
+
     fn persist(&self, state: &Identities) -> Result<(), IdentityError> {
+        use std::sync::atomic::Ordering;
+        if self.batching.load(Ordering::Acquire) {
+            self.dirty.store(true, Ordering::Release);
+            return Ok(());
+        }
+        self.write(state)
+    }
+
+    fn write(&self, state: &Identities) -> Result<(), IdentityError> {
         let persisted = PersistedIdentities {
             version: STATE_VERSION,
             next: state.next,
@@ -482,6 +520,26 @@ mod tests {
 
     fn open(path: &Path) -> IdentityAllocator {
         IdentityAllocator::open(path, OnCorruptState::Fail).expect("open allocator")
+    }
+
+    #[test]
+    fn a_batch_writes_its_allocations_once_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identities.json");
+        let allocator = open(&path);
+        let ((a, b), written) = allocator.batch(|| {
+            let a = allocator.acquire(&pod_labels("shop", "web")).unwrap();
+            let b = allocator.acquire(&pod_labels("shop", "db")).unwrap();
+            assert!(!path.exists(), "nothing written inside the batch");
+            (a, b)
+        });
+        written.expect("written at the end");
+        let reopened = open(&path);
+        assert_eq!(reopened.identity_of(&pod_labels("shop", "web")), Some(a));
+        assert_eq!(reopened.identity_of(&pod_labels("shop", "db")), Some(b));
+        // Outside a batch every change is written at once again.
+        let c = allocator.acquire(&pod_labels("shop", "api")).unwrap();
+        assert_eq!(open(&path).identity_of(&pod_labels("shop", "api")), Some(c));
     }
 
     #[test]

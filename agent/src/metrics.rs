@@ -21,13 +21,27 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{datapath::maps::read_counters, endpoints::EndpointRegistry};
+use sluice_bpf_common::pin::{
+    CT_MAP, ENDPOINTS_MAP, IPCACHE_MAP, LB_BACKENDS_MAP, LB_SERVICES_MAP, POLICY_MAP, SNAT_MAP,
+    SNAT_REV_MAP,
+};
+
+use crate::{
+    datapath::maps::{
+        EndpointMap, conntrack, nat, read_counters, read_ipcache, read_lb, read_policy,
+    },
+    endpoints::EndpointRegistry,
+    flows::buffer::FlowBuffer,
+    identity::IdentityAllocator,
+};
 
 /// What the agent reports about itself and its datapath.
 struct AgentCollector {
     pin_dir: PathBuf,
     endpoints: Arc<EndpointRegistry>,
     ready: Arc<AtomicBool>,
+    identities: Arc<IdentityAllocator>,
+    flows: Arc<FlowBuffer>,
 }
 
 impl fmt::Debug for AgentCollector {
@@ -36,6 +50,23 @@ impl fmt::Debug for AgentCollector {
             .field("pin_dir", &self.pin_dir)
             .finish()
     }
+}
+
+/// Entries now in each datapath map that fills up (counted at scrape time,
+/// so a scrape costs a walk of each map).
+fn map_entries(pin_dir: &std::path::Path) -> anyhow::Result<Vec<(&'static str, usize)>> {
+    let lb = read_lb(pin_dir)?;
+    let (snat, snat_rev) = nat(pin_dir)?;
+    Ok(vec![
+        (ENDPOINTS_MAP, EndpointMap::open(pin_dir)?.list()?.len()),
+        (CT_MAP, conntrack(pin_dir)?.list()?.len()),
+        (SNAT_MAP, snat.list()?.len()),
+        (SNAT_REV_MAP, snat_rev.list()?.len()),
+        (LB_SERVICES_MAP, lb.services.len()),
+        (LB_BACKENDS_MAP, lb.backends.len()),
+        (POLICY_MAP, read_policy(pin_dir)?.len()),
+        (IPCACHE_MAP, read_ipcache(pin_dir)?.len()),
+    ])
 }
 
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::Result {
@@ -57,6 +88,46 @@ impl Collector for AgentCollector {
             "Endpoints (pod interfaces) managed on this node",
             self.endpoints.len() as i64,
         )?;
+        gauge(
+            &mut encoder,
+            "sluice_agent_identities",
+            "Security identities allocated on this node",
+            self.identities.identities().len() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "sluice_agent_flow_buffer_flows",
+            "Flow events held in the agent's buffer",
+            self.flows.len() as i64,
+        )?;
+        match map_entries(&self.pin_dir) {
+            Ok(entries) => {
+                let sample = ConstGauge::new(0i64);
+                let mut family = encoder.encode_descriptor(
+                    "sluice_map_entries",
+                    "Entries in a datapath map",
+                    None,
+                    sample.metric_type(),
+                )?;
+                for (map, count) in &entries {
+                    ConstGauge::new(*count as i64)
+                        .encode(family.encode_family(&vec![("map", *map)])?)?;
+                }
+                let mut family = encoder.encode_descriptor(
+                    "sluice_map_capacity",
+                    "Capacity (max entries) of a datapath map; fill = entries / capacity",
+                    None,
+                    sample.metric_type(),
+                )?;
+                for (map, _) in &entries {
+                    if let Ok(info) = aya::maps::MapInfo::from_pin(self.pin_dir.join(map)) {
+                        ConstGauge::new(i64::from(info.max_entries()))
+                            .encode(family.encode_family(&vec![("map", *map)])?)?;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot count map entries: {e:#}"),
+        }
         let counters = match read_counters(&self.pin_dir) {
             Ok(counters) => counters,
             Err(e) => {
@@ -110,12 +181,16 @@ pub fn registry(
     pin_dir: PathBuf,
     endpoints: Arc<EndpointRegistry>,
     ready: Arc<AtomicBool>,
+    identities: Arc<IdentityAllocator>,
+    flows: Arc<FlowBuffer>,
 ) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(AgentCollector {
         pin_dir,
         endpoints,
         ready,
+        identities,
+        flows,
     }));
     registry
 }
@@ -132,21 +207,59 @@ pub fn router(registry: Registry, ready: Arc<AtomicBool>) -> Router {
         })
 }
 
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+/// OpenMetrics text → Prometheus text format 0.0.4: counters' `# HELP`
+/// and `# TYPE` name the `_total` series, and there is no `# EOF`. What
+/// promtool and older scrapers expect.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+async fn metrics(
+    State(state): State<HttpState>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
-        Ok(()) => (
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    let wants_openmetrics = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        (StatusCode::OK, [("content-type", content_type)], body).into_response()
+    } else {
+        let content_type = "text/plain; version=0.0.4; charset=utf-8";
+        (
             StatusCode::OK,
-            [(
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
+            [("content-type", content_type)],
+            to_prometheus_text(&body),
         )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            .into_response()
     }
 }
+
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     if state.ready.load(Ordering::Acquire) {
@@ -169,4 +282,20 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_total_series_in_prometheus_text() {
+        let openmetrics = "# HELP sluice_x Packets.\n# TYPE sluice_x counter\nsluice_x_total{a=\"b\"} 3\n\
+                           # HELP sluice_up Up.\n# TYPE sluice_up gauge\nsluice_up 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(openmetrics),
+            "# HELP sluice_x_total Packets.\n# TYPE sluice_x_total counter\nsluice_x_total{a=\"b\"} 3\n\
+             # HELP sluice_up Up.\n# TYPE sluice_up gauge\nsluice_up 1\n"
+        );
+    }
 }

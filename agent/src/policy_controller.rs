@@ -30,6 +30,8 @@ struct Applied {
 }
 
 pub struct PolicyController {
+    /// The store revision the maps were last synced from.
+    synced: std::sync::atomic::AtomicU64,
     store: Arc<Store>,
     registry: Arc<EndpointRegistry>,
     node_name: String,
@@ -74,6 +76,7 @@ impl PolicyController {
         maps: KernelPolicyMaps,
     ) -> Self {
         Self {
+            synced: std::sync::atomic::AtomicU64::new(0),
             store,
             registry,
             node_name,
@@ -91,6 +94,7 @@ impl PolicyController {
 
     /// Recompiles and writes the difference. Blocking (map syscalls).
     pub fn sync(&self) -> anyhow::Result<()> {
+        let revision = self.store.revision();
         let endpoints: Vec<LocalEndpoint> = self.registry.list().iter().map(Into::into).collect();
         let inputs = PolicyInputs::from_store(&self.store, &self.node_name, endpoints);
         let mut inner = self.lock();
@@ -123,7 +127,14 @@ impl PolicyController {
         }
         tracing::debug!(ops = ops.len(), "policy synced");
         inner.state = Some(out.state);
+        self.synced
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
         Ok(())
+    }
+
+    /// The store revision the policy maps reflect.
+    pub fn synced_revision(&self) -> u64 {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Sync on the blocking pool, logging failures.
@@ -150,17 +161,34 @@ fn relevant(object: &Object) -> bool {
 pub async fn follow(controller: Arc<PolicyController>, store: Arc<Store>) {
     loop {
         let mut subscription = store.subscribe();
+        let mut seen = subscription.revision;
         controller.sync_async().await;
         loop {
-            match subscription.events.recv().await {
-                Ok(event) if relevant(event.object()) => {
+            let received = subscription.events.recv().await;
+            if received.is_ok() {
+                seen += 1;
+            }
+            match received {
+                // Nothing the policy derives from changed.
+                Ok(event) if !relevant(event.object()) => {
+                    controller
+                        .synced
+                        .fetch_max(seen, std::sync::atomic::Ordering::AcqRel);
+                }
+                Ok(_) => {
                     tokio::time::sleep(COALESCE).await;
-                    while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-                        subscription.events.try_recv()
-                    {}
+                    // Drain what piled up meanwhile; one sync covers it.
+                    loop {
+                        match subscription.events.try_recv() {
+                            Ok(_) => seen += 1,
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                                seen += n
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     controller.sync_async().await;
                 }
-                Ok(_) => {}
                 Err(RecvError::Lagged(_)) => break,
                 Err(RecvError::Closed) => return,
             }

@@ -274,6 +274,9 @@ pub struct ReplaceSummary {
 /// The current objects plus every change after them, taken atomically.
 pub struct Subscription {
     pub snapshot: Vec<Object>,
+    /// The store revision of the snapshot: the n-th event received after
+    /// it takes the store to `revision + n`.
+    pub revision: u64,
     /// A receiver that lags (`RecvError::Lagged`) missed events and should
     /// subscribe again for a fresh snapshot.
     pub events: broadcast::Receiver<StoreEvent>,
@@ -290,6 +293,9 @@ struct Entry {
 pub struct Store {
     objects: RwLock<BTreeMap<ObjectKey, Entry>>,
     events: broadcast::Sender<StoreEvent>,
+    /// Number of changes so far: followers record the revision they acted
+    /// on, so "has the datapath caught up with the store" is answerable.
+    revision: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Store {
@@ -312,6 +318,7 @@ impl Store {
         Self {
             objects: RwLock::new(BTreeMap::new()),
             events,
+            revision: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -328,7 +335,14 @@ impl Store {
     /// Sent while the write lock is held, so every subscriber sees changes in
     /// store order. Having no subscriber is fine.
     fn emit(&self, event: StoreEvent) {
+        self.revision
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let _ = self.events.send(event);
+    }
+
+    /// How many changes the store has seen.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn subscribe(&self) -> Subscription {
@@ -337,8 +351,13 @@ impl Store {
         let objects = self.read();
         let events = self.events.subscribe();
         let snapshot = objects.values().map(|e| e.object.clone()).collect();
+        let revision = self.revision();
         drop(objects);
-        Subscription { snapshot, events }
+        Subscription {
+            snapshot,
+            revision,
+            events,
+        }
     }
 
     /// Adds or updates one object; an unchanged object emits nothing.

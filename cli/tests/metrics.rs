@@ -58,9 +58,6 @@ fn promtool() -> Option<&'static str> {
 }
 
 #[test]
-// Remove once the agent serves Prometheus text 0.0.4 to plain scrapers.
-#[ignore = "fails until agent/src/metrics.rs serves Prometheus text 0.0.4: promtool wants \
-            counters' HELP/TYPE under their _total name (OpenMetrics uses the base name)"]
 fn the_metrics_endpoint_passes_promtool_check_metrics() {
     require_root();
     let Some(promtool) = promtool() else {

@@ -139,6 +139,17 @@ impl Engine {
     }
 
     pub fn compile(&mut self, inputs: &PolicyInputs) -> CompileOutput {
+        let allocator = self.allocator.clone();
+        let (mut out, written) = allocator.batch(|| self.compile_unbatched(inputs));
+        if let Err(e) = written {
+            // The maps get this compile's state; the identity file keeps the
+            // previous numbers until a later write succeeds.
+            out.errors.push(format!("identities not persisted: {e}"));
+        }
+        out
+    }
+
+    fn compile_unbatched(&mut self, inputs: &PolicyInputs) -> CompileOutput {
         let mut out = CompileOutput::default();
         let policies = self.policies_in_force(inputs, &mut out.rejected);
         let cidrs: BTreeSet<Ipv4Net> = policies

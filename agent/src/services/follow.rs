@@ -21,10 +21,23 @@ fn relevant(object: &Object) -> bool {
     )
 }
 
-fn sync_once(store: &Store, node: &str, state: &mut LbState, maps: &mut dyn LbMaps) {
+/// The store revision the service maps reflect (shared with the API).
+pub type SyncedRevision = Arc<std::sync::atomic::AtomicU64>;
+
+fn sync_once(
+    store: &Store,
+    node: &str,
+    state: &mut LbState,
+    maps: &mut dyn LbMaps,
+    synced: &SyncedRevision,
+) {
+    let revision = store.revision();
     let desired = model::desired(store, node);
     match state.sync(&desired, maps) {
-        Ok(report) => tracing::debug!(?report, "services synced"),
+        Ok(report) => {
+            tracing::debug!(?report, "services synced");
+            synced.fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+        }
         Err(e) => tracing::error!("cannot program services: {e:#}"),
     }
 }
@@ -35,25 +48,36 @@ pub async fn follow(
     node: String,
     mut state: LbState,
     mut maps: Box<dyn LbMaps + Send>,
+    synced: SyncedRevision,
 ) {
     loop {
         let mut subscription = store.subscribe();
-        sync_once(&store, &node, &mut state, maps.as_mut());
+        let mut seen = subscription.revision;
+        sync_once(&store, &node, &mut state, maps.as_mut(), &synced);
         loop {
-            match subscription.events.recv().await {
-                Ok(event) if relevant(event.object()) => {
+            let received = subscription.events.recv().await;
+            if received.is_ok() {
+                seen += 1;
+            }
+            match received {
+                // Nothing this follower derives from changed.
+                Ok(event) if !relevant(event.object()) => {
+                    synced.fetch_max(seen, std::sync::atomic::Ordering::AcqRel);
+                }
+                Ok(_) => {
                     tokio::time::sleep(COALESCE).await;
                     // Drain what piled up meanwhile; one sync covers it.
                     loop {
                         match subscription.events.try_recv() {
-                            Ok(_) => continue,
-                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
+                            Ok(_) => seen += 1,
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                                seen += n
+                            }
                             Err(_) => break,
                         }
                     }
-                    sync_once(&store, &node, &mut state, maps.as_mut());
+                    sync_once(&store, &node, &mut state, maps.as_mut(), &synced);
                 }
-                Ok(_) => {}
                 Err(RecvError::Lagged(_)) => break,
                 Err(RecvError::Closed) => return,
             }

@@ -19,8 +19,9 @@
 //! The compiler resolves precedence inside one lookup: an allow entry more
 //! specific than a deny that covers it is written as a deny.
 
-/// Capacity of the policy map (all local endpoints together).
-pub const POLICY_MAP_SIZE: u32 = 65_536;
+/// Default capacity of the policy map (all local endpoints together; an
+/// LPM trie allocates per entry, so an unused capacity costs nothing).
+pub const POLICY_MAP_SIZE: u32 = 1_048_576;
 /// Capacity of the ipcache.
 pub const IPCACHE_MAP_SIZE: u32 = 524_288;
 

@@ -31,6 +31,8 @@ pub struct ApplyReport {
 
 pub fn apply(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<ApplyReport> {
     let mut report = ApplyReport::default();
+    let before = super::converge::revisions(mesh)?;
+    let mut agents_see_a_change = false;
     for manifest in in_apply_order(manifests) {
         if manifest.key.kind == "Node" {
             report.lines.push(format!(
@@ -49,6 +51,7 @@ pub fn apply(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<ApplyReport> {
         if change != Change::Unchanged {
             apply_one(mesh, &manifest, current.as_ref(), change)
                 .with_context(|| format!("cannot apply {}", manifest.key))?;
+            agents_see_a_change |= manifest.agent_kind;
         }
         let note = if manifest.agent_kind {
             ""
@@ -56,6 +59,13 @@ pub fn apply(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<ApplyReport> {
             " (kept; the agents do not read this kind yet)"
         };
         report.lines.push(format!("{} {verb}{note}", manifest.key));
+    }
+    if agents_see_a_change {
+        for late in super::converge::wait_for_datapath(mesh, &before)? {
+            report
+                .lines
+                .push(format!("warning: agent not caught up after 15 s: {late}"));
+        }
     }
     for missing in super::converge::wait_for_services(mesh)? {
         report.lines.push(format!(
@@ -156,6 +166,8 @@ pub fn next_free_ip(used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
 
 pub fn delete(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<Vec<String>> {
     let mut lines = Vec::new();
+    let before = super::converge::revisions(mesh)?;
+    let mut removed_any = false;
     let mut keys: Vec<ObjectKey> = Vec::new();
     for manifest in in_delete_order(manifests) {
         if manifest.key.kind == "Namespace" {
@@ -174,10 +186,17 @@ pub fn delete(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<Vec<String>> 
     }
     for key in keys {
         let existed = delete_one(mesh, &key).with_context(|| format!("cannot delete {key}"))?;
+        removed_any |= existed;
         lines.push(format!(
             "{key} {}",
             if existed { "deleted" } else { "not found" }
         ));
+    }
+    // Like apply: return once the agents' maps reflect the deletion.
+    if removed_any {
+        for late in super::converge::wait_for_datapath(mesh, &before)? {
+            lines.push(format!("warning: agent not caught up after 15 s: {late}"));
+        }
     }
     Ok(lines)
 }

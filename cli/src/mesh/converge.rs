@@ -1,7 +1,9 @@
 //! Waiting for the agents to act on what `apply` wrote: the datapath is
 //! programmed asynchronously (the agents watch the manifests directory),
-//! so `apply` returns only once every node's agent serves every Service
-//! frontend the manifests declare, or says which it is still missing.
+//! so `apply` returns only once every node's agent has taken the change
+//! into its store and brought its policy and service maps up to that
+//! store revision, and serves every Service frontend the manifests
+//! declare — or says what it is still missing.
 
 use std::{
     collections::BTreeSet,
@@ -49,6 +51,61 @@ fn wanted_frontends(mesh: &Mesh) -> anyhow::Result<BTreeSet<String>> {
         }
     }
     Ok(wanted)
+}
+
+/// Each node agent's store revision now (before a change is written).
+pub fn revisions(mesh: &Mesh) -> anyhow::Result<Vec<Option<u64>>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(mesh
+        .state
+        .nodes
+        .iter()
+        .map(|node| status(&runtime, &node.api_socket).map(|s| s.store_revision))
+        .collect())
+}
+
+fn status(
+    runtime: &tokio::runtime::Runtime,
+    socket: &std::path::Path,
+) -> Option<sluice_api::agent::v1::StatusResponse> {
+    runtime.block_on(async {
+        let mut client = sluice_api::connect_unix(socket).await.ok()?;
+        let response = client
+            .status(sluice_api::agent::v1::StatusRequest {})
+            .await
+            .ok()?;
+        Some(response.into_inner())
+    })
+}
+
+/// Waits until every agent's store moved past `before` and its policy and
+/// service maps caught up with it; returns the nodes that did not in time.
+pub fn wait_for_datapath(mesh: &Mesh, before: &[Option<u64>]) -> anyhow::Result<Vec<String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    let mut late = Vec::new();
+    for (node, before) in mesh.state.nodes.iter().zip(before) {
+        loop {
+            let caught_up = status(&runtime, &node.api_socket).is_some_and(|s| {
+                before.is_none_or(|b| s.store_revision > b)
+                    && s.policy_revision >= s.store_revision
+                    && s.services_revision >= s.store_revision
+            });
+            if caught_up {
+                break;
+            }
+            if Instant::now() >= deadline {
+                late.push(format!("{}: policy/service maps not synced", node.name));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(late)
 }
 
 /// Waits until every node's agent has every wanted frontend; returns the

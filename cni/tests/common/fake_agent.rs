@@ -137,6 +137,7 @@ impl Agent for Service {
             ready: s.ready,
             endpoint_count: u32::try_from(s.endpoints.len()).unwrap(),
             pin_dir: String::new(),
+            ..Default::default()
         }))
     }
 
