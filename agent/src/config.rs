@@ -161,9 +161,11 @@ pub struct AgentConfig {
     #[arg(long, env = "SLUICE_NODE_NAME")]
     pub node_name: String,
 
-    /// The node's pod CIDR (IPv4), e.g. 10.244.1.0/24.
+    /// The node's pod CIDR (IPv4), e.g. 10.244.1.0/24. With `--source
+    /// kubernetes` it may be left out: the agent then waits for the
+    /// operator's IPAM to record one on this node's SluiceNode.
     #[arg(long, env = "SLUICE_POD_CIDR")]
-    pub pod_cidr: ipnet::Ipv4Net,
+    pub pod_cidr: Option<ipnet::Ipv4Net>,
 
     /// Directory for state files (IPAM leases, identities, endpoints).
     #[arg(long, env = "SLUICE_STATE_DIR", default_value = DEFAULT_STATE_DIR)]

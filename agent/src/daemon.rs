@@ -88,6 +88,26 @@ async fn start_source(config: &AgentConfig, store: Arc<Store>) -> anyhow::Result
     })
 }
 
+/// The pod CIDR: the flag, or (kubernetes source) the operator's.
+async fn pod_cidr(config: &AgentConfig) -> anyhow::Result<ipnet::Ipv4Net> {
+    if let Some(cidr) = config.pod_cidr {
+        return Ok(cidr);
+    }
+    anyhow::ensure!(
+        config.source == SourceKind::Kubernetes,
+        "--pod-cidr is required unless --source kubernetes (then the operator allocates it)"
+    );
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client config (in-cluster or $KUBECONFIG)")?;
+    crate::sources::kubernetes::pod_cidr_from_sluice_node(
+        client,
+        &config.node_name,
+        Duration::from_secs(2),
+    )
+    .await
+}
+
 /// What the datapath needs to know about its node.
 async fn node_config(config: &AgentConfig, net: &NodeNet) -> anyhow::Result<NodeConfig> {
     let node_ip = match (config.node_ip, &config.uplink) {
@@ -181,7 +201,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         on_corrupt,
     )?);
     let ipam = Arc::new(Ipam::open(
-        config.pod_cidr,
+        pod_cidr(&config).await?,
         config.state_dir.join("ipam.json"),
         on_corrupt,
     )?);

@@ -22,6 +22,7 @@ use kube::{
     },
 };
 use serde::de::DeserializeOwned;
+use sluice_crds::{SluiceClusterwideNetworkPolicy, SluiceNetworkPolicy, cluster::SluiceNode};
 use tokio::task::JoinSet;
 
 use crate::store::{Object, Scope, Store, StoredKind};
@@ -30,6 +31,42 @@ use crate::store::{Object, Scope, Store, StoredKind};
 /// (`KUBECONFIG` or `~/.kube/config`).
 pub async fn connect() -> Result<Client, kube::Error> {
     Client::try_default().await
+}
+
+/// This node's pod CIDR as the operator's IPAM recorded it on the node's
+/// `SluiceNode` (`status.podCIDR`); waits (polling every `every`) until
+/// the operator has allocated one.
+pub async fn pod_cidr_from_sluice_node(
+    client: Client,
+    node_name: &str,
+    every: std::time::Duration,
+) -> anyhow::Result<ipnet::Ipv4Net> {
+    let api = Api::<SluiceNode>::all(client);
+    loop {
+        match api.get_opt(node_name).await {
+            Ok(Some(node)) => {
+                if let Some(cidr) = node.status.as_ref().and_then(|s| s.pod_cidr.as_deref()) {
+                    return cidr.parse().map_err(|e| {
+                        anyhow::anyhow!(
+                            "SluiceNode {node_name} has an invalid podCIDR {cidr:?}: {e}"
+                        )
+                    });
+                }
+                tracing::info!(
+                    node = node_name,
+                    "waiting for the operator to allocate a pod CIDR"
+                );
+            }
+            Ok(None) => {
+                tracing::info!(
+                    node = node_name,
+                    "waiting for the operator to create our SluiceNode"
+                );
+            }
+            Err(e) => tracing::warn!(node = node_name, "cannot read our SluiceNode: {e}"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// The field selector that limits Pods to the ones scheduled on `node_name`.
@@ -59,7 +96,9 @@ impl KubernetesSource {
         spawn_watch::<Pod>(&mut tasks, &client, local_pods, &store);
         spawn_watch::<Service>(&mut tasks, &client, all.clone(), &store);
         spawn_watch::<EndpointSlice>(&mut tasks, &client, all.clone(), &store);
-        spawn_watch::<NetworkPolicy>(&mut tasks, &client, all, &store);
+        spawn_watch::<NetworkPolicy>(&mut tasks, &client, all.clone(), &store);
+        spawn_watch::<SluiceNetworkPolicy>(&mut tasks, &client, all.clone(), &store);
+        spawn_watch::<SluiceClusterwideNetworkPolicy>(&mut tasks, &client, all, &store);
         Self { tasks }
     }
 
@@ -381,6 +420,55 @@ mod tests {
         task.abort();
     }
 
+    /// The pod CIDR comes from our SluiceNode once the operator wrote it:
+    /// absent (404), then without status, then allocated.
+    #[tokio::test]
+    async fn the_pod_cidr_is_read_from_our_sluice_node_once_allocated() {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let task = tokio::spawn(pod_cidr_from_sluice_node(
+            client,
+            NODE,
+            Duration::from_millis(10),
+        ));
+        let node = |status: Value| {
+            json!({"apiVersion": "sluice.io/v1alpha1", "kind": "SluiceNode",
+                   "metadata": {"name": NODE}, "spec": {"nodeUID": "u-1"}, "status": status})
+        };
+        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "NotFound", "code": 404});
+        let replies = [
+            (StatusCode::NOT_FOUND, not_found),
+            (StatusCode::OK, node(json!({}))),
+            (StatusCode::OK, node(json!({"podCIDR": "10.244.7.0/24"}))),
+        ];
+        for (status, body) in replies {
+            let (request, send) =
+                tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+                    .await
+                    .expect("a request")
+                    .expect("client alive");
+            assert_eq!(request.method(), http::Method::GET);
+            assert_eq!(
+                request.uri().path(),
+                "/apis/sluice.io/v1alpha1/sluicenodes/node-1"
+            );
+            send.send_response(
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string().into_bytes()))
+                    .unwrap(),
+            );
+        }
+        let cidr = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("done")
+            .expect("joined")
+            .expect("a CIDR");
+        assert_eq!(cidr, "10.244.7.0/24".parse::<ipnet::Ipv4Net>().unwrap());
+    }
+
     /// Every kind is listed at its own path; only Pods carry the node selector.
     #[tokio::test]
     async fn start_watches_every_kind_with_pods_scoped_to_the_node() {
@@ -395,6 +483,8 @@ mod tests {
             "/api/v1/services?&limit=500",
             "/apis/discovery.k8s.io/v1/endpointslices?&limit=500",
             "/apis/networking.k8s.io/v1/networkpolicies?&limit=500",
+            "/apis/sluice.io/v1alpha1/sluicenetworkpolicies?&limit=500",
+            "/apis/sluice.io/v1alpha1/sluiceclusterwidenetworkpolicies?&limit=500",
         ]
         .map(String::from)
         .into();
