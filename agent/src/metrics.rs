@@ -260,7 +260,6 @@ async fn metrics(
     }
 }
 
-
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     if state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready")
