@@ -15,6 +15,7 @@ pub mod agent;
 pub mod api;
 pub mod cluster;
 pub mod containerd;
+pub mod manifests;
 pub mod netns;
 pub mod netpol;
 pub mod packet;
@@ -32,6 +33,19 @@ pub fn require_root() {
              run it with `make test` as root; CI always runs it as root"
         );
     }
+}
+
+/// Polls `check` until it holds, panicking with `what` after `timeout`
+/// (the agents act on manifests and API calls asynchronously).
+pub fn eventually(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
 }
 
 /// Runs a command and returns its stdout, panicking with its stderr on failure.

@@ -9,19 +9,10 @@ use sluice_bpf_common::metrics::Verdict;
 use sluice_vmtests::{
     api::Api,
     cluster::{Cluster, INTERNET_IP},
+    eventually,
     netns::NetNs,
     require_root,
 };
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..100 {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn ping(from: &NetNs, to: std::net::Ipv4Addr) {
     from.exec(
@@ -39,7 +30,7 @@ fn iperf(from: &NetNs, to: &NetNs, to_ip: std::net::Ipv4Addr, udp: bool) -> u64 
         .stdout(Stdio::null())
         .spawn()
         .expect("iperf3 server");
-    wait_until("the iperf3 server", || {
+    eventually("the iperf3 server", Duration::from_secs(10), || {
         !to.exec("ss", &["-Hltn", "sport = :5201"]).trim().is_empty()
     });
     let mut args = vec!["-c", "", "-p", "5201", "-t", "1", "-J"];
@@ -79,7 +70,7 @@ fn pods_reach_each_other_across_nodes_and_the_internet_through_masquerade() {
         (1, "10.244.1.0/24", "172.31.0.1"),
     ] {
         let ns = &cluster.nodes[node].ns;
-        wait_until("node routes", || {
+        eventually("node routes", Duration::from_secs(10), || {
             ns.ip(&["route", "show", "proto", "213"])
                 .contains(&format!("{other_cidr} via {via}"))
         });

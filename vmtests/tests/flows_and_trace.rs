@@ -2,15 +2,12 @@
 //! flow event naming the drop reason and the deciding rule; an allowed one
 //! a FORWARDED event; `TracePolicy` agrees with the datapath both ways.
 
-use std::{
-    net::Ipv4Addr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use sluice_api::agent::v1 as pb;
 use sluice_vmtests::{
     cluster::Cluster,
-    require_root,
+    manifests, require_root,
     workload::{Reply, in_netns, serve, tcp_name},
 };
 
@@ -24,13 +21,6 @@ spec:
   - from: [{podSelector: {matchLabels: {app: a}}}]
     ports: [{port: 8080}]
 ";
-
-fn pod_manifest(name: &str, ip: Ipv4Addr) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, labels: {{app: {name}}}}}\n\
-         spec: {{nodeName: node-1, containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: {ip}}}\n"
-    )
-}
 
 struct Client {
     runtime: tokio::runtime::Runtime,
@@ -94,7 +84,7 @@ fn a_denied_connection_yields_one_event_with_reason_and_rule_and_trace_agrees() 
     let dir = cluster.manifests_dir().to_owned();
     std::fs::write(
         dir.join("pods.yaml"),
-        pod_manifest("a", a_ip) + &pod_manifest("b", b_ip),
+        manifests::pod("a", "a", "node-1", a_ip) + &manifests::pod("b", "b", "node-1", b_ip),
     )
     .unwrap();
     std::fs::write(dir.join("deny.yaml"), DENY).unwrap();

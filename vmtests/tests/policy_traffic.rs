@@ -2,28 +2,17 @@
 //! an allow by pod selector and port, replies through conntrack, a drop
 //! counted under its reason, and a policy removal taking effect.
 
-use std::{
-    net::Ipv4Addr,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use sluice_agent::datapath::maps::read_counters;
 use sluice_bpf_common::metrics::DropReason;
 use sluice_vmtests::{
     cluster::Cluster,
-    require_root,
+    eventually, manifests, require_root,
     workload::{Reply, in_netns, serve, tcp_name},
 };
 
 const TIMEOUT: Duration = Duration::from_millis(500);
-
-fn pod_manifest(name: &str, app: &str, node: &str, ip: Ipv4Addr) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, labels: {{app: {app}}}}}\n\
-         spec: {{nodeName: {node}, containers: [{{name: c, image: x, ports: [{{name: http, containerPort: 8080}}]}}]}}\n\
-         status: {{podIP: {ip}}}\n"
-    )
-}
 
 const POLICY: &str = "
 apiVersion: networking.k8s.io/v1
@@ -36,17 +25,6 @@ spec:
   - from: [{podSelector: {matchLabels: {app: api}}}]
     ports: [{port: http}]
 ";
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[test]
 fn network_policy_allows_only_what_it_says_across_nodes() {
@@ -62,10 +40,10 @@ fn network_policy_allows_only_what_it_says_across_nodes() {
     ];
     let ip = |i: usize| cluster.pods[i].ip;
     let pods = [
-        pod_manifest("db", "db", "node-1", ip(db)),
-        pod_manifest("api", "api", "node-2", ip(api)),
-        pod_manifest("web", "web", "node-2", ip(web)),
-        pod_manifest("local", "web", "node-1", ip(local)),
+        manifests::pod("db", "db", "node-1", ip(db)),
+        manifests::pod("api", "api", "node-2", ip(api)),
+        manifests::pod("web", "web", "node-2", ip(web)),
+        manifests::pod("local", "web", "node-1", ip(local)),
     ]
     .concat();
     let dir = cluster.manifests_dir().to_owned();
@@ -82,7 +60,7 @@ fn network_policy_allows_only_what_it_says_across_nodes() {
     );
 
     std::fs::write(dir.join("policy.yaml"), POLICY).unwrap();
-    eventually("the policy to isolate db", || {
+    eventually("the policy to isolate db", Duration::from_secs(15), || {
         probe(web, 8080) == Reply::Timeout
     });
     assert_eq!(
@@ -119,7 +97,7 @@ fn network_policy_allows_only_what_it_says_across_nodes() {
     );
 
     std::fs::remove_file(dir.join("policy.yaml")).unwrap();
-    eventually("the policy removal", || {
+    eventually("the policy removal", Duration::from_secs(15), || {
         probe(web, 8080) == Reply::Name("db".into())
     });
 }

@@ -11,7 +11,7 @@ use std::{
 
 use sluice_vmtests::{
     cluster::Cluster,
-    require_root,
+    eventually, manifests, require_root,
     workload::{Reply, in_netns, serve, tcp_name, udp_name},
 };
 
@@ -20,15 +20,6 @@ const LONELY: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
 const STICKY: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
 const SOLO: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 13);
 const TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A Pod manifest the agents read (labels, node, address, named port).
-fn pod_manifest(name: &str, app: &str, node: &str, ip: Ipv4Addr) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, labels: {{app: {app}}}}}\n\
-         spec: {{nodeName: {node}, containers: [{{name: c, image: x, ports: [{{name: http, containerPort: 8080}}]}}]}}\n\
-         status: {{podIP: {ip}}}\n"
-    )
-}
 
 fn service_manifest(name: &str, ip: Ipv4Addr, app: &str, extra: &str) -> String {
     format!(
@@ -39,18 +30,6 @@ fn service_manifest(name: &str, ip: Ipv4Addr, app: &str, extra: &str) -> String 
 
 fn write(cluster: &Cluster, file: &str, text: &str) {
     std::fs::write(cluster.manifests_dir().join(file), text).expect("write manifest");
-}
-
-/// Waits until `check` holds (the agents pick manifests up asynchronously).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn names_from(
@@ -89,13 +68,13 @@ fn cluster_ip_and_node_port_services_with_real_traffic() {
         serve(&cluster.pods[w3].ns, "w3", 8080),
     ];
     let ip = |i: usize| cluster.pods[i].ip;
-    let mut pods = pod_manifest("c1", "solo", "node-1", ip(client));
+    let mut pods = manifests::pod("c1", "solo", "node-1", ip(client));
     for (name, i, node) in [
         ("w1", w1, "node-1"),
         ("w2", w2, "node-2"),
         ("w3", w3, "node-2"),
     ] {
-        pods.push_str(&pod_manifest(name, "web", node, ip(i)));
+        pods.push_str(&manifests::pod(name, "web", node, ip(i)));
     }
     write(&cluster, "pods.yaml", &pods);
     let mut services = service_manifest(
@@ -123,7 +102,7 @@ fn cluster_ip_and_node_port_services_with_real_traffic() {
         "  ports: [{port: 80, targetPort: 8080}]\n",
     ));
     write(&cluster, "services.yaml", &services);
-    eventually("the web service", || {
+    eventually("the web service", Duration::from_secs(15), || {
         names_from(&cluster, client, WEB, 80, 1)
             .keys()
             .all(|k| k.starts_with('w'))
@@ -183,15 +162,15 @@ fn cluster_ip_and_node_port_services_with_real_traffic() {
     }
 
     // A removed backend gets no new connections.
-    let mut without_w2 = pod_manifest("c1", "solo", "node-1", ip(client));
+    let mut without_w2 = manifests::pod("c1", "solo", "node-1", ip(client));
     let _ = write!(
         without_w2,
         "{}{}",
-        pod_manifest("w1", "web", "node-1", ip(w1)),
-        pod_manifest("w3", "web", "node-2", ip(w3))
+        manifests::pod("w1", "web", "node-1", ip(w1)),
+        manifests::pod("w3", "web", "node-2", ip(w3))
     );
     write(&cluster, "pods.yaml", &without_w2);
-    eventually("w2 to leave the service", || {
+    eventually("w2 to leave the service", Duration::from_secs(15), || {
         !names_from(&cluster, client, WEB, 80, 30).contains_key("w2")
     });
     let counts = names_from(&cluster, client, WEB, 80, 300);
@@ -224,7 +203,7 @@ fn maglev_removing_one_of_ten_backends_moves_only_its_flows() {
         );
         for (i, pod) in backends.iter().enumerate() {
             if Some(i) != skip {
-                text.push_str(&pod_manifest(
+                text.push_str(&manifests::pod(
                     &format!("m{i}"),
                     "mag",
                     "node-1",
@@ -252,7 +231,7 @@ fn maglev_removing_one_of_ten_backends_moves_only_its_flows() {
                 .collect::<Vec<_>>()
         })
     };
-    eventually("the Maglev service", || {
+    eventually("the Maglev service", Duration::from_secs(15), || {
         round(&netns).iter().all(|n| n.starts_with('m'))
     });
     let before = round(&netns);
@@ -260,7 +239,9 @@ fn maglev_removing_one_of_ten_backends_moves_only_its_flows() {
     assert!(on_removed > 0, "some flows must have been on m3");
 
     write(&cluster, "mag.yaml", &manifests(Some(3)));
-    eventually("m3 to leave", || !round(&netns).contains(&"m3".to_string()));
+    eventually("m3 to leave", Duration::from_secs(15), || {
+        !round(&netns).contains(&"m3".to_string())
+    });
     let after = round(&netns);
     for (flow, (b, a)) in before.iter().zip(&after).enumerate() {
         if b != "m3" {

@@ -9,20 +9,8 @@ use sluice_bpf_common::{
     pin::{LB_BACKENDS_MAP, LB_MAGLEV_MAP, LB_REVNAT_MAP, LB_SERVICES_MAP},
 };
 
+use super::maps::{open_pinned, removed};
 use crate::services::sync::{LbDump, LbMaps};
-
-fn open(pin_dir: &Path, name: &str) -> anyhow::Result<MapData> {
-    let path = pin_dir.join(name);
-    MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {}", path.display()))
-}
-
-/// A missing key on removal is fine: the state converges either way.
-fn removed(result: Result<(), aya::maps::MapError>, what: &str) -> anyhow::Result<()> {
-    match result {
-        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {what}")),
-    }
-}
 
 pub struct KernelLbMaps {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
@@ -35,10 +23,10 @@ pub struct KernelLbMaps {
 impl KernelLbMaps {
     pub fn open(pin_dir: &Path, maglev_table_size: u32) -> anyhow::Result<Self> {
         Ok(Self {
-            services: HashMap::try_from(Map::HashMap(open(pin_dir, LB_SERVICES_MAP)?))?,
-            backends: HashMap::try_from(Map::HashMap(open(pin_dir, LB_BACKENDS_MAP)?))?,
-            rev_nat: HashMap::try_from(Map::HashMap(open(pin_dir, LB_REVNAT_MAP)?))?,
-            maglev: Array::try_from(Map::Array(open(pin_dir, LB_MAGLEV_MAP)?))?,
+            services: HashMap::try_from(Map::HashMap(open_pinned(pin_dir, LB_SERVICES_MAP)?))?,
+            backends: HashMap::try_from(Map::HashMap(open_pinned(pin_dir, LB_BACKENDS_MAP)?))?,
+            rev_nat: HashMap::try_from(Map::HashMap(open_pinned(pin_dir, LB_REVNAT_MAP)?))?,
+            maglev: Array::try_from(Map::Array(open_pinned(pin_dir, LB_MAGLEV_MAP)?))?,
             maglev_table_size,
         })
     }

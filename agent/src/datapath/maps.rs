@@ -18,9 +18,19 @@ use sluice_bpf_common::{
     policy::{IpcacheEntry, PolicyData, PolicyEntry},
 };
 
-fn open_pinned(pin_dir: &Path, name: &str) -> anyhow::Result<MapData> {
+/// A pinned map of this node's datapath, by name.
+pub(crate) fn open_pinned(pin_dir: &Path, name: &str) -> anyhow::Result<MapData> {
     let path = pin_dir.join(name);
     MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {}", path.display()))
+}
+
+/// The result of a map delete, where a key already gone is fine (the state
+/// converges either way).
+pub(crate) fn removed(result: Result<(), aya::maps::MapError>, what: &str) -> anyhow::Result<()> {
+    match result {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {what}")),
+    }
 }
 
 /// The endpoint map: local pod address → delivery information.

@@ -13,20 +13,11 @@ use sluice_bpf_common::{
     policy::{IpcacheEntry, IpcacheKey, PolicyData, PolicyEntry, PolicyKey},
 };
 
-use super::ops::KernelDatapath;
+use super::{
+    maps::{open_pinned, removed},
+    ops::KernelDatapath,
+};
 use crate::policy::PolicyMaps;
-
-fn open(pin_dir: &Path, name: &str) -> anyhow::Result<MapData> {
-    let path = pin_dir.join(name);
-    MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {}", path.display()))
-}
-
-fn removed(result: Result<(), aya::maps::MapError>, what: &str) -> anyhow::Result<()> {
-    match result {
-        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {what}")),
-    }
-}
 
 pub struct KernelPolicyMaps {
     policy: LpmTrie<MapData, PolicyData, PolicyEntry>,
@@ -37,8 +28,8 @@ pub struct KernelPolicyMaps {
 impl KernelPolicyMaps {
     pub fn open(pin_dir: &Path, endpoints: Arc<KernelDatapath>) -> anyhow::Result<Self> {
         Ok(Self {
-            policy: LpmTrie::try_from(Map::LpmTrie(open(pin_dir, POLICY_MAP)?))?,
-            ipcache: LpmTrie::try_from(Map::LpmTrie(open(pin_dir, IPCACHE_MAP)?))?,
+            policy: LpmTrie::try_from(Map::LpmTrie(open_pinned(pin_dir, POLICY_MAP)?))?,
+            ipcache: LpmTrie::try_from(Map::LpmTrie(open_pinned(pin_dir, IPCACHE_MAP)?))?,
             endpoints,
         })
     }
