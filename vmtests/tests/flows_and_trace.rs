@@ -55,6 +55,28 @@ impl Client {
         })
     }
 
+    fn status(&mut self) -> pb::StatusResponse {
+        let api = &mut self.api;
+        self.runtime
+            .block_on(api.status(pb::StatusRequest {}))
+            .expect("Status")
+            .into_inner()
+    }
+
+    fn trace_udp(&mut self, from: &str, to: &str, port: u32) -> pb::TracePolicyResponse {
+        let api = &mut self.api;
+        let request = pb::TracePolicyRequest {
+            from: from.into(),
+            to: to.into(),
+            port,
+            protocol: "UDP".into(),
+        };
+        self.runtime
+            .block_on(api.trace_policy(request))
+            .expect("TracePolicy")
+            .into_inner()
+    }
+
     fn trace(&mut self, from: &str, to: &str, port: u32) -> pb::TracePolicyResponse {
         let api = &mut self.api;
         let request = pb::TracePolicyRequest {
@@ -157,4 +179,83 @@ fn a_denied_connection_yields_one_event_with_reason_and_rule_and_trace_agrees() 
         ..Default::default()
     });
     assert_eq!(forwarded.len(), 1, "one event per new flow: {forwarded:#?}");
+}
+
+const DENY_UDP: &str = "
+apiVersion: sluice.io/v1alpha1
+kind: SluiceNetworkPolicy
+metadata: {name: deny-udp, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingressDeny:
+  - from: [{podSelector: {matchLabels: {app: a}}}]
+    ports: [{port: 9999, protocol: UDP}]
+";
+
+#[test]
+fn a_flood_of_denied_packets_is_counted_rate_limited_and_does_not_block_the_agent() {
+    require_root();
+    let mut cluster = Cluster::new(1);
+    let a = cluster.add_pod(0, "default/a");
+    let b = cluster.add_pod(0, "default/b");
+    let (a_ip, b_ip) = (cluster.pods[a].ip, cluster.pods[b].ip);
+    let dir = cluster.manifests_dir().to_owned();
+    std::fs::write(
+        dir.join("pods.yaml"),
+        manifests::pod("a", "a", "node-1", a_ip) + &manifests::pod("b", "b", "node-1", b_ip),
+    )
+    .unwrap();
+    std::fs::write(dir.join("deny.yaml"), DENY_UDP).unwrap();
+    let mut client = Client::connect(&cluster.socket(0));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client.trace_udp("default/a", "default/b", 9999).verdict != "DENIED" {
+        assert!(
+            Instant::now() < deadline,
+            "the deny policy never reached the maps"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 20,000 datagrams as fast as the pod can send them.
+    const SENT: u64 = 20_000;
+    let a_ns = cluster.pods[a].ns.path();
+    let started = Instant::now();
+    in_netns(&a_ns, move || {
+        let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+        for _ in 0..SENT {
+            let _ = socket.send_to(b"flood", (b_ip, 9999));
+        }
+    });
+    let seconds = started.elapsed().as_secs() + 1;
+
+    // The agent answers at once, and every packet is counted.
+    let asked = Instant::now();
+    client.status();
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "the agent was blocked"
+    );
+    let counters = sluice_agent::datapath::maps::read_counters(&cluster.pin_dir(0)).unwrap();
+    use sluice_bpf_common::metrics::{DropReason, Verdict};
+    assert_eq!(
+        counters.drop(DropReason::PolicyDenied).packets,
+        SENT,
+        "every drop counted"
+    );
+    let limited = counters.verdict(Verdict::EventsRateLimited).packets;
+    let events = client.flows(pb::ObserveFlowsRequest {
+        reason: "POLICY_DENIED".into(),
+        ..Default::default()
+    });
+    assert!(limited > 0, "the flood must hit the per-source rate limit");
+    assert!(
+        events.len() as u64 <= 100 * (seconds + 1),
+        "{} events in {seconds} s: the rate limit is 100/s per source",
+        events.len()
+    );
+    assert_eq!(
+        events.len() as u64 + limited + counters.verdict(Verdict::EventsLost).packets,
+        SENT,
+        "each drop is an event, rate-limited or lost — none unaccounted"
+    );
 }
