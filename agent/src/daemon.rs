@@ -25,6 +25,7 @@ use tracing::info;
 
 use crate::{
     api::AgentService,
+    api_metrics::ApiLatency,
     config::{AgentConfig, LbMode, SourceKind},
     conntrack_gc,
     datapath::{
@@ -279,6 +280,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     };
 
     let (metric_identities, metric_flows) = (identities.clone(), flows.clone());
+    let api_latency = ApiLatency::default();
     let service = AgentService {
         node_name: config.node_name.clone(),
         pin_dir: pin_dir.clone(),
@@ -295,6 +297,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     let listener = bind_api_socket(&config.api_socket)?;
     let api = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(api_latency.layer())
             .add_service(AgentServer::new(service))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped()),
     );
@@ -305,6 +308,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
             ready.clone(),
             metric_identities,
             metric_flows,
+            &api_latency,
         ),
         ready.clone(),
     );

@@ -4,6 +4,7 @@
 //! `lib.rs` only declares modules; each owns one concern.
 
 pub mod api;
+pub mod api_metrics;
 pub mod config;
 pub mod conntrack_gc;
 pub mod daemon;

@@ -100,6 +100,15 @@ impl Collector for AgentCollector {
             "Flow events held in the agent's buffer",
             self.flows.len() as i64,
         )?;
+        if let Ok(lb) = read_lb(&self.pin_dir) {
+            let frontends = lb.services.iter().filter(|(k, _)| k.slot == 0).count();
+            gauge(
+                &mut encoder,
+                "sluice_agent_service_frontends",
+                "Service frontends (ClusterIP:port and NodePort) in the datapath",
+                frontends as i64,
+            )?;
+        }
         match map_entries(&self.pin_dir) {
             Ok(entries) => {
                 let sample = ConstGauge::new(0i64);
@@ -183,8 +192,10 @@ pub fn registry(
     ready: Arc<AtomicBool>,
     identities: Arc<IdentityAllocator>,
     flows: Arc<FlowBuffer>,
+    api_latency: &crate::api_metrics::ApiLatency,
 ) -> Registry {
     let mut registry = Registry::default();
+    api_latency.register(&mut registry);
     registry.register_collector(Box::new(AgentCollector {
         pin_dir,
         endpoints,
