@@ -220,7 +220,7 @@ impl Rig {
         Ok(())
     }
 
-    fn from_pod(&mut self) -> &SchedClassifier {
+    fn pod_program(&mut self) -> &SchedClassifier {
         self.datapath.program(PROG_FROM_POD).expect("from_pod")
     }
 
@@ -228,7 +228,7 @@ impl Rig {
     fn run(&mut self, packet: &[u8], repeat: u32) -> (i32, f64) {
         let mut out = vec![0u8; packet.len() + 256];
         let result = self
-            .from_pod()
+            .pod_program()
             .test_run(TestRunOptions {
                 data_in: Some(packet),
                 data_out: Some(&mut out),
