@@ -110,6 +110,38 @@ pub struct Engine {
     cache: BTreeMap<Ipv4Addr, (EndpointInputs, Arc<EndpointPolicy>)>,
     /// Endpoints computed (not reused) by the last compile.
     recomputed: usize,
+    /// The last universe and what it was built from: a compile whose pods,
+    /// namespaces, nodes, local endpoints and CIDRs are the very same
+    /// objects (a policy edit) reuses it instead of walking every pod.
+    universe: Option<(UniverseKey, Arc<Universe>)>,
+}
+
+/// What a universe depends on; store objects are compared by identity (an
+/// unchanged object is the same `Arc`), the rest by value.
+#[derive(PartialEq, Eq)]
+struct UniverseKey {
+    pods: Vec<usize>,
+    namespaces: Vec<usize>,
+    nodes: Vec<usize>,
+    endpoints: Vec<LocalEndpoint>,
+    cidrs: BTreeSet<Ipv4Net>,
+    node_name: String,
+}
+
+impl UniverseKey {
+    fn of(inputs: &PolicyInputs, cidrs: &BTreeSet<Ipv4Net>) -> Self {
+        fn ptrs<T>(objects: &[Arc<T>]) -> Vec<usize> {
+            objects.iter().map(|o| Arc::as_ptr(o) as usize).collect()
+        }
+        Self {
+            pods: ptrs(&inputs.pods),
+            namespaces: ptrs(&inputs.namespaces),
+            nodes: ptrs(&inputs.nodes),
+            endpoints: inputs.endpoints.clone(),
+            cidrs: cidrs.clone(),
+            node_name: inputs.node_name.clone(),
+        }
+    }
 }
 
 impl Engine {
@@ -125,6 +157,7 @@ impl Engine {
             last_good: BTreeMap::new(),
             cache: BTreeMap::new(),
             recomputed: 0,
+            universe: None,
         }
     }
 
@@ -163,8 +196,17 @@ impl Engine {
                 _ => Vec::new(),
             })
             .collect();
-        let universe = Universe::build(inputs, &cidrs, &self.allocator, &mut self.held);
-        self.held.finish_round(&self.allocator);
+        let key = UniverseKey::of(inputs, &cidrs);
+        let universe = match self.universe.take() {
+            // Same objects: the same identities stay held, nothing to walk.
+            Some((old_key, universe)) if old_key == key => universe,
+            _ => {
+                let built = Universe::build(inputs, &cidrs, &self.allocator, &mut self.held);
+                self.held.finish_round(&self.allocator);
+                Arc::new(built)
+            }
+        };
+        self.universe = Some((key, universe.clone()));
         out.errors.extend(universe.errors.iter().cloned());
 
         // Resolve every rule once; endpoints share the results.
@@ -230,7 +272,7 @@ impl Engine {
 
         out.state = DesiredState {
             endpoints,
-            ipcache: universe.ipcache,
+            ipcache: universe.ipcache.clone(),
             rules: live_rules,
         };
         out
