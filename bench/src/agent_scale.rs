@@ -17,7 +17,7 @@ use sluice_vmtests::{
 
 use crate::{
     manifests, maps,
-    report::{Mode, Section, fmt_num},
+    report::{Mode, Section, fmt_count, fmt_num},
     stats::percentile,
 };
 
@@ -56,18 +56,16 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
     let changes = mode.pick(2, 10, 30);
 
     let mut cluster = Cluster::new(1);
-    let mut pods = String::new();
-    for i in 0..LOCAL_PODS {
-        let p = cluster.add_pod(0, &format!("default/app-{i}"));
-        pods.push_str(&manifests::pod(
-            &format!("app-{i}"),
-            "bench",
-            "node-1",
-            cluster.pods[p].ip,
-        ));
-    }
+    // The Pod objects first: the agent labels an endpoint at CNI ADD.
     let dir = cluster.manifests_dir().to_owned();
+    let pods: String = (0..LOCAL_PODS)
+        .map(|i| manifests::pod(&format!("app-{i}"), "bench", "node-1"))
+        .collect();
     std::fs::write(dir.join("pods.yaml"), &pods)?;
+    std::thread::sleep(Duration::from_millis(800));
+    for i in 0..LOCAL_PODS {
+        cluster.add_pod(0, &format!("default/app-{i}"));
+    }
     // Restart on fresh maps with the whole load in place: the measured start
     // is a cold start that must program everything.
     cluster.nodes[0].agent.take().expect("agent").stop();
@@ -159,7 +157,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
          {pol} NetworkPolicies (each: pods `app: bench` accept one TCP port from one /32), \
          {LOCAL_PODS} local pods made by `sluice-cni`. The agent is started cold on fresh maps \
          with everything in place; the maps are sampled every 100 ms (plus the time one \
-         sample of the 40,000-entry services map takes to read) until the services are all \
+         sample of the services map takes to read) until the services are all \
          there and the policy map has been stable for {settle} s. Changes are new files in \
          the manifests dir, one at a time, timed from the write to the entry in the pinned \
          map (polled every 2 ms): they include the files source's 200 ms debounce.\n\n\
@@ -171,12 +169,12 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
          | one new policy → datapath, p50 / p99 ({changes} changes) | {pp50} / {pp99} ms |\n\
          | agent RSS after the full sync (peak) | {rss:.1} MiB ({hwm:.1} MiB) |\n\
          | agent RSS after the changes | {rss_after:.1} MiB |\n",
-        svc = fmt_num(f64::from(services)),
-        pol = fmt_num(f64::from(policies)),
+        svc = fmt_count(services as usize),
+        pol = fmt_count(policies as usize),
         settle = settle.as_secs(),
         ready = ready_s,
-        svc_entries = fmt_num(final_svc as f64),
-        pol_entries = fmt_num(final_pol as f64),
+        svc_entries = fmt_count(final_svc),
+        pol_entries = fmt_count(final_pol),
         sp50 = fmt_num(percentile(&service_ms, 50.0)),
         sp99 = fmt_num(percentile(&service_ms, 99.0)),
         pp50 = fmt_num(percentile(&policy_ms, 50.0)),

@@ -28,12 +28,12 @@ pub fn filler_service(i: u32, backends: u32) -> String {
     service(&format!("filler-{i}"), vip, &addrs)
 }
 
-/// A Pod on `node` with labels `app: <app>` and address `ip`.
-pub fn pod(name: &str, app: &str, node: &str, ip: Ipv4Addr) -> String {
+/// A Pod on `node` with labels `app: <app>`, before it has an address
+/// (the agent takes a local pod's labels from it at CNI ADD).
+pub fn pod(name: &str, app: &str, node: &str) -> String {
     format!(
         "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, labels: {{app: {app}}}}}\n\
-         spec: {{nodeName: {node}, containers: [{{name: c, image: x}}]}}\n\
-         status: {{podIP: {ip}, conditions: [{{type: Ready, status: \"True\"}}]}}\n"
+         spec: {{nodeName: {node}, containers: [{{name: c, image: x}}]}}\n"
     )
 }
 

@@ -42,7 +42,7 @@ use sluice_vmtests::{
 
 use crate::{
     floor::EmptyTc,
-    report::{Mode, Section, fmt_num, fmt_ratio},
+    report::{Mode, Section, fmt_count, fmt_num, fmt_ratio},
     stats::{median, ratio},
 };
 
@@ -378,8 +378,8 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         let _ = writeln!(
             s.body,
             "| {} | {} | {} ns | {} | {} ns | {} | {} ns | {} | {} ns | {} ns |",
-            fmt_num(r.services as f64),
-            fmt_num(r.policy as f64),
+            fmt_count(r.services),
+            fmt_count(r.policy),
             fmt_num(r.established),
             fmt_ratio(ratio(r.established, floor)),
             fmt_num(r.denied),
@@ -400,10 +400,10 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
          measured is the largest the agent accepts in this mode.\n",
         sync_times
             .iter()
-            .map(|(n, t)| format!("{} services {:.2} s", fmt_num(*n as f64), t))
+            .map(|(n, t)| format!("{} services {:.2} s", fmt_count(*n), t))
             .collect::<Vec<_>>()
             .join(", "),
-        fmt_num(MAX_FRONTENDS as f64),
+        fmt_count(MAX_FRONTENDS),
     );
 
     let at = |services: usize, policy: usize| {
@@ -443,7 +443,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
     s.goal(
         &format!(
             "established, 1 → {} services",
-            fmt_num(largest_n as f64)
+            fmt_count(largest_n)
         ),
         "≤ 1.15×",
         fmt_ratio(growth),
@@ -456,7 +456,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
     );
     let pol_growth = ratio(at(1, p_hi).expect("row").denied, smallest.denied);
     s.goal(
-        &format!("denied, {p_lo} → {} policy entries", fmt_num(p_hi as f64)),
+        &format!("denied, {p_lo} → {} policy entries", fmt_count(p_hi)),
         "≤ 1.1×",
         fmt_ratio(pol_growth),
         pol_growth <= 1.1,

@@ -262,6 +262,15 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
+/// A count with thousands separators: `10000` → "10,000".
+pub fn fmt_count(n: usize) -> String {
+    if n >= 1000 {
+        fmt_num(n as f64)
+    } else {
+        n.to_string()
+    }
+}
+
 pub fn fmt_ratio(r: f64) -> String {
     if r.is_finite() {
         format!("{r:.2}×")
