@@ -110,6 +110,9 @@ pub struct Engine {
     cache: BTreeMap<Ipv4Addr, (EndpointInputs, Arc<EndpointPolicy>)>,
     /// Endpoints computed (not reused) by the last compile.
     recomputed: usize,
+    /// Each policy's resolved rules, valid for the universe they were
+    /// resolved against (cleared whenever the universe is rebuilt).
+    resolved: BTreeMap<PolicyRef, (Policy, Vec<Arc<ResolvedRule>>)>,
     /// The last universe and what it was built from: a compile whose pods,
     /// namespaces, nodes, local endpoints and CIDRs are the very same
     /// objects (a policy edit) reuses it instead of walking every pod.
@@ -157,6 +160,7 @@ impl Engine {
             last_good: BTreeMap::new(),
             cache: BTreeMap::new(),
             recomputed: 0,
+            resolved: BTreeMap::new(),
             universe: None,
         }
     }
@@ -203,17 +207,20 @@ impl Engine {
             _ => {
                 let built = Universe::build(inputs, &cidrs, &self.allocator, &mut self.held);
                 self.held.finish_round(&self.allocator);
+                self.resolved.clear();
                 Arc::new(built)
             }
         };
         self.universe = Some((key, universe.clone()));
         out.errors.extend(universe.errors.iter().cloned());
 
-        // Resolve every rule once; endpoints share the results.
+        // Resolve every rule once; endpoints share the results. A policy
+        // unchanged since the last compile (same universe) keeps its rules.
         let mut live_rules = BTreeMap::new();
         let mut resolved: Vec<(&Policy, Vec<Arc<ResolvedRule>>)> = Vec::new();
+        let mut still_resolved = BTreeMap::new();
         for policy in &policies {
-            let mut rules = Vec::new();
+            let mut ids = Vec::new();
             for rule in &policy.rules {
                 let rule_ref = RuleRef {
                     policy: policy.id.clone(),
@@ -222,10 +229,21 @@ impl Engine {
                 };
                 let id = self.rule_ids.id(&rule_ref);
                 live_rules.insert(id, rule_ref);
-                rules.push(Arc::new(resolve_rule(policy, rule, id, &universe)));
+                ids.push(id);
             }
+            let rules = match self.resolved.remove(&policy.id) {
+                Some((old, rules)) if old == *policy => rules,
+                _ => policy
+                    .rules
+                    .iter()
+                    .zip(&ids)
+                    .map(|(rule, id)| Arc::new(resolve_rule(policy, rule, *id, &universe)))
+                    .collect(),
+            };
+            still_resolved.insert(policy.id.clone(), (policy.clone(), rules.clone()));
             resolved.push((policy, rules));
         }
+        self.resolved = still_resolved;
         self.rule_ids
             .ids
             .retain(|_, id| live_rules.contains_key(id));
