@@ -53,7 +53,7 @@ fn time_until(every: Duration, mut done: impl FnMut() -> bool) -> Option<f64> {
 pub fn run(mode: Mode) -> anyhow::Result<Section> {
     let services: u32 = mode.pick(100, 10_000, 10_000);
     let policies: u32 = mode.pick(10, 1_000, 1_000);
-    let changes = mode.pick(2, 10, 30);
+    let changes = mode.pick(2, 5, 20);
 
     let mut cluster = Cluster::new(1);
     // The Pod objects first: the agent labels an endpoint at CNI ADD.

@@ -278,34 +278,33 @@ fn exec_retry(ns: &NetNs, program: &str, args: &[&str]) -> String {
     panic!("`{program} {}` kept failing: {last}", args.join(" "));
 }
 
-/// Results of the traffic tools between one client and one server.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TrafficFigures {
-    pub tcp_1_gbps: f64,
-    pub tcp_4_gbps: f64,
-    pub udp64_kpps: f64,
-    pub tcp_rr_us: f64,
-    pub ping_us: f64,
+/// One figure between a client and a server pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// iperf3, one TCP stream, receiver Gbit/s.
+    Tcp1,
+    /// iperf3, four TCP streams, receiver Gbit/s.
+    Tcp4,
+    /// iperf3 UDP 64-byte datagrams at full speed, received kpps.
+    Udp64,
+    /// sockperf TCP ping-pong, median one-way latency (half the RTT), µs.
+    TcpRr,
+    /// ping every 10 ms, average RTT, µs.
+    Ping,
 }
 
-/// What to run and for how long.
-#[derive(Clone, Copy, Debug)]
-pub struct TrafficPlan {
-    pub seconds: u32,
-    pub four_streams: bool,
-    pub pings: u32,
-}
-
-/// iperf3 (1 and 4 TCP streams, UDP 64-byte datagrams), sockperf TCP
-/// ping-pong and ping from `client` to `server_ip` (a server in `server`).
+/// Measures `metric` from `client` to `server_ip` (a server in `server`)
+/// for `seconds` (ping: `pings` echoes).
 pub fn measure(
+    metric: Metric,
     client: &NetNs,
     server: &NetNs,
     server_ip: Ipv4Addr,
-    plan: TrafficPlan,
-) -> TrafficFigures {
+    seconds: u32,
+    pings: u32,
+) -> f64 {
     let ip = server_ip.to_string();
-    let secs = plan.seconds.to_string();
+    let secs = seconds.to_string();
     let iperf = |extra: &[&str]| -> serde_json::Value {
         let _server = spawn_in(server, "iperf3", &["-s", "-1", "-B", &ip, "-p", "5201"]);
         wait_listening(server, 5201);
@@ -325,40 +324,35 @@ pub fn measure(
             .unwrap_or(f64::NAN)
             / 1e9
     };
-    let tcp_1_gbps = gbps(&iperf(&[]));
-    let tcp_4_gbps = if plan.four_streams {
-        gbps(&iperf(&["-P", "4"]))
-    } else {
-        f64::NAN
-    };
-    let udp = iperf(&["-u", "-l", "64", "-b", "0"]);
-    let sum = &udp["end"]["sum"];
-    let received =
-        sum["packets"].as_f64().unwrap_or(f64::NAN) - sum["lost_packets"].as_f64().unwrap_or(0.0);
-    let udp64_kpps = received / sum["seconds"].as_f64().unwrap_or(f64::NAN) / 1e3;
-
-    let _sockperf = spawn_in(
-        server,
-        "sockperf",
-        &["sr", "--tcp", "-i", &ip, "-p", "11111"],
-    );
-    wait_listening(server, 11111);
-    let out = exec_retry(
-        client,
-        "sockperf",
-        &["pp", "--tcp", "-i", &ip, "-p", "11111", "-t", &secs],
-    );
-    let tcp_rr_us = sockperf_median_us(&out);
-
-    let count = plan.pings.to_string();
-    let out = exec_retry(client, "ping", &["-c", &count, "-i", "0.01", "-q", &ip]);
-    let ping_us = ping_avg_us(&out);
-    TrafficFigures {
-        tcp_1_gbps,
-        tcp_4_gbps,
-        udp64_kpps,
-        tcp_rr_us,
-        ping_us,
+    match metric {
+        Metric::Tcp1 => gbps(&iperf(&[])),
+        Metric::Tcp4 => gbps(&iperf(&["-P", "4"])),
+        Metric::Udp64 => {
+            let udp = iperf(&["-u", "-l", "64", "-b", "0"]);
+            let sum = &udp["end"]["sum"];
+            let received = sum["packets"].as_f64().unwrap_or(f64::NAN)
+                - sum["lost_packets"].as_f64().unwrap_or(0.0);
+            received / sum["seconds"].as_f64().unwrap_or(f64::NAN) / 1e3
+        }
+        Metric::TcpRr => {
+            let _sockperf = spawn_in(
+                server,
+                "sockperf",
+                &["sr", "--tcp", "-i", &ip, "-p", "11111"],
+            );
+            wait_listening(server, 11111);
+            let out = exec_retry(
+                client,
+                "sockperf",
+                &["pp", "--tcp", "-i", &ip, "-p", "11111", "-t", &secs],
+            );
+            sockperf_median_us(&out)
+        }
+        Metric::Ping => {
+            let count = pings.to_string();
+            let out = exec_retry(client, "ping", &["-c", &count, "-i", "0.01", "-q", &ip]);
+            ping_avg_us(&out)
+        }
     }
 }
 
