@@ -78,8 +78,13 @@ pub struct SyncReport {
 pub struct LbState {
     settings: LbSettings,
     backends: BTreeMap<BackendAddr, u32>,
+    /// Ids in use, kept alongside so a new id is found without rescanning.
+    backend_ids: BTreeSet<u32>,
     next_backend: u32,
     frontends: BTreeMap<FrontendAddr, Programmed>,
+    rev_nat_ids: BTreeSet<u16>,
+    /// Ids below the highest in use that were freed.
+    freed_rev_nat: BTreeSet<u16>,
 }
 
 impl LbState {
@@ -87,8 +92,11 @@ impl LbState {
         Self {
             settings,
             backends: BTreeMap::new(),
+            backend_ids: BTreeSet::new(),
             next_backend: 1,
             frontends: BTreeMap::new(),
+            rev_nat_ids: BTreeSet::new(),
+            freed_rev_nat: BTreeSet::new(),
         }
     }
 
@@ -104,6 +112,7 @@ impl LbState {
                 proto: b.proto,
             };
             state.backends.insert(addr, id);
+            state.backend_ids.insert(id);
             state.next_backend = state.next_backend.max(id.wrapping_add(1));
         }
         for (key, value) in dump.masters.into_iter().filter(|(k, _)| k.slot == 0) {
@@ -112,6 +121,8 @@ impl LbState {
                 port: u16::from_be(key.port),
                 proto: key.proto,
             };
+            state.rev_nat_ids.insert(value.rev_nat);
+            state.freed_rev_nat.remove(&value.rev_nat);
             state.frontends.insert(
                 front,
                 Programmed {
@@ -125,18 +136,30 @@ impl LbState {
                 },
             );
         }
+        if let Some(&highest) = state.rev_nat_ids.last() {
+            state.freed_rev_nat = (1..highest)
+                .filter(|id| !state.rev_nat_ids.contains(id))
+                .collect();
+        }
         state
     }
 
-    fn free_rev_nat(&self) -> anyhow::Result<u16> {
-        let used: BTreeSet<u16> = self.frontends.values().map(|p| p.rev_nat).collect();
+    /// The lowest frontend id not in use: a freed one, else the next above
+    /// all in use (no rescan of every id per new frontend).
+    fn free_rev_nat(&mut self) -> anyhow::Result<u16> {
         let limit = if self.settings.maglev_table_size.is_some() {
             self.settings.maglev_max_frontends.min(u32::from(u16::MAX)) as u16
         } else {
             u16::MAX
         };
-        (1..=limit)
-            .find(|id| !used.contains(id))
+        if let Some(id) = self.freed_rev_nat.pop_first() {
+            return Ok(id);
+        }
+        let next = match self.rev_nat_ids.last() {
+            None => Some(1),
+            Some(last) => last.checked_add(1),
+        };
+        next.filter(|id| *id <= limit)
             .context("no free frontend id: too many service frontends for the maps")
     }
 
@@ -144,13 +167,13 @@ impl LbState {
         if let Some(id) = self.backends.get(&backend) {
             return (*id, false);
         }
-        let used: BTreeSet<u32> = self.backends.values().copied().collect();
         let mut id = self.next_backend;
-        while used.contains(&id) || id == 0 {
+        while self.backend_ids.contains(&id) || id == 0 {
             id = id.wrapping_add(1);
         }
         self.next_backend = id.wrapping_add(1);
         self.backends.insert(backend, id);
+        self.backend_ids.insert(id);
         (id, true)
     }
 
@@ -192,6 +215,8 @@ impl LbState {
                     maps.remove_service(Self::key(&front, slot as u16))?;
                 }
                 maps.remove_rev_nat(programmed.rev_nat)?;
+                self.rev_nat_ids.remove(&programmed.rev_nat);
+                self.freed_rev_nat.insert(programmed.rev_nat);
                 report.frontends_removed += 1;
             }
         }
@@ -210,6 +235,7 @@ impl LbState {
         for (backend, id) in unused {
             maps.remove_backend(id)?;
             self.backends.remove(&backend);
+            self.backend_ids.remove(&id);
             report.backends_removed += 1;
         }
         Ok(report)
@@ -224,7 +250,11 @@ impl LbState {
     ) -> anyhow::Result<()> {
         let (rev_nat, old_slots) = match self.frontends.get(front) {
             Some(p) => (p.rev_nat, p.slots),
-            None => (self.free_rev_nat()?, 0),
+            None => {
+                let id = self.free_rev_nat()?;
+                self.rev_nat_ids.insert(id);
+                (id, 0)
+            }
         };
         let mut active_ids = Vec::with_capacity(spec.active.len());
         for backend in spec.active.iter().chain(&spec.terminating) {
