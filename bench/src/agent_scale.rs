@@ -185,10 +185,8 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         "< 1 s",
         format!("{all_s:.2} s"),
         all_s < 1.0 && services >= 10_000,
-        "not profiled here. Known costs: `LbState::sync` finds each new frontend and backend \
-         id by collecting every used id into a BTreeSet (quadratic: in the Per-packet section \
-         10,000 services take ~100× longer to sync than 1,000), one map write per entry (no \
-         batch ops in aya 0.14), and parsing the whole manifest directory",
+        "not profiled here; one map write per entry (no batch ops in aya 0.14) and the parse \
+         of the whole manifest directory are on the path",
     );
     let worst = percentile(&service_ms, 99.0).max(percentile(&policy_ms, 99.0));
     s.goal(
