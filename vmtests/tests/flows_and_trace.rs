@@ -63,27 +63,19 @@ impl Client {
             .into_inner()
     }
 
-    fn trace_udp(&mut self, from: &str, to: &str, port: u32) -> pb::TracePolicyResponse {
+    fn trace(
+        &mut self,
+        from: &str,
+        to: &str,
+        port: u32,
+        protocol: &str,
+    ) -> pb::TracePolicyResponse {
         let api = &mut self.api;
         let request = pb::TracePolicyRequest {
             from: from.into(),
             to: to.into(),
             port,
-            protocol: "UDP".into(),
-        };
-        self.runtime
-            .block_on(api.trace_policy(request))
-            .expect("TracePolicy")
-            .into_inner()
-    }
-
-    fn trace(&mut self, from: &str, to: &str, port: u32) -> pb::TracePolicyResponse {
-        let api = &mut self.api;
-        let request = pb::TracePolicyRequest {
-            from: from.into(),
-            to: to.into(),
-            port,
-            protocol: "TCP".into(),
+            protocol: protocol.into(),
         };
         self.runtime
             .block_on(api.trace_policy(request))
@@ -113,14 +105,14 @@ fn a_denied_connection_yields_one_event_with_reason_and_rule_and_trace_agrees() 
     let mut client = Client::connect(&cluster.socket(0));
 
     let deadline = Instant::now() + Duration::from_secs(15);
-    while client.trace("default/a", "default/b", 8080).verdict != "DENIED" {
+    while client.trace("default/a", "default/b", 8080, "TCP").verdict != "DENIED" {
         assert!(
             Instant::now() < deadline,
             "the deny policy never reached the maps"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let trace = client.trace("default/a", "default/b", 8080);
+    let trace = client.trace("default/a", "default/b", 8080, "TCP");
     let ingress = &trace.steps[1];
     assert_eq!(
         (ingress.direction.as_str(), ingress.verdict.as_str()),
@@ -166,7 +158,7 @@ fn a_denied_connection_yields_one_event_with_reason_and_rule_and_trace_agrees() 
     // Another port is not denied: trace and datapath agree again, and the
     // new flow is reported once as FORWARDED.
     assert_eq!(
-        client.trace("default/a", "default/b", 9090).verdict,
+        client.trace("default/a", "default/b", 9090, "TCP").verdict,
         "ALLOWED"
     );
     let reply = in_netns(&a_ns, move || {
@@ -208,7 +200,7 @@ fn a_flood_of_denied_packets_is_counted_rate_limited_and_does_not_block_the_agen
     std::fs::write(dir.join("deny.yaml"), DENY_UDP).unwrap();
     let mut client = Client::connect(&cluster.socket(0));
     let deadline = Instant::now() + Duration::from_secs(15);
-    while client.trace_udp("default/a", "default/b", 9999).verdict != "DENIED" {
+    while client.trace("default/a", "default/b", 9999, "UDP").verdict != "DENIED" {
         assert!(
             Instant::now() < deadline,
             "the deny policy never reached the maps"
