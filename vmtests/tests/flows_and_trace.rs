@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sluice_api::agent::v1 as pb;
 use sluice_vmtests::{
     cluster::Cluster,
-    manifests, require_root,
+    eventually, manifests, require_root,
     workload::{Reply, in_netns, serve, tcp_name},
 };
 
@@ -84,16 +84,13 @@ impl Client {
     }
 }
 
-#[test]
-fn a_denied_connection_yields_one_event_with_reason_and_rule_and_trace_agrees() {
-    require_root();
+/// A one-node cluster with pods `default/a` and `default/b`, the deny
+/// policy `policy` applied, returned once a trace of a → b on
+/// `port`/`protocol` says DENIED (the policy is in the maps).
+fn two_pods_denied(policy: &str, port: u32, protocol: &str) -> (Cluster, usize, usize, Client) {
     let mut cluster = Cluster::new(1);
     let a = cluster.add_pod(0, "default/a");
     let b = cluster.add_pod(0, "default/b");
-    let _servers = [
-        serve(&cluster.pods[b].ns, "b", 8080),
-        serve(&cluster.pods[b].ns, "b-9090", 9090),
-    ];
     let (a_ip, b_ip) = (cluster.pods[a].ip, cluster.pods[b].ip);
     let dir = cluster.manifests_dir().to_owned();
     std::fs::write(
@@ -101,17 +98,30 @@ fn a_denied_connection_yields_one_event_with_reason_and_rule_and_trace_agrees() 
         manifests::pod("a", "a", "node-1", a_ip) + &manifests::pod("b", "b", "node-1", b_ip),
     )
     .unwrap();
-    std::fs::write(dir.join("deny.yaml"), DENY).unwrap();
+    std::fs::write(dir.join("deny.yaml"), policy).unwrap();
     let mut client = Client::connect(&cluster.socket(0));
+    eventually(
+        "the deny policy to reach the maps",
+        Duration::from_secs(15),
+        || {
+            client
+                .trace("default/a", "default/b", port, protocol)
+                .verdict
+                == "DENIED"
+        },
+    );
+    (cluster, a, b, client)
+}
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while client.trace("default/a", "default/b", 8080, "TCP").verdict != "DENIED" {
-        assert!(
-            Instant::now() < deadline,
-            "the deny policy never reached the maps"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+#[test]
+fn a_denied_connection_yields_one_event_with_reason_and_rule_and_trace_agrees() {
+    require_root();
+    let (cluster, a, b, mut client) = two_pods_denied(DENY, 8080, "TCP");
+    let _servers = [
+        serve(&cluster.pods[b].ns, "b", 8080),
+        serve(&cluster.pods[b].ns, "b-9090", 9090),
+    ];
+    let b_ip = cluster.pods[b].ip;
     let trace = client.trace("default/a", "default/b", 8080, "TCP");
     let ingress = &trace.steps[1];
     assert_eq!(
@@ -187,26 +197,8 @@ spec:
 #[test]
 fn a_flood_of_denied_packets_is_counted_rate_limited_and_does_not_block_the_agent() {
     require_root();
-    let mut cluster = Cluster::new(1);
-    let a = cluster.add_pod(0, "default/a");
-    let b = cluster.add_pod(0, "default/b");
-    let (a_ip, b_ip) = (cluster.pods[a].ip, cluster.pods[b].ip);
-    let dir = cluster.manifests_dir().to_owned();
-    std::fs::write(
-        dir.join("pods.yaml"),
-        manifests::pod("a", "a", "node-1", a_ip) + &manifests::pod("b", "b", "node-1", b_ip),
-    )
-    .unwrap();
-    std::fs::write(dir.join("deny.yaml"), DENY_UDP).unwrap();
-    let mut client = Client::connect(&cluster.socket(0));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while client.trace("default/a", "default/b", 9999, "UDP").verdict != "DENIED" {
-        assert!(
-            Instant::now() < deadline,
-            "the deny policy never reached the maps"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (cluster, a, b, mut client) = two_pods_denied(DENY_UDP, 9999, "UDP");
+    let b_ip = cluster.pods[b].ip;
 
     // 20,000 datagrams as fast as the pod can send them.
     const SENT: u64 = 20_000;
