@@ -9,7 +9,7 @@
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/sluice";
 
 /// Version of the map layout; the pin directory is `<root>/v<LAYOUT_VERSION>`.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Map names as the programs declare them (bpffs file names under the pin dir).
 pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
