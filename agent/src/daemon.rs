@@ -48,7 +48,7 @@ use crate::{
         self, maglev,
         sync::{LbMaps, LbSettings, LbState},
     },
-    sources::{files::FilesSource, kubernetes::KubernetesSource},
+    sources::{cluster::Cluster, files::FilesSource, kubernetes::KubernetesSource},
     store::Store,
 };
 
@@ -197,10 +197,15 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
     let on_corrupt = config.on_corrupt_state.into();
-    let identities = Arc::new(IdentityAllocator::open(
-        config.state_dir.join("identities.json"),
-        on_corrupt,
-    )?);
+    // In a cluster, pod identities are the cluster's SluiceIdentity numbers.
+    let mut cluster = match config.source {
+        SourceKind::Kubernetes => Some(Cluster::connect().await?),
+        _ => None,
+    };
+    let identities = Arc::new(match &cluster {
+        Some(cluster) => cluster.allocator(&config.state_dir, on_corrupt)?,
+        None => IdentityAllocator::open(config.state_dir.join("identities.json"), on_corrupt)?,
+    });
     let ipam = Arc::new(Ipam::open(
         pod_cidr(&config).await?,
         config.state_dir.join("ipam.json"),
@@ -225,6 +230,9 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
 
     let store = Arc::new(Store::default());
     let source = start_source(&config, store.clone()).await?;
+    if let Some(cluster) = &mut cluster {
+        cluster.follow(&config.node_name, registry.clone(), store.clone());
+    }
     let policy = Arc::new(PolicyController::new(
         store.clone(),
         registry.clone(),
@@ -326,6 +334,9 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     source.stop().await;
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
+    }
     let deadline = Duration::from_secs(config.shutdown_timeout);
     let drained = tokio::time::timeout(deadline, async {
         let api = api.await;

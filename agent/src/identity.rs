@@ -11,19 +11,22 @@
 //! are dropped too: they would give every pod its own identity.
 //!
 //! Reserved identities (below 256) are fixed; allocated ones start at
-//! [`FIRST_ALLOCATED`], are reference counted, freed when unused and persisted,
-//! so the same label set keeps its number across agent restarts.
+//! [`FIRST_ALLOCATED`] and are reference counted. Node-local numbers
+//! ([`LocalIdentities`]) are freed when unused and persisted, so the same
+//! label set keeps its number across agent restarts; in a cluster, pod label
+//! sets get cluster-wide numbers instead ([`IdentityAllocator::with_cluster`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     ops::RangeInclusive,
     path::PathBuf,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::sources::cluster::identities::ClusterIdentities;
 use crate::state_file::{OnCorruptState, StateFile, StateFileError};
 
 pub const POD_LABEL_PREFIX: &str = "k8s:";
@@ -164,6 +167,9 @@ pub enum IdentityError {
     NotAllocated(NumericIdentity),
     #[error("an empty label set has no identity")]
     EmptyLabels,
+    /// The API server could not be asked (cluster identities).
+    #[error("cluster identity for {labels}: {message}")]
+    Cluster { labels: String, message: String },
 }
 
 /// What a release did.
@@ -206,19 +212,19 @@ struct Identities {
     next: u32,
 }
 
-/// Allocates identities, shared by all of the agent (internally locked).
+/// Node-local numbers, persisted in a state file (internally locked).
 #[derive(Debug)]
-pub struct IdentityAllocator {
+pub struct LocalIdentities {
     range: RangeInclusive<u32>,
     file: StateFile,
     state: Mutex<Identities>,
-    /// Inside [`IdentityAllocator::batch`]: changes are written once at the
+    /// Inside [`LocalIdentities::batch`]: changes are written once at the
     /// end instead of after each one (a compile may allocate thousands).
     batching: std::sync::atomic::AtomicBool,
     dirty: std::sync::atomic::AtomicBool,
 }
 
-impl IdentityAllocator {
+impl LocalIdentities {
     /// Opens (or starts) the allocator persisted at `path`. With
     /// [`OnCorruptState::Fail`] a bad state file is an error; with
     /// [`OnCorruptState::StartFresh`] it is moved aside and numbers restart.
@@ -455,6 +461,147 @@ impl IdentityAllocator {
     #[cfg(test)]
     fn state_file(&self) -> &StateFile {
         &self.file
+    }
+}
+
+/// Allocates identities, shared by all of the agent (internally locked).
+///
+/// Without a cluster (`--source files|none`) every number is node-local
+/// ([`LocalIdentities`], persisted). With `--source kubernetes`, pod label
+/// sets get the cluster-wide number of their `SluiceIdentity`
+/// ([`ClusterIdentities`]); label sets that are not pods' (CIDRs) stay
+/// node-local, in [`NODE_LOCAL_IN_CLUSTER`] so they never collide with
+/// cluster numbers. Callers see one interface either way.
+#[derive(Debug)]
+pub struct IdentityAllocator {
+    local: LocalIdentities,
+    cluster: Option<Arc<ClusterIdentities>>,
+}
+
+/// Node-local numbers in cluster mode (CIDR identities): the top of the
+/// 16-bit space; the cluster allocation stays below it.
+pub const NODE_LOCAL_IN_CLUSTER: RangeInclusive<u32> = 61_440..=LAST_ALLOCATED;
+
+impl IdentityAllocator {
+    /// Node-local numbers persisted at `path` (see [`LocalIdentities::open`]).
+    pub fn open(
+        path: impl Into<PathBuf>,
+        on_corrupt: OnCorruptState,
+    ) -> Result<Self, IdentityError> {
+        Self::open_with_range(path, on_corrupt, FIRST_ALLOCATED..=LAST_ALLOCATED)
+    }
+
+    /// Node-local numbers in `range` (see [`LocalIdentities::open_with_range`]).
+    pub fn open_with_range(
+        path: impl Into<PathBuf>,
+        on_corrupt: OnCorruptState,
+        range: RangeInclusive<u32>,
+    ) -> Result<Self, IdentityError> {
+        Ok(Self {
+            local: LocalIdentities::open_with_range(path, on_corrupt, range)?,
+            cluster: None,
+        })
+    }
+
+    /// Cluster mode: pod label sets from `cluster`, the rest node-local in
+    /// [`NODE_LOCAL_IN_CLUSTER`], persisted at `local_path`.
+    pub fn with_cluster(
+        local_path: impl Into<PathBuf>,
+        on_corrupt: OnCorruptState,
+        cluster: Arc<ClusterIdentities>,
+    ) -> Result<Self, IdentityError> {
+        Ok(Self {
+            local: LocalIdentities::open_with_range(local_path, on_corrupt, NODE_LOCAL_IN_CLUSTER)?,
+            cluster: Some(cluster),
+        })
+    }
+
+    /// The cluster backend, if the agent runs in a cluster.
+    pub fn cluster(&self) -> Option<&Arc<ClusterIdentities>> {
+        self.cluster.as_ref()
+    }
+
+    /// The cluster backend when `labels` are a pod's (they name a namespace).
+    fn cluster_for(&self, labels: &SecurityLabels) -> Option<&ClusterIdentities> {
+        let is_pod = labels.iter().any(|l| {
+            l.split_once('=')
+                .is_some_and(|(key, _)| key == POD_NAMESPACE_LABEL)
+        });
+        self.cluster.as_deref().filter(|_| is_pod)
+    }
+
+    /// The cluster backend when it holds `id`.
+    fn cluster_holding(&self, id: NumericIdentity) -> Option<&ClusterIdentities> {
+        self.cluster.as_deref().filter(|c| c.refs(id).is_some())
+    }
+
+    /// Takes a reference on the identity of `labels`, allocating it if new.
+    /// In cluster mode this may ask the API server (it blocks the thread;
+    /// call it from blocking code or a multi-thread runtime).
+    pub fn acquire(&self, labels: &SecurityLabels) -> Result<NumericIdentity, IdentityError> {
+        match self.cluster_for(labels) {
+            Some(cluster) => cluster.acquire(labels),
+            None => self.local.acquire(labels),
+        }
+    }
+
+    /// Drops one reference; frees the number when none is left.
+    pub fn release(&self, id: NumericIdentity) -> Result<Released, IdentityError> {
+        match self.cluster_holding(id) {
+            Some(cluster) => cluster.release(id),
+            None => self.local.release(id),
+        }
+    }
+
+    /// Frees node-local identities restored from disk that nobody acquired
+    /// again (cluster ones are not restored from disk).
+    pub fn release_unclaimed(&self) -> Result<Vec<NumericIdentity>, IdentityError> {
+        self.local.release_unclaimed()
+    }
+
+    /// The labels of an identity (reserved ones have `reserved:<name>`).
+    pub fn labels_of(&self, id: NumericIdentity) -> Option<SecurityLabels> {
+        self.cluster
+            .as_deref()
+            .and_then(|c| c.labels_of(id))
+            .or_else(|| self.local.labels_of(id))
+    }
+
+    /// The identity of `labels`, if this node holds or knows it (does not
+    /// take a reference).
+    pub fn identity_of(&self, labels: &SecurityLabels) -> Option<NumericIdentity> {
+        match self.cluster_for(labels) {
+            Some(cluster) => cluster.identity_of(labels),
+            None => self.local.identity_of(labels),
+        }
+    }
+
+    /// Reference count of an identity this node holds.
+    pub fn refs(&self, id: NumericIdentity) -> Option<u64> {
+        self.cluster_holding(id)
+            .and_then(|c| c.refs(id))
+            .or_else(|| self.local.refs(id))
+    }
+
+    /// The identities this node holds, by number.
+    pub fn identities(&self) -> Vec<(NumericIdentity, SecurityLabels)> {
+        let mut all = self.local.identities();
+        if let Some(cluster) = &self.cluster {
+            all.extend(cluster.held());
+        }
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// Runs `f` with node-local persistence deferred to its end (see
+    /// [`LocalIdentities::batch`]); cluster numbers are not persisted here.
+    pub fn batch<T>(&self, f: impl FnOnce() -> T) -> (T, Result<(), IdentityError>) {
+        self.local.batch(f)
+    }
+
+    #[cfg(test)]
+    fn state_file(&self) -> &StateFile {
+        self.local.state_file()
     }
 }
 

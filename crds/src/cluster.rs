@@ -123,6 +123,28 @@ pub struct SluiceEndpointSpec {
     /// Numeric security identity (reserved < 256, allocated 256-65535).
     #[schemars(range(min = 1, max = 65_535))]
     pub identity: u32,
+    /// The identity's security labels (`source:key=value`, sorted, as
+    /// [`security_labels`] computes them): other nodes resolve the pod's
+    /// address to a label set without waiting for the `SluiceIdentity`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The pod's named container ports, for policies on other nodes that
+    /// name a port of this pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named_ports: Vec<EndpointNamedPort>,
+}
+
+/// A named container port of an endpoint's pod.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub struct EndpointNamedPort {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    #[schemars(range(min = 1, max = 65_535))]
+    pub port: u16,
 }
 
 /// Reserved for the agent (e.g. datapath programming state).

@@ -4,7 +4,10 @@
 //!
 //! - [`files`]: a directory of YAML manifests, watched for changes (local mesh,
 //!   tests, and clusterless use);
-//! - [`kubernetes`]: kube-rs watchers against the API server.
+//! - [`kubernetes`]: kube-rs watchers against the API server;
+//! - [`cluster`]: with `kubernetes`, the cluster state shared with the
+//!   operator and other nodes (identities, endpoint records).
 
+pub mod cluster;
 pub mod files;
 pub mod kubernetes;
