@@ -117,7 +117,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 pub enum SourceKind {
     /// A directory of YAML manifests (`--manifests`), watched for changes.
     Files,
-    /// The API server (in-cluster config or $KUBECONFIG).
+    /// The API server (in-cluster config or $KUBECONFIG); pods get the
+    /// cluster's SluiceIdentity numbers and are recorded as SluiceEndpoints.
     Kubernetes,
     /// No objects: endpoints get identities from their namespace alone.
     None,
