@@ -227,6 +227,13 @@ pub struct AgentConfig {
     #[arg(long, env = "SLUICE_CT_GC_INTERVAL", default_value_t = DEFAULT_CT_GC_INTERVAL_SECS)]
     pub ct_gc_interval: u64,
 
+    /// Socket-level load balancing: attach the cgroup programs that give
+    /// sockets of every process below this cgroup v2 directory a backend
+    /// at connect()/sendmsg() time (e.g. the host's cgroup2 root). Unset:
+    /// off, and socket-LB links left by an earlier run are removed.
+    #[arg(long, env = "SLUICE_SOCKET_LB_CGROUP")]
+    pub socket_lb_cgroup: Option<PathBuf>,
+
     /// Extra device to attach the pod-device program to (repeatable; pod
     /// devices registered through the API are attached automatically).
     #[arg(long = "interface", short = 'i')]

@@ -188,6 +188,17 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         datapath.attach_uplink(uplink)?;
         info!(uplink, "uplink attached");
     }
+    match &config.socket_lb_cgroup {
+        Some(cgroup) => {
+            datapath.attach_socket_lb(&config.datapath.bpffs_root, cgroup)?;
+            info!(cgroup = %cgroup.display(), "socket LB attached");
+        }
+        None => {
+            if crate::datapath::sock_lb::detach_socket_lb(&config.datapath.bpffs_root)? {
+                info!("socket LB detached (no --socket-lb-cgroup)");
+            }
+        }
+    }
     let pin_dir = datapath.pin_dir().to_owned();
     info!(pin_dir = %pin_dir.display(), "datapath loaded");
     let kernel_node_ip = node_config.node_ip;

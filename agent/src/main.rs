@@ -41,8 +41,8 @@ enum Command {
         #[arg(required = true)]
         interfaces: Vec<String>,
     },
-    /// Remove this node's pinned maps (the datapath stops working once no
-    /// program holds them).
+    /// Remove this node's pinned maps and socket-LB links (the datapath
+    /// stops working once no program holds the maps).
     Unpin {
         #[command(flatten)]
         datapath: DatapathConfig,
@@ -88,6 +88,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Unpin { datapath } => {
+            // Socket-LB links hold the maps and act on every socket of
+            // their cgroup: they go with the maps.
+            if datapath::sock_lb::detach_socket_lb(&datapath.bpffs_root)? {
+                info!("socket LB detached");
+            }
             let dir = datapath::pin_dir(&datapath.bpffs_root);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)

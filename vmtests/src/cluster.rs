@@ -64,6 +64,16 @@ impl Cluster {
 
     /// Like [`new`](Self::new), with more `sluice-agent run` flags.
     pub fn with_agent_args(nodes: usize, agent_args: &[&str]) -> Self {
+        Self::with_node_args(nodes, agent_args, |_| Vec::new())
+    }
+
+    /// Like [`with_agent_args`](Self::with_agent_args), plus flags for one
+    /// node only (`node_args` gets the node's name, e.g. `node-1`).
+    pub fn with_node_args(
+        nodes: usize,
+        agent_args: &[&str],
+        node_args: impl Fn(&str) -> Vec<String>,
+    ) -> Self {
         let suffix = unique_suffix();
         let underlay = NetNs::new(&format!("slt-ul-{suffix}"));
         underlay.ip(&["link", "add", "br0", "type", "bridge"]);
@@ -100,6 +110,7 @@ impl Cluster {
             .map(|s| s.to_string())
             .chain([manifests.path().display().to_string()])
             .chain(agent_args.iter().map(|s| s.to_string()))
+            .chain(node_args(&name))
             .collect();
             cluster_nodes.push(ClusterNode {
                 name,

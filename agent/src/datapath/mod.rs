@@ -11,6 +11,7 @@ pub mod lb_maps;
 pub mod maps;
 pub mod ops;
 pub mod policy_maps;
+pub mod sock_lb;
 
 use std::path::{Path, PathBuf};
 

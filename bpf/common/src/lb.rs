@@ -18,6 +18,9 @@ pub const LB_AFFINITY_MAP_SIZE: u32 = 65_536;
 pub const MAGLEV_TABLE_SIZE: u32 = 16_381;
 /// Default number of services that can have a Maglev table.
 pub const MAGLEV_MAX_SERVICES: u32 = 256;
+/// Socket-level LB reverse entries (Cilium's default is 256k): one per
+/// connected socket or (UDP socket, backend) pair, LRU-evicted.
+pub const LB_SOCK_REVNAT_MAP_SIZE: u32 = 262_144;
 
 /// Frontend flags.
 pub const SVC_F_NODEPORT: u16 = 1 << 0;
@@ -102,6 +105,30 @@ pub struct AffinityValue {
     pub last_used_ns: u64,
 }
 
+/// Socket-level LB: which frontend a socket's backend stands for, so
+/// `getpeername()` and `recvmsg()` show the service address the
+/// application asked for. Keyed by the socket (its cookie) and the backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SockRevNatKey {
+    pub cookie: u64,
+    /// Backend address, network order.
+    pub addr: u32,
+    /// Backend port, network order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRevNatValue {
+    /// Frontend address, network order.
+    pub addr: u32,
+    /// Frontend port, network order.
+    pub port: u16,
+    pub rev_nat: u16,
+}
+
 /// The hash both the datapath (Maglev lookup) and tests use for a flow:
 /// a murmur3-style mix of the 5-tuple. Inputs are raw network-order values.
 #[inline(always)]
@@ -146,3 +173,7 @@ unsafe impl aya::Pod for RevNat {}
 unsafe impl aya::Pod for AffinityKey {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for AffinityValue {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SockRevNatKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SockRevNatValue {}

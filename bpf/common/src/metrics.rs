@@ -26,10 +26,13 @@ pub enum Verdict {
     EventsLost = 7,
     /// A drop event was not sent: its source exceeded its rate limit.
     EventsRateLimited = 8,
+    /// A socket's connect/sendmsg to a frontend was sent to a backend
+    /// (socket-level LB; counted per call, bytes 0).
+    SocketTranslated = 9,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 9] = [
+    pub const ALL: [Verdict; 10] = [
         Verdict::Forwarded,
         Verdict::ToStack,
         Verdict::Masqueraded,
@@ -39,6 +42,7 @@ impl Verdict {
         Verdict::PolicyAudit,
         Verdict::EventsLost,
         Verdict::EventsRateLimited,
+        Verdict::SocketTranslated,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Verdict {
             Verdict::PolicyAudit => "AUDIT",
             Verdict::EventsLost => "EVENTS_LOST",
             Verdict::EventsRateLimited => "EVENTS_RATE_LIMITED",
+            Verdict::SocketTranslated => "SOCKET_TRANSLATED",
         }
     }
 

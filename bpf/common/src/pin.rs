@@ -28,9 +28,10 @@ pub const IPCACHE_MAP: &str = "IPCACHE";
 pub const EVENTS_MAP: &str = "EVENTS";
 pub const DROP_RATE_MAP: &str = "DROP_RATE";
 pub const POLICY_SCRATCH_MAP: &str = "POLICY_SCRATCH";
+pub const LB_SOCK_REVNAT_MAP: &str = "LB_SOCK_REVNAT";
 
 /// Every pinned map, for tools that list or remove them.
-pub const ALL_MAPS: [&str; 16] = [
+pub const ALL_MAPS: [&str; 17] = [
     ENDPOINTS_MAP,
     METRICS_MAP,
     CONFIG_MAP,
@@ -47,9 +48,25 @@ pub const ALL_MAPS: [&str; 16] = [
     EVENTS_MAP,
     DROP_RATE_MAP,
     POLICY_SCRATCH_MAP,
+    LB_SOCK_REVNAT_MAP,
 ];
 
 /// Names of the programs in the object file.
 pub const PROG_FROM_POD: &str = "from_pod";
 pub const PROG_FROM_UPLINK: &str = "from_uplink";
 pub const PROG_TO_UPLINK: &str = "to_uplink";
+/// Directory under the bpffs root (not the versioned pin dir: an attachment
+/// must be found again by an agent of any layout) holding pinned links.
+pub const LINKS_DIR: &str = "links";
+/// Socket-level load balancing (cgroup sock_addr hooks).
+pub const PROG_SOCK_CONNECT4: &str = "sock_connect4";
+pub const PROG_SOCK_SENDMSG4: &str = "sock_sendmsg4";
+pub const PROG_SOCK_RECVMSG4: &str = "sock_recvmsg4";
+pub const PROG_SOCK_GETPEERNAME4: &str = "sock_getpeername4";
+/// Every socket-LB program, in the order they are attached.
+pub const SOCK_LB_PROGRAMS: [&str; 4] = [
+    PROG_SOCK_CONNECT4,
+    PROG_SOCK_SENDMSG4,
+    PROG_SOCK_RECVMSG4,
+    PROG_SOCK_GETPEERNAME4,
+];

@@ -23,6 +23,7 @@ mod packet;
 mod policy;
 mod reject;
 mod service;
+mod sock_lb;
 mod to_uplink;
 
 #[cfg(not(test))]

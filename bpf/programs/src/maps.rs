@@ -13,8 +13,8 @@ use sluice_bpf_common::{
     events::{DROP_RATE_MAP_SIZE, DropRate, EVENTS_RING_SIZE, FlowEvent},
     lb::{
         AffinityKey, AffinityValue, Backend, LB_AFFINITY_MAP_SIZE, LB_BACKENDS_MAP_SIZE,
-        LB_REVNAT_MAP_SIZE, LB_SERVICES_MAP_SIZE, MAGLEV_MAX_SERVICES, MAGLEV_TABLE_SIZE, RevNat,
-        ServiceKey, ServiceValue,
+        LB_REVNAT_MAP_SIZE, LB_SERVICES_MAP_SIZE, LB_SOCK_REVNAT_MAP_SIZE, MAGLEV_MAX_SERVICES,
+        MAGLEV_TABLE_SIZE, RevNat, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue,
     },
     metrics::{METRICS_SLOTS, MetricValue},
     nat::{NAT_MAP_SIZE, NatEntry, NatKey},
@@ -69,6 +69,14 @@ pub static LB_AFFINITY: LruHashMap<AffinityKey, AffinityValue, { LB_AFFINITY_MAP
 #[btf_map]
 pub static LB_MAGLEV: Array<u32, { (MAGLEV_TABLE_SIZE * MAGLEV_MAX_SERVICES) as usize }> =
     Array::new();
+
+/// Socket-level LB: (socket, backend) → the frontend it stands for.
+#[btf_map]
+pub static LB_SOCK_REVNAT: LruHashMap<
+    SockRevNatKey,
+    SockRevNatValue,
+    { LB_SOCK_REVNAT_MAP_SIZE as usize },
+> = LruHashMap::new();
 
 /// Allow/deny entries of every local endpoint (see `sluice_bpf_common::policy`).
 #[btf_map]

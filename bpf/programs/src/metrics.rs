@@ -26,6 +26,12 @@ fn count(slot: u32, bytes: u32) {
     }
 }
 
+/// Counts a socket call (no packet: bytes stay 0).
+#[inline(always)]
+pub fn socket_call(slot: u32) {
+    count(slot, 0);
+}
+
 #[inline(always)]
 pub fn verdict(ctx: &TcContext, verdict: Verdict) {
     count(verdict.slot(), ctx.len());

@@ -37,10 +37,16 @@ pub struct Frontend {
 /// The frontend `addr:port/proto` (addr 0: NodePort), if there is one.
 #[inline(always)]
 pub fn frontend(addr: u32, flow: &Flow) -> Option<Frontend> {
+    frontend_at(addr, flow.tuple.dport, flow.tuple.proto)
+}
+
+/// The frontend `addr:port/proto`, port in network order.
+#[inline(always)]
+pub fn frontend_at(addr: u32, port: u16, proto: u8) -> Option<Frontend> {
     let key = ServiceKey {
         addr,
-        port: flow.tuple.dport,
-        proto: flow.tuple.proto,
+        port,
+        proto,
         _pad: 0,
         slot: 0,
         _pad2: 0,
@@ -68,22 +74,43 @@ fn service_ct_key(flow: &Flow) -> CtKey {
 }
 
 #[inline(always)]
-fn backend(id: u32) -> Option<Backend> {
+pub fn backend(id: u32) -> Option<Backend> {
     unsafe { LB_BACKENDS.get(id) }.copied()
 }
 
 /// The backend id in slot `slot` of a frontend.
 #[inline(always)]
-fn slot_backend(front: &Frontend, flow: &Flow, slot: u16) -> Option<u32> {
+fn slot_backend(front: &Frontend, port: u16, proto: u8, slot: u16) -> Option<u32> {
     let key = ServiceKey {
         addr: front.key_addr,
-        port: flow.tuple.dport,
-        proto: flow.tuple.proto,
+        port,
+        proto,
         _pad: 0,
         slot,
         _pad2: 0,
     };
     unsafe { LB_SERVICES.get(key) }.map(|v| v.backend_id)
+}
+
+/// The backend `hash` selects among a frontend's current backends: its
+/// Maglev table entry, or a slot. Shared by the packet and socket paths.
+#[inline(always)]
+pub fn pick_backend(front: &Frontend, port: u16, proto: u8, hash: u32) -> Option<u32> {
+    let svc = &front.value;
+    if svc.count == 0 {
+        return None;
+    }
+    if svc.flags & SVC_F_MAGLEV != 0 {
+        let size = CONFIG.get(0).map_or(0, |c| c.maglev_table_size);
+        if size == 0 {
+            return None;
+        }
+        let index = u32::from(svc.rev_nat).saturating_sub(1) * size + hash % size;
+        LB_MAGLEV.get(index).copied()
+    } else {
+        let slot = (hash % u32::from(svc.count)) as u16 + 1;
+        slot_backend(front, port, proto, slot)
+    }
 }
 
 /// A backend for a flow that has none yet.
@@ -102,19 +129,15 @@ fn choose(front: &Frontend, flow: &Flow, now: u64) -> Option<u32> {
     {
         return Some(a.backend_id);
     }
-    let id = if svc.flags & SVC_F_MAGLEV != 0 {
-        let size = CONFIG.get(0).map_or(0, |c| c.maglev_table_size);
-        if size == 0 {
-            return None;
-        }
-        let t = &flow.tuple;
-        let hash = flow_hash(t.saddr, t.daddr, t.sport, t.dport, t.proto);
-        let index = u32::from(svc.rev_nat).saturating_sub(1) * size + hash % size;
-        *LB_MAGLEV.get(index)?
+    let t = &flow.tuple;
+    // Maglev needs the same backend for the same flow on every node;
+    // random mode needs only an even spread.
+    let hash = if svc.flags & SVC_F_MAGLEV != 0 {
+        flow_hash(t.saddr, t.daddr, t.sport, t.dport, t.proto)
     } else {
-        let slot = (unsafe { bpf_get_prandom_u32() } % u32::from(svc.count)) as u16 + 1;
-        slot_backend(front, flow, slot)?
+        unsafe { bpf_get_prandom_u32() }
     };
+    let id = pick_backend(front, t.dport, t.proto, hash)?;
     if svc.flags & SVC_F_AFFINITY != 0 {
         let value = AffinityValue {
             backend_id: id,

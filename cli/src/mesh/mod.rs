@@ -9,6 +9,7 @@
 
 mod apply;
 mod binaries;
+mod client;
 mod cni;
 mod conntest;
 mod context;
@@ -117,6 +118,9 @@ enum MeshCommand {
     /// The built-in workload server (started by the mesh inside pods).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
+    /// The built-in workload client (run by tests inside a pod's cgroup).
+    #[command(hide = true)]
+    Client(client::ClientArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +132,9 @@ enum ProbeOutput {
 pub fn run(args: MeshArgs) -> ExitCode {
     if let MeshCommand::Serve(serve) = &args.command {
         return report(serve::run(serve).map(|()| ExitCode::SUCCESS));
+    }
+    if let MeshCommand::Client(client) = &args.command {
+        return report(client::run(client).map(|()| ExitCode::SUCCESS));
     }
     let layout = match Layout::new(&args.name) {
         Ok(l) => l,
@@ -229,7 +236,9 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        MeshCommand::Probe { .. } | MeshCommand::Serve(_) => bail!("handled before dispatch"),
+        MeshCommand::Probe { .. } | MeshCommand::Serve(_) | MeshCommand::Client(_) => {
+            bail!("handled before dispatch")
+        }
     }
 }
 
