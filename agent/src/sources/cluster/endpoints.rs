@@ -292,10 +292,23 @@ pub async fn publish(
             Err(e) => tracing::warn!("SluiceEndpoint resync failed; retrying: {e}"),
         }
     }
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
         let want = desired(&node, &registry.list(), &store);
+        // Now and then everything again: a record deleted behind our back
+        // (by hand, or by a GC that raced a new pod) comes back.
+        if ticks.is_multiple_of(RESYNC_EVERY_TICKS) {
+            if let Err(e) = publisher.resync(&want).await {
+                tracing::warn!("SluiceEndpoint resync failed: {e}");
+            }
+            continue;
+        }
         // Errors are logged per record and retried at the next tick.
         let _ = publisher.sync(&want).await;
     }
 }
+
+/// Ticks of [`publish`] between full resyncs (5 minutes at 1 s).
+pub const RESYNC_EVERY_TICKS: u64 = 300;
