@@ -47,6 +47,7 @@ pub struct AgentService {
     pub flows: Arc<FlowBuffer>,
     pub identities: Arc<IdentityAllocator>,
     pub services_revision: crate::services::follow::SyncedRevision,
+    pub prefilter: Arc<crate::prefilter::Prefilter>,
 }
 
 fn owner_of(attachment: Option<&pb::Attachment>) -> Result<Owner, Status> {
@@ -553,5 +554,81 @@ impl Agent for AgentService {
             bytes: value.bytes,
         }));
         Ok(Response::new(pb::CountersResponse { counters: out }))
+    }
+
+    async fn list_prefilter(
+        &self,
+        _: Request<pb::ListPrefilterRequest>,
+    ) -> Result<Response<pb::ListPrefilterResponse>, Status> {
+        let entries = self
+            .prefilter
+            .list()
+            .into_iter()
+            .map(|(cidr, sources)| pb::PrefilterCidr {
+                cidr: cidr.to_string(),
+                sources: sources.iter().map(|s| s.name().to_owned()).collect(),
+            })
+            .collect();
+        let attachments = self
+            .prefilter
+            .attached()
+            .into_iter()
+            .map(|(interface, mode)| pb::PrefilterAttachment { interface, mode })
+            .collect();
+        Ok(Response::new(pb::ListPrefilterResponse {
+            entries,
+            capacity: u32::try_from(self.prefilter.capacity()).unwrap_or(u32::MAX),
+            attachments,
+        }))
+    }
+
+    async fn add_prefilter(
+        &self,
+        request: Request<pb::AddPrefilterRequest>,
+    ) -> Result<Response<pb::AddPrefilterResponse>, Status> {
+        let cidrs = request.into_inner().cidrs;
+        let prefilter = self.prefilter.clone();
+        let result = tokio::task::spawn_blocking(move || prefilter.add(&cidrs))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(prefilter_status)?;
+        let (added, existing): (Vec<_>, Vec<_>) = result.into_iter().partition(|(_, new)| *new);
+        let names = |v: Vec<(ipnet::Ipv4Net, bool)>| v.iter().map(|(c, _)| c.to_string()).collect();
+        let response = pb::AddPrefilterResponse {
+            added: names(added),
+            existing: names(existing),
+        };
+        tracing::info!(added = ?response.added, "prefilter deny list extended");
+        Ok(Response::new(response))
+    }
+
+    async fn delete_prefilter(
+        &self,
+        request: Request<pb::DeletePrefilterRequest>,
+    ) -> Result<Response<pb::DeletePrefilterResponse>, Status> {
+        let cidrs = request.into_inner().cidrs;
+        let prefilter = self.prefilter.clone();
+        let result = tokio::task::spawn_blocking(move || prefilter.delete(&cidrs))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(prefilter_status)?;
+        let (deleted, absent): (Vec<_>, Vec<_>) = result.into_iter().partition(|(_, was)| *was);
+        let names = |v: Vec<(ipnet::Ipv4Net, bool)>| v.iter().map(|(c, _)| c.to_string()).collect();
+        let response = pb::DeletePrefilterResponse {
+            deleted: names(deleted),
+            absent: names(absent),
+        };
+        tracing::info!(deleted = ?response.deleted, "prefilter entries deleted");
+        Ok(Response::new(response))
+    }
+}
+
+fn prefilter_status(e: crate::prefilter::PrefilterError) -> Status {
+    use crate::prefilter::PrefilterError;
+    match e {
+        PrefilterError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+        PrefilterError::Full { .. } => Status::resource_exhausted(e.to_string()),
+        PrefilterError::FromFlag { .. } => Status::failed_precondition(e.to_string()),
+        other => Status::internal(other.to_string()),
     }
 }

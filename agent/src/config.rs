@@ -11,9 +11,10 @@ use sluice_bpf_common::{
     nat::NAT_MAP_SIZE,
     pin::{
         CT_MAP, DEFAULT_BPFFS_ROOT, ENDPOINTS_MAP, IPCACHE_MAP, LB_BACKENDS_MAP, LB_MAGLEV_MAP,
-        LB_SERVICES_MAP, POLICY_MAP, SNAT_MAP, SNAT_REV_MAP,
+        LB_SERVICES_MAP, POLICY_MAP, PREFILTER_MAP, SNAT_MAP, SNAT_REV_MAP,
     },
     policy::{IPCACHE_MAP_SIZE, POLICY_MAP_SIZE},
+    prefilter::PREFILTER_MAP_SIZE,
 };
 
 /// Default capacity of the endpoint map (Cilium's default).
@@ -58,11 +59,15 @@ pub struct DatapathConfig {
     /// Maglev map entries (services with a Maglev table × table size).
     #[arg(long, env = "SLUICE_LB_MAGLEV_MAP_SIZE", default_value_t = MAGLEV_TABLE_SIZE * MAGLEV_MAX_SERVICES)]
     pub lb_maglev_map_size: u32,
+
+    /// Capacity of the XDP prefilter's deny list (source CIDRs).
+    #[arg(long, env = "SLUICE_PREFILTER_MAP_SIZE", default_value_t = PREFILTER_MAP_SIZE)]
+    pub prefilter_map_size: u32,
 }
 
 impl DatapathConfig {
     /// Configured capacity of every resizable map.
-    pub fn map_sizes(&self) -> [(&'static str, u32); 9] {
+    pub fn map_sizes(&self) -> [(&'static str, u32); 10] {
         [
             (ENDPOINTS_MAP, self.endpoint_map_size),
             (CT_MAP, self.ct_map_size),
@@ -73,6 +78,7 @@ impl DatapathConfig {
             (LB_MAGLEV_MAP, self.lb_maglev_map_size),
             (POLICY_MAP, self.policy_map_size),
             (IPCACHE_MAP, self.ipcache_map_size),
+            (PREFILTER_MAP, self.prefilter_map_size),
         ]
     }
 
@@ -88,6 +94,7 @@ impl DatapathConfig {
             lb_maglev_map_size: 4 * 251,
             policy_map_size: 65_536,
             ipcache_map_size: 65_536,
+            prefilter_map_size: 1024,
         }
     }
 }
@@ -214,6 +221,24 @@ pub struct AgentConfig {
     /// Masquerade pod traffic leaving the cluster CIDR through the uplink.
     #[arg(long, env = "SLUICE_MASQUERADE", default_value_t = true, action = clap::ArgAction::Set)]
     pub masquerade: bool,
+
+    /// Attach the XDP prefilter (source CIDR deny list) to the uplink.
+    /// Off: a prefilter left on the uplink by an earlier run is detached.
+    #[arg(long, env = "SLUICE_PREFILTER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub prefilter: bool,
+
+    /// Drop IPv4 packets from this source CIDR (or address) at XDP on the
+    /// uplink, before the kernel allocates an skb. Repeatable; the env
+    /// variable takes a comma-separated list. More can be added at runtime
+    /// (`sluice bpf prefilter add`).
+    #[arg(
+        long = "prefilter-deny",
+        env = "SLUICE_PREFILTER_DENY",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = crate::prefilter::parse_flag
+    )]
+    pub prefilter_deny: Vec<ipnet::Ipv4Net>,
 
     /// How new service connections pick a backend.
     #[arg(long, env = "SLUICE_LB_MODE", value_enum, default_value_t = LbMode::Random)]

@@ -199,6 +199,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
             }
         }
     }
+    let prefilter = Arc::new(crate::prefilter::start(&config, &mut datapath).await?);
     let pin_dir = datapath.pin_dir().to_owned();
     info!(pin_dir = %pin_dir.display(), "datapath loaded");
     let kernel_node_ip = node_config.node_ip;
@@ -312,6 +313,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         flows,
         identities,
         services_revision,
+        prefilter,
     };
     let listener = bind_api_socket(&config.api_socket)?;
     let api = tokio::spawn(

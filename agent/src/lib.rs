@@ -21,6 +21,7 @@ pub mod node_net;
 pub mod node_routes;
 pub mod policy;
 pub mod policy_controller;
+pub mod prefilter;
 pub mod services;
 pub mod sources;
 pub mod state_file;

@@ -35,11 +35,14 @@ enum Command {
     /// API and metrics until SIGTERM/SIGINT. Maps and attachments outlive
     /// the process.
     Run(Box<AgentConfig>),
-    /// Remove Sluice's tc programs from interfaces.
+    /// Remove Sluice's tc programs and XDP prefilter from interfaces.
     Detach {
         /// Interfaces to detach from.
         #[arg(required = true)]
         interfaces: Vec<String>,
+        /// bpffs root whose pinned prefilter links to detach.
+        #[arg(long, env = "SLUICE_BPFFS_ROOT", default_value = sluice_bpf_common::pin::DEFAULT_BPFFS_ROOT)]
+        bpffs_root: std::path::PathBuf,
     },
     /// Remove this node's pinned maps and socket-LB links (the datapath
     /// stops working once no program holds the maps).
@@ -80,10 +83,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Run(config) => daemon::run(*config),
-        Command::Detach { interfaces } => {
+        Command::Detach {
+            interfaces,
+            bpffs_root,
+        } => {
             for iface in &interfaces {
                 let was_attached = attach::detach(iface)?;
-                info!(iface, was_attached, "detached");
+                let prefilter = datapath::xdp::detach_prefilter(&bpffs_root, iface)?;
+                info!(iface, was_attached, prefilter, "detached");
             }
             Ok(())
         }

@@ -22,8 +22,8 @@ use prometheus_client::{
 };
 
 use sluice_bpf_common::pin::{
-    CT_MAP, ENDPOINTS_MAP, IPCACHE_MAP, LB_BACKENDS_MAP, LB_SERVICES_MAP, POLICY_MAP, SNAT_MAP,
-    SNAT_REV_MAP,
+    CT_MAP, ENDPOINTS_MAP, IPCACHE_MAP, LB_BACKENDS_MAP, LB_SERVICES_MAP, POLICY_MAP,
+    PREFILTER_MAP, SNAT_MAP, SNAT_REV_MAP,
 };
 
 use crate::{
@@ -66,6 +66,10 @@ fn map_entries(pin_dir: &std::path::Path) -> anyhow::Result<Vec<(&'static str, u
         (LB_BACKENDS_MAP, lb.backends.len()),
         (POLICY_MAP, read_policy(pin_dir)?.len()),
         (IPCACHE_MAP, read_ipcache(pin_dir)?.len()),
+        (
+            PREFILTER_MAP,
+            crate::prefilter::read_prefilter(pin_dir)?.len(),
+        ),
     ])
 }
 

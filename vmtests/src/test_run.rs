@@ -3,7 +3,7 @@
 
 use aya::{
     TestRun,
-    programs::{SchedClassifier, TestRunOptions},
+    programs::{SchedClassifier, TestRunOptions, Xdp},
 };
 
 /// tc verdicts as the kernel defines them (include/uapi/linux/pkt_cls.h).
@@ -33,6 +33,36 @@ pub fn run_tc(program: &SchedClassifier, packet: &[u8]) -> TcRun {
     out.truncate(result.data_size_out as usize);
     TcRun {
         action: result.return_value as i32,
+        packet: out,
+    }
+}
+
+/// XDP verdicts (include/uapi/linux/bpf.h, `enum xdp_action`).
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// What one run of an XDP program did.
+#[derive(Debug)]
+pub struct XdpRun {
+    pub action: u32,
+    pub packet: Vec<u8>,
+}
+
+/// Runs XDP `program` once on `packet` (the kernel takes any frame of at
+/// least an Ethernet header's 14 bytes).
+pub fn run_xdp(program: &Xdp, packet: &[u8]) -> XdpRun {
+    let mut out = vec![0u8; packet.len() + 256];
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..TestRunOptions::new()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(result.data_size_out as usize);
+    XdpRun {
+        action: result.return_value,
         packet: out,
     }
 }

@@ -12,6 +12,7 @@ pub mod maps;
 pub mod ops;
 pub mod policy_maps;
 pub mod sock_lb;
+pub mod xdp;
 
 use std::path::{Path, PathBuf};
 

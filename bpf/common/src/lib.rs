@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod nat;
 pub mod pin;
 pub mod policy;
+pub mod prefilter;

@@ -88,10 +88,12 @@ pub enum DropReason {
     /// Policy selects the endpoint in this direction and no rule allows
     /// the new flow.
     PolicyDefaultDeny = 8,
+    /// The source address is in the XDP prefilter's deny list.
+    PrefilterDenied = 9,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::InvalidIpv4Header,
         DropReason::InvalidL4Header,
         DropReason::FragmentNotNatable,
@@ -100,6 +102,7 @@ impl DropReason {
         DropReason::NoServiceBackend,
         DropReason::PolicyDenied,
         DropReason::PolicyDefaultDeny,
+        DropReason::PrefilterDenied,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -112,6 +115,7 @@ impl DropReason {
             DropReason::NoServiceBackend => "NO_SERVICE_BACKEND",
             DropReason::PolicyDenied => "POLICY_DENIED",
             DropReason::PolicyDefaultDeny => "POLICY_DEFAULT_DENY",
+            DropReason::PrefilterDenied => "PREFILTER_DENIED",
         }
     }
 
@@ -129,6 +133,7 @@ impl DropReason {
             6 => Some(DropReason::NoServiceBackend),
             7 => Some(DropReason::PolicyDenied),
             8 => Some(DropReason::PolicyDefaultDeny),
+            9 => Some(DropReason::PrefilterDenied),
             _ => None,
         }
     }

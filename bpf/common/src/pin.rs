@@ -29,9 +29,10 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const DROP_RATE_MAP: &str = "DROP_RATE";
 pub const POLICY_SCRATCH_MAP: &str = "POLICY_SCRATCH";
 pub const LB_SOCK_REVNAT_MAP: &str = "LB_SOCK_REVNAT";
+pub const PREFILTER_MAP: &str = "PREFILTER";
 
 /// Every pinned map, for tools that list or remove them.
-pub const ALL_MAPS: [&str; 17] = [
+pub const ALL_MAPS: [&str; 18] = [
     ENDPOINTS_MAP,
     METRICS_MAP,
     CONFIG_MAP,
@@ -49,12 +50,15 @@ pub const ALL_MAPS: [&str; 17] = [
     DROP_RATE_MAP,
     POLICY_SCRATCH_MAP,
     LB_SOCK_REVNAT_MAP,
+    PREFILTER_MAP,
 ];
 
 /// Names of the programs in the object file.
 pub const PROG_FROM_POD: &str = "from_pod";
 pub const PROG_FROM_UPLINK: &str = "from_uplink";
 pub const PROG_TO_UPLINK: &str = "to_uplink";
+/// The XDP prefilter on the uplink (source CIDR deny list).
+pub const PROG_PREFILTER: &str = "prefilter";
 /// Directory under the bpffs root (not the versioned pin dir: an attachment
 /// must be found again by an agent of any layout) holding pinned links.
 pub const LINKS_DIR: &str = "links";

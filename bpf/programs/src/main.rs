@@ -21,6 +21,7 @@ mod metrics;
 mod nat;
 mod packet;
 mod policy;
+mod prefilter;
 mod reject;
 mod service;
 mod sock_lb;

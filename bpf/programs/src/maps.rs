@@ -19,6 +19,7 @@ use sluice_bpf_common::{
     metrics::{METRICS_SLOTS, MetricValue},
     nat::{NAT_MAP_SIZE, NatEntry, NatKey},
     policy::{IPCACHE_MAP_SIZE, IpcacheEntry, POLICY_MAP_SIZE, PolicyData, PolicyEntry},
+    prefilter::{PREFILTER_MAP_SIZE, PrefilterEntry},
 };
 
 /// Local pod addresses → how to deliver to them. Written by the agent.
@@ -99,3 +100,8 @@ pub static DROP_RATE: LruHashMap<u32, DropRate, { DROP_RATE_MAP_SIZE as usize }>
 /// (a packet is handled start to end on one CPU).
 #[btf_map]
 pub static POLICY_SCRATCH: PerCpuArray<u32, 1> = PerCpuArray::new();
+
+/// Source CIDRs the XDP prefilter drops (see `sluice_bpf_common::prefilter`).
+#[btf_map]
+pub static PREFILTER: LpmTrie<u32, PrefilterEntry, { PREFILTER_MAP_SIZE as usize }> =
+    LpmTrie::new();

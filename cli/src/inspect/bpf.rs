@@ -58,6 +58,53 @@ Examples:
   sluice bpf metrics
   sluice bpf metrics -o json")]
     Metrics,
+    /// The XDP prefilter's deny list: source CIDRs dropped on the uplink.
+    Prefilter {
+        #[command(subcommand)]
+        command: PrefilterCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PrefilterCommand {
+    /// List the deny list, where each entry comes from, and where the prefilter runs.
+    #[command(long_about = "List the XDP prefilter's deny list: every source \
+        CIDR dropped at XDP on the node's uplink, and whether it comes from the \
+        agent's --prefilter-deny flags (flag) or was added at runtime (api). \
+        Also prints the interface and XDP mode (native or generic) the \
+        prefilter runs in, and the map's capacity. Drops are counted as \
+        DROP_PREFILTER_DENIED in `sluice bpf metrics`.
+
+Examples:
+  sluice bpf prefilter list
+  sluice bpf prefilter list -o json")]
+    List,
+    /// Add CIDRs (or addresses, as /32) to the deny list; kept across agent restarts.
+    #[command(long_about = "Add source CIDRs to the deny list. A bare address \
+        means a /32; host bits must be zero (192.0.2.7/24 is refused: did you \
+        mean 192.0.2.0/24?). All or nothing: an invalid CIDR or a full map \
+        changes nothing. Entries are stored in the agent's state directory and \
+        come back after a restart.
+
+Examples:
+  sluice bpf prefilter add 192.0.2.0/24
+  sluice bpf prefilter add 198.51.100.7 203.0.113.0/24")]
+    Add {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<String>,
+    },
+    /// Delete CIDRs added at runtime (flag entries: remove the agent flag).
+    #[command(long_about = "Delete runtime entries from the deny list. A CIDR \
+        set by the agent's --prefilter-deny flag is refused (nothing changes): \
+        remove the flag and restart the agent instead. CIDRs not in the list are \
+        reported as absent.
+
+Example:
+  sluice bpf prefilter delete 192.0.2.0/24")]
+    Delete {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -430,6 +477,96 @@ impl Row for IpcacheView {
 }
 
 #[derive(Serialize)]
+struct PrefilterEntryView {
+    cidr: String,
+    sources: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct PrefilterAttachmentView {
+    interface: String,
+    mode: String,
+}
+
+#[derive(Serialize)]
+struct PrefilterView {
+    attachments: Vec<PrefilterAttachmentView>,
+    capacity: u32,
+    entries: Vec<PrefilterEntryView>,
+}
+
+impl From<pb::ListPrefilterResponse> for PrefilterView {
+    fn from(r: pb::ListPrefilterResponse) -> Self {
+        Self {
+            attachments: r
+                .attachments
+                .into_iter()
+                .map(|a| PrefilterAttachmentView {
+                    interface: a.interface,
+                    mode: a.mode,
+                })
+                .collect(),
+            capacity: r.capacity,
+            entries: r
+                .entries
+                .into_iter()
+                .map(|e| PrefilterEntryView {
+                    cidr: e.cidr,
+                    sources: e.sources,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Render for PrefilterView {
+    fn render(&self, out: &mut String) {
+        let attached = if self.attachments.is_empty() {
+            "not attached (the agent has no --uplink, or --prefilter false)".to_owned()
+        } else {
+            let on: Vec<String> = self
+                .attachments
+                .iter()
+                .map(|a| format!("{} ({} XDP)", a.interface, a.mode))
+                .collect();
+            format!("attached to {}", on.join(", "))
+        };
+        out.push_str(&format!(
+            "Prefilter {attached}; {} of {} entries\n",
+            self.entries.len(),
+            self.capacity
+        ));
+        let mut table = Table::new(&["CIDR", "SOURCE"]);
+        for e in &self.entries {
+            table.row(vec![e.cidr.clone(), e.sources.join(",")]);
+        }
+        out.push_str(&table.to_string());
+    }
+}
+
+/// What an add or delete did, per CIDR.
+#[derive(Serialize)]
+struct PrefilterChangeView {
+    /// added / deleted.
+    changed: Vec<String>,
+    /// already present / absent.
+    unchanged: Vec<String>,
+    #[serde(skip)]
+    verbs: (&'static str, &'static str),
+}
+
+impl Render for PrefilterChangeView {
+    fn render(&self, out: &mut String) {
+        for cidr in &self.changed {
+            out.push_str(&format!("{} {cidr}\n", self.verbs.0));
+        }
+        for cidr in &self.unchanged {
+            out.push_str(&format!("{} {cidr}\n", self.verbs.1));
+        }
+    }
+}
+
+#[derive(Serialize)]
 struct CounterView {
     name: String,
     packets: u64,
@@ -538,6 +675,42 @@ pub fn run(args: BpfArgs) -> Result<()> {
                 })
                 .collect();
             emit(format, &views)
+        }
+        BpfCommand::Prefilter {
+            command: PrefilterCommand::List,
+        } => {
+            let list = agent.call(|mut api| async move {
+                api.list_prefilter(pb::ListPrefilterRequest {}).await
+            })?;
+            emit(format, &PrefilterView::from(list))
+        }
+        BpfCommand::Prefilter {
+            command: PrefilterCommand::Add { cidrs },
+        } => {
+            let request = pb::AddPrefilterRequest { cidrs };
+            let r = agent.call(|mut api| async move { api.add_prefilter(request).await })?;
+            emit(
+                format,
+                &PrefilterChangeView {
+                    changed: r.added,
+                    unchanged: r.existing,
+                    verbs: ("added", "already present"),
+                },
+            )
+        }
+        BpfCommand::Prefilter {
+            command: PrefilterCommand::Delete { cidrs },
+        } => {
+            let request = pb::DeletePrefilterRequest { cidrs };
+            let r = agent.call(|mut api| async move { api.delete_prefilter(request).await })?;
+            emit(
+                format,
+                &PrefilterChangeView {
+                    changed: r.deleted,
+                    unchanged: r.absent,
+                    verbs: ("deleted", "not in the list"),
+                },
+            )
         }
     }
 }

@@ -126,6 +126,27 @@ impl Agent for Service {
         Err(Status::unimplemented("not in the fake agent"))
     }
 
+    async fn list_prefilter(
+        &self,
+        _: Request<pb::ListPrefilterRequest>,
+    ) -> Result<Response<pb::ListPrefilterResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn add_prefilter(
+        &self,
+        _: Request<pb::AddPrefilterRequest>,
+    ) -> Result<Response<pb::AddPrefilterResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
+    async fn delete_prefilter(
+        &self,
+        _: Request<pb::DeletePrefilterRequest>,
+    ) -> Result<Response<pb::DeletePrefilterResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let mut s = self.state.lock().unwrap();
         s.calls.push(Call::Status);
