@@ -1,12 +1,22 @@
 //! Conntrack and NAT garbage collection. The datapath never expires
 //! entries; the agent removes flows idle for longer than their state's
-//! timeout, then the masquerade bindings of flows that are gone.
+//! timeout and flows of service frontends that no longer exist, then the
+//! masquerade bindings of flows that are gone.
 
-use std::{path::Path, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    time::Duration,
+};
 
-use sluice_bpf_common::conntrack::{CtEntry, CtState};
+use aya::maps::{HashMap as BpfHashMap, Map};
+use sluice_bpf_common::{
+    conntrack::{CtEntry, CtState},
+    lb::RevNat,
+    pin::LB_REVNAT_MAP,
+};
 
-use crate::datapath::maps::{conntrack, nat};
+use crate::datapath::maps::{conntrack, nat, open_pinned};
 
 /// Fallback timeout for an entry with an unknown state byte.
 const UNKNOWN_STATE_TIMEOUT_SECS: u64 = 60;
@@ -32,25 +42,55 @@ pub fn is_expired(entry: &CtEntry, now_ns: u64) -> bool {
     idle_longer_than(entry.last_seen_ns, now_ns, timeout)
 }
 
+/// Whether a flow was translated for a service frontend that is gone:
+/// its reverse-NAT id is not live, and the flow is older than the moment
+/// the live ids were read (a newer one belongs to a newer frontend). The
+/// agent reuses such an id only after its quarantine, which outlasts two
+/// passes, so a late reply is never rewritten to another service.
+pub fn is_orphaned(entry: &CtEntry, live_rev_nat: &HashSet<u16>, read_at_ns: u64) -> bool {
+    entry.rev_nat != 0 && !live_rev_nat.contains(&entry.rev_nat) && entry.created_ns < read_at_ns
+}
+
 /// What one GC pass removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
     pub flows: usize,
+    /// Of `flows`: those of removed service frontends.
+    pub orphaned: usize,
     pub nat_bindings: usize,
+}
+
+/// The frontend ids in the reverse-NAT map.
+fn live_rev_nat(pin_dir: &Path) -> anyhow::Result<HashSet<u16>> {
+    let map: BpfHashMap<_, u16, RevNat> =
+        BpfHashMap::try_from(Map::HashMap(open_pinned(pin_dir, LB_REVNAT_MAP)?))?;
+    Ok(map.keys().collect::<Result<_, _>>()?)
 }
 
 /// One pass over the pinned maps in `pin_dir`.
 pub fn collect(pin_dir: &Path, now_ns: u64) -> anyhow::Result<GcReport> {
     let mut report = GcReport::default();
+    let live = live_rev_nat(pin_dir)?;
+    let read_at_ns = monotonic_now_ns();
     let mut ct = conntrack(pin_dir)?;
     for (key, entry) in ct.list()? {
-        if is_expired(&entry, now_ns) {
+        let orphaned = is_orphaned(&entry, &live, read_at_ns);
+        if orphaned || is_expired(&entry, now_ns) {
             ct.remove(&key)?;
             report.flows += 1;
+            report.orphaned += usize::from(orphaned);
         }
     }
     let (mut snat, mut snat_rev) = nat(pin_dir)?;
-    let rev_entries = snat_rev.list()?;
+    // Reply tuples by (remote, node address:port), so each binding finds
+    // its reverse entries without a scan of them all.
+    let mut replies: HashMap<(u32, u16, u32, u16), Vec<_>> = HashMap::new();
+    for (reply, back) in snat_rev.list()? {
+        replies
+            .entry((reply.saddr, reply.sport, reply.daddr, reply.dport))
+            .or_default()
+            .push((reply, back));
+    }
     for (flow, binding) in snat.list()? {
         if ct.get(&flow).is_some()
             || !idle_longer_than(binding.last_seen_ns, now_ns, NAT_GRACE_SECS)
@@ -58,14 +98,9 @@ pub fn collect(pin_dir: &Path, now_ns: u64) -> anyhow::Result<GcReport> {
             continue;
         }
         // The reply tuple of this binding: remote → node:port.
-        for (reply, back) in &rev_entries {
-            if reply.saddr == flow.daddr
-                && reply.sport == flow.dport
-                && reply.daddr == binding.addr
-                && reply.dport == binding.port
-                && back.addr == flow.saddr
-                && back.port == flow.sport
-            {
+        let key = (flow.daddr, flow.dport, binding.addr, binding.port);
+        for (reply, back) in replies.get(&key).into_iter().flatten() {
+            if back.addr == flow.saddr && back.port == flow.sport {
                 snat_rev.remove(reply)?;
             }
         }
@@ -86,6 +121,7 @@ pub async fn run(pin_dir: std::path::PathBuf, interval: Duration) {
             Ok(Ok(report)) if report != GcReport::default() => {
                 tracing::debug!(
                     flows = report.flows,
+                    orphaned = report.orphaned,
                     nat = report.nat_bindings,
                     "conntrack GC"
                 );
@@ -133,6 +169,24 @@ mod tests {
                 "{state:?} past it"
             );
         }
+    }
+
+    #[test]
+    fn flows_of_removed_frontends_are_orphaned_unless_newer_than_the_read() {
+        let live = HashSet::from([1u16, 2]);
+        let flow = |rev_nat, created_s: u64| CtEntry {
+            rev_nat,
+            created_ns: created_s * SEC,
+            ..Default::default()
+        };
+        let read_at = 100 * SEC;
+        assert!(!is_orphaned(&flow(0, 10), &live, read_at), "no service");
+        assert!(!is_orphaned(&flow(2, 10), &live, read_at), "live frontend");
+        assert!(is_orphaned(&flow(3, 10), &live, read_at), "removed frontend");
+        assert!(
+            !is_orphaned(&flow(3, 101), &live, read_at),
+            "a frontend created after the read"
+        );
     }
 
     #[test]

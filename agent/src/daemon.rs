@@ -147,7 +147,11 @@ fn lb_state(config: &AgentConfig, node_ip: &u32, maps: &KernelLbMaps) -> anyhow:
         maglev_table_size,
         maglev_max_frontends: config.datapath.lb_maglev_map_size / config.maglev_table_size.max(1),
     };
-    Ok(LbState::restore(settings, maps.dump()?))
+    let mut state = LbState::restore(settings, maps.dump()?);
+    // A removed frontend's id waits for two conntrack GC passes, which
+    // purge the flows still carrying it.
+    state.set_rev_nat_quarantine(Duration::from_secs(2 * config.ct_gc_interval.max(1) + 5));
+    Ok(state)
 }
 
 /// Binds the API socket with mode 0600, replacing a stale socket file.

@@ -8,11 +8,11 @@
 //! a terminating backend keeps it until the backend leaves the EndpointSlice.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     net::Ipv4Addr,
+    time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use sluice_bpf_common::lb::{
     Backend, RevNat, SVC_F_AFFINITY, SVC_F_MAGLEV, SVC_F_NODEPORT, ServiceKey, ServiceValue,
 };
@@ -83,9 +83,21 @@ pub struct LbState {
     next_backend: u32,
     frontends: BTreeMap<FrontendAddr, Programmed>,
     rev_nat_ids: BTreeSet<u16>,
-    /// Ids below the highest in use that were freed.
+    /// Ids below the highest in use that were freed and may be reused.
     freed_rev_nat: BTreeSet<u16>,
+    /// Ids of removed frontends, oldest first, with when they were removed:
+    /// conntrack entries may still carry them (a late reply would be
+    /// reverse-translated to a new frontend's address), so they are only
+    /// reused once conntrack GC has purged those entries.
+    retired_rev_nat: VecDeque<(u16, Instant)>,
+    /// The same ids, for "the highest id ever handed out" in O(log n).
+    retired_ids: BTreeSet<u16>,
+    rev_nat_quarantine: Duration,
 }
+
+/// How long a removed frontend's id stays unused by default: two
+/// conntrack GC passes at the default interval, plus slack.
+pub const DEFAULT_REV_NAT_QUARANTINE: Duration = Duration::from_secs(65);
 
 impl LbState {
     pub fn new(settings: LbSettings) -> Self {
@@ -97,7 +109,17 @@ impl LbState {
             frontends: BTreeMap::new(),
             rev_nat_ids: BTreeSet::new(),
             freed_rev_nat: BTreeSet::new(),
+            retired_rev_nat: VecDeque::new(),
+            retired_ids: BTreeSet::new(),
+            rev_nat_quarantine: DEFAULT_REV_NAT_QUARANTINE,
         }
+    }
+
+    /// How long a removed frontend's id is kept out of use (at least two
+    /// conntrack GC intervals: one pass may have started before the
+    /// removal).
+    pub fn set_rev_nat_quarantine(&mut self, quarantine: Duration) {
+        self.rev_nat_quarantine = quarantine;
     }
 
     /// Takes over the ids a previous agent gave backends and frontends, so
@@ -136,16 +158,39 @@ impl LbState {
                 },
             );
         }
+        // Gaps may be frontends removed just before the restart: they
+        // start their quarantine now.
         if let Some(&highest) = state.rev_nat_ids.last() {
-            state.freed_rev_nat = (1..highest)
+            let now = Instant::now();
+            let gaps: Vec<u16> = (1..highest)
                 .filter(|id| !state.rev_nat_ids.contains(id))
                 .collect();
+            for id in gaps {
+                state.retire(id, now);
+            }
         }
         state
     }
 
+    fn retire(&mut self, id: u16, now: Instant) {
+        self.retired_rev_nat.push_back((id, now));
+        self.retired_ids.insert(id);
+    }
+
+    /// Ids whose quarantine is over become reusable.
+    fn release_retired(&mut self, now: Instant) {
+        while let Some(&(id, at)) = self.retired_rev_nat.front()
+            && now.saturating_duration_since(at) >= self.rev_nat_quarantine
+        {
+            self.retired_rev_nat.pop_front();
+            self.retired_ids.remove(&id);
+            self.freed_rev_nat.insert(id);
+        }
+    }
+
     /// The lowest frontend id not in use: a freed one, else the next above
-    /// all in use (no rescan of every id per new frontend).
+    /// all in use (no rescan of every id per new frontend); when every id
+    /// is taken, the longest-retired one rather than failing.
     fn free_rev_nat(&mut self) -> anyhow::Result<u16> {
         let limit = if self.settings.maglev_table_size.is_some() {
             self.settings.maglev_max_frontends.min(u32::from(u16::MAX)) as u16
@@ -155,12 +200,20 @@ impl LbState {
         if let Some(id) = self.freed_rev_nat.pop_first() {
             return Ok(id);
         }
-        let next = match self.rev_nat_ids.last() {
+        let highest = self.rev_nat_ids.last().max(self.retired_ids.last());
+        let next = match highest {
             None => Some(1),
             Some(last) => last.checked_add(1),
         };
-        next.filter(|id| *id <= limit)
-            .context("no free frontend id: too many service frontends for the maps")
+        if let Some(id) = next.filter(|id| *id <= limit) {
+            return Ok(id);
+        }
+        if let Some((id, _)) = self.retired_rev_nat.pop_front() {
+            self.retired_ids.remove(&id);
+            tracing::warn!(id, "frontend ids exhausted: reusing a recently removed one early");
+            return Ok(id);
+        }
+        anyhow::bail!("no free frontend id: too many service frontends for the maps")
     }
 
     fn backend_id(&mut self, backend: BackendAddr) -> (u32, bool) {
@@ -194,14 +247,19 @@ impl LbState {
         desired: &BTreeMap<FrontendAddr, FrontendSpec>,
         maps: &mut dyn LbMaps,
     ) -> anyhow::Result<SyncReport> {
+        self.sync_at(desired, maps, Instant::now())
+    }
+
+    /// [`sync`](Self::sync) at time `now` (id quarantine).
+    pub fn sync_at(
+        &mut self,
+        desired: &BTreeMap<FrontendAddr, FrontendSpec>,
+        maps: &mut dyn LbMaps,
+        now: Instant,
+    ) -> anyhow::Result<SyncReport> {
+        self.release_retired(now);
         let mut report = SyncReport::default();
-        for (front, spec) in desired {
-            if self.frontends.get(front).is_some_and(|p| &p.spec == spec) {
-                continue;
-            }
-            self.program(front, spec, maps, &mut report)?;
-            report.frontends_written += 1;
-        }
+        // Removals first: their map entries and ids make room for additions.
         let gone: Vec<FrontendAddr> = self
             .frontends
             .keys()
@@ -216,9 +274,16 @@ impl LbState {
                 }
                 maps.remove_rev_nat(programmed.rev_nat)?;
                 self.rev_nat_ids.remove(&programmed.rev_nat);
-                self.freed_rev_nat.insert(programmed.rev_nat);
+                self.retire(programmed.rev_nat, now);
                 report.frontends_removed += 1;
             }
+        }
+        for (front, spec) in desired {
+            if self.frontends.get(front).is_some_and(|p| &p.spec == spec) {
+                continue;
+            }
+            self.program(front, spec, maps, &mut report)?;
+            report.frontends_written += 1;
         }
         // Backends no frontend refers to any more.
         let referenced: BTreeSet<BackendAddr> = self

@@ -1,4 +1,7 @@
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use sluice_bpf_common::conntrack::PROTO_TCP;
 
@@ -187,19 +190,49 @@ fn terminating_backends_stay_in_the_backend_map_but_not_in_slots() {
 }
 
 #[test]
-fn removed_services_leave_nothing_behind_and_ids_are_reused() {
+fn removed_services_leave_nothing_behind_and_ids_are_reused_after_quarantine() {
     let mut maps = FakeMaps::default();
     let mut state = LbState::new(settings(None));
-    state
-        .sync(&BTreeMap::from([(front(1), spec(&[1, 2], &[]))]), &mut maps)
-        .unwrap();
+    state.set_rev_nat_quarantine(Duration::from_secs(60));
+    let t0 = Instant::now();
+    let one = BTreeMap::from([(front(1), spec(&[1, 2], &[]))]);
+    state.sync_at(&one, &mut maps, t0).unwrap();
     let first_id = maps.master(&front(1)).unwrap().rev_nat;
-    state.sync(&BTreeMap::new(), &mut maps).unwrap();
+    state.sync_at(&BTreeMap::new(), &mut maps, t0).unwrap();
     assert!(maps.services.is_empty() && maps.backends.is_empty() && maps.rev_nat.is_empty());
+
+    // Within the quarantine a new frontend gets another id: conntrack may
+    // still hold flows of the removed one.
+    let two = BTreeMap::from([(front(2), spec(&[3], &[]))]);
     state
-        .sync(&BTreeMap::from([(front(2), spec(&[3], &[]))]), &mut maps)
+        .sync_at(&two, &mut maps, t0 + Duration::from_secs(59))
         .unwrap();
-    assert_eq!(maps.master(&front(2)).unwrap().rev_nat, first_id);
+    let second_id = maps.master(&front(2)).unwrap().rev_nat;
+    assert_ne!(second_id, first_id);
+
+    // After it, the lowest id is reused.
+    let mut three = two.clone();
+    three.insert(front(3), spec(&[4], &[]));
+    state
+        .sync_at(&three, &mut maps, t0 + Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(maps.master(&front(3)).unwrap().rev_nat, first_id);
+}
+
+#[test]
+fn exhausted_ids_fall_back_to_the_longest_retired_one() {
+    let mut maps = FakeMaps::default();
+    // Maglev mode caps ids at 16 frontends.
+    let mut state = LbState::new(settings(Some(251)));
+    let t0 = Instant::now();
+    let full: BTreeMap<_, _> = (1..=16).map(|i| (front(i), spec(&[1], &[]))).collect();
+    state.sync_at(&full, &mut maps, t0).unwrap();
+    let retired_id = maps.master(&front(1)).unwrap().rev_nat;
+    let mut swapped = full.clone();
+    swapped.remove(&front(1));
+    swapped.insert(front(17), spec(&[1], &[]));
+    state.sync_at(&swapped, &mut maps, t0).unwrap();
+    assert_eq!(maps.master(&front(17)).unwrap().rev_nat, retired_id);
 }
 
 #[test]
