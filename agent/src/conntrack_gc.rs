@@ -182,7 +182,10 @@ mod tests {
         let read_at = 100 * SEC;
         assert!(!is_orphaned(&flow(0, 10), &live, read_at), "no service");
         assert!(!is_orphaned(&flow(2, 10), &live, read_at), "live frontend");
-        assert!(is_orphaned(&flow(3, 10), &live, read_at), "removed frontend");
+        assert!(
+            is_orphaned(&flow(3, 10), &live, read_at),
+            "removed frontend"
+        );
         assert!(
             !is_orphaned(&flow(3, 101), &live, read_at),
             "a frontend created after the read"

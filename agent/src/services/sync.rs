@@ -210,7 +210,10 @@ impl LbState {
         }
         if let Some((id, _)) = self.retired_rev_nat.pop_front() {
             self.retired_ids.remove(&id);
-            tracing::warn!(id, "frontend ids exhausted: reusing a recently removed one early");
+            tracing::warn!(
+                id,
+                "frontend ids exhausted: reusing a recently removed one early"
+            );
             return Ok(id);
         }
         anyhow::bail!("no free frontend id: too many service frontends for the maps")
