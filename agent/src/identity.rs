@@ -480,7 +480,8 @@ pub struct IdentityAllocator {
 
 /// Node-local numbers in cluster mode (CIDR identities): the top of the
 /// 16-bit space; the cluster allocation stays below it.
-pub const NODE_LOCAL_IN_CLUSTER: RangeInclusive<u32> = 61_440..=LAST_ALLOCATED;
+pub const NODE_LOCAL_IN_CLUSTER: RangeInclusive<u32> =
+    (sluice_crds::cluster::LAST_CLUSTER_IDENTITY + 1)..=LAST_ALLOCATED;
 
 impl IdentityAllocator {
     /// Node-local numbers persisted at `path` (see [`LocalIdentities::open`]).

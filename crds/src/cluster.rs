@@ -29,6 +29,9 @@ const IPV4_CIDR_PATTERN: &str = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$";
 pub const FIRST_ALLOCATED_IDENTITY: u32 = 256;
 /// Last allocatable number: the datapath keys policy on 16 bits.
 pub const LAST_ALLOCATED_IDENTITY: u32 = 65_535;
+/// Last number of a cluster-wide `SluiceIdentity`; the numbers above it
+/// are each node's own (CIDR identities), so the two never collide.
+pub const LAST_CLUSTER_IDENTITY: u32 = 61_439;
 
 /// Spec of a `SluiceNode`: which Node the allocation belongs to.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -2,11 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use sluice_crds::cluster::{FIRST_ALLOCATED_IDENTITY, LAST_ALLOCATED_IDENTITY};
+use sluice_crds::cluster::{FIRST_ALLOCATED_IDENTITY, LAST_CLUSTER_IDENTITY};
 
-/// The lowest allocatable number not in `taken`.
+/// The lowest allocatable number not in `taken` (below the range agents
+/// keep for their node-local CIDR identities).
 pub fn lowest_free(taken: &BTreeSet<u32>) -> Option<u32> {
-    (FIRST_ALLOCATED_IDENTITY..=LAST_ALLOCATED_IDENTITY).find(|n| !taken.contains(n))
+    (FIRST_ALLOCATED_IDENTITY..=LAST_CLUSTER_IDENTITY).find(|n| !taken.contains(n))
 }
 
 /// The number a `SluiceIdentity` name stands for, if it is one.
@@ -24,8 +25,8 @@ mod tests {
     fn lowest_free_fills_holes_first() {
         assert_eq!(lowest_free(&BTreeSet::new()), Some(256));
         assert_eq!(lowest_free(&BTreeSet::from([256, 257, 259])), Some(258));
-        let all: BTreeSet<u32> = (256..=65_535).collect();
-        assert_eq!(lowest_free(&all), None);
+        let all: BTreeSet<u32> = (256..=61_439).collect();
+        assert_eq!(lowest_free(&all), None, "61,440 and up are node-local");
     }
 
     #[test]
