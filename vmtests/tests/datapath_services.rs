@@ -274,7 +274,7 @@ fn maglev_picks_the_backend_its_table_says() {
 }
 
 #[test]
-fn a_service_without_backends_answers_tcp_with_a_reset_and_drops_udp() {
+fn a_service_without_backends_answers_tcp_with_a_reset_and_udp_with_port_unreachable() {
     let mut bench = Bench::new(false);
     bench.program(BTreeMap::from([
         (frontend(VIP, 80, PROTO_TCP), spec(&[], None)),
@@ -295,8 +295,33 @@ fn a_service_without_backends_answers_tcp_with_a_reset_and_drops_udp() {
     assert!(rst.checksum_ok && l4_checksum_ok(&out.packet));
     assert_eq!(out.packet.len(), 54, "payload and options trimmed");
 
-    let udp = bench.run(PROG_FROM_POD, &flow(CLIENT, VIP).udp(5000, 53, b"q"));
-    assert_eq!(udp.action, TC_ACT_SHOT);
+    let datagram = flow(CLIENT, VIP).udp(5000, 53, b"a question");
+    let udp = bench.run(PROG_FROM_POD, &datagram);
+    assert_eq!(
+        udp.action, TC_ACT_REDIRECT,
+        "ICMP bounced back to the client"
+    );
+    let icmp = summarize(&udp.packet);
+    assert_eq!((icmp.src, icmp.dst), (VIP, CLIENT));
+    assert_eq!(udp.packet[23], 1, "ICMP");
+    assert!(icmp.checksum_ok);
+    assert_eq!(
+        udp.packet.len(),
+        14 + 20 + 8 + 28,
+        "headers and the quote only"
+    );
+    let message = &udp.packet[34..];
+    assert_eq!((message[0], message[1]), (3, 3), "port unreachable");
+    assert_eq!(
+        &message[8..],
+        &datagram[14..42],
+        "quotes the datagram's IP header and UDP header as sent"
+    );
+    let sum = message.chunks(2).fold(0u32, |s, w| {
+        s + u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]))
+    });
+    let folded = (sum & 0xffff) + (sum >> 16);
+    assert_eq!((folded & 0xffff) + (folded >> 16), 0xffff, "ICMP checksum");
     let drops = read_counters(bench.datapath.pin_dir())
         .unwrap()
         .drop(DropReason::NoServiceBackend);

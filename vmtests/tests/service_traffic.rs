@@ -87,7 +87,7 @@ fn cluster_ip_and_node_port_services_with_real_traffic() {
         "lonely",
         LONELY,
         "nobody",
-        "  ports: [{port: 80}]\n",
+        "  ports: [{name: http, port: 80}, {name: dns, port: 53, protocol: UDP}]\n",
     ));
     services.push_str(&service_manifest(
         "sticky",
@@ -137,6 +137,21 @@ fn cluster_ip_and_node_port_services_with_real_traffic() {
         )
     });
     assert_eq!(reply, Reply::Refused);
+    assert!(elapsed < Duration::from_secs(1), "refusal took {elapsed:?}");
+    // UDP too: the ICMP port unreachable fails the connected socket's
+    // receive at once with ECONNREFUSED.
+    let (error, elapsed) = in_netns(&netns, || {
+        let socket = UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket.connect((LONELY, 53)).unwrap();
+        let started = Instant::now();
+        socket.send(b"who").unwrap();
+        let mut buf = [0u8; 64];
+        (socket.recv(&mut buf).unwrap_err().kind(), started.elapsed())
+    });
+    assert_eq!(error, std::io::ErrorKind::ConnectionRefused);
     assert!(elapsed < Duration::from_secs(1), "refusal took {elapsed:?}");
 
     // ClientIP affinity: every connection of a client lands on one backend.
