@@ -1,19 +1,19 @@
 //! `sluice mesh test`: the connectivity test. Picks probes that the mesh's
 //! current pods make possible, runs them, prints a pass/fail table.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::Ipv4Addr, process::Command, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{
+    binaries,
     context::Mesh,
     get::print_table,
-    layout::{INFRA_SERVER_PORT, OUTSIDE_ADDRESS, netns_path},
+    layout::{INFRA_SERVER_PORT, Layout, OUTSIDE_ADDRESS},
     manifests::{Manifest, get_at, labels_of, str_at},
-    netns,
     pods::{PortSpec, Protocol},
-    probe::{Outcome, probe},
+    probe::{Outcome, ProbeResult},
     state::PodState,
 };
 
@@ -22,9 +22,6 @@ use super::{
 pub struct Check {
     pub name: String,
     pub from: String,
-    /// The namespace the probe runs in.
-    #[serde(skip)]
-    pub netns: String,
     pub to: String,
     pub ip: Ipv4Addr,
     pub port: PortSpec,
@@ -131,7 +128,6 @@ pub fn plan(mesh: &Mesh) -> Result<Vec<Check>> {
                 checks.push(Check {
                     name: format!("pod→pod {label} ({})", protocol.as_str()),
                     from: src.key(),
-                    netns: src.netns.clone(),
                     to: dst.key(),
                     ip: dst.ip,
                     port,
@@ -150,7 +146,6 @@ pub fn plan(mesh: &Mesh) -> Result<Vec<Check>> {
             checks.push(Check {
                 name: format!("pod→node ({label} node, tcp)"),
                 from: src.key(),
-                netns: src.netns.clone(),
                 to: format!("node/{}", node.name),
                 ip: node.address,
                 port: PortSpec {
@@ -164,7 +159,6 @@ pub fn plan(mesh: &Mesh) -> Result<Vec<Check>> {
             checks.push(Check {
                 name: format!("pod→internet ({})", protocol.as_str()),
                 from: src.key(),
-                netns: src.netns.clone(),
                 to: OUTSIDE_ADDRESS.to_string(),
                 ip: OUTSIDE_ADDRESS,
                 port: PortSpec {
@@ -258,7 +252,6 @@ fn service_checks(
         checks.push(Check {
             name: format!("pod→service {namespace}/{} (tcp)", service.key.name),
             from: src.key(),
-            netns: src.netns.clone(),
             to: format!("svc/{namespace}/{}", service.key.name),
             ip,
             port: PortSpec {
@@ -319,7 +312,6 @@ fn policy_checks(mesh: &Mesh, pods: &[&PodState], policies: &[Manifest]) -> Vec<
                 checks.push(Check {
                     name: format!("policy {namespace}/{}: {label}", policy.key.name),
                     from: src.key(),
-                    netns: src.netns.clone(),
                     to: dst.key(),
                     ip: dst.ip,
                     port,
@@ -331,11 +323,22 @@ fn policy_checks(mesh: &Mesh, pods: &[&PodState], policies: &[Manifest]) -> Vec<
     checks
 }
 
-pub fn run_checks(checks: Vec<Check>, timeout: Duration) -> Result<Vec<CheckResult>> {
+/// Runs every check as its own `sluice mesh probe` child. A probe joins
+/// its source's node cgroup (socket-level LB applies by cgroup membership,
+/// and a process is in one cgroup at a time), and the checks come from
+/// different nodes: a child per check gives each its node's socket LB,
+/// exactly as `probe` and a pod get it, so the service checks test the
+/// socket path where it is on. A child costs a few milliseconds, next to
+/// probe timeouts of seconds.
+pub fn run_checks(
+    layout: &Layout,
+    checks: Vec<Check>,
+    timeout: Duration,
+) -> Result<Vec<CheckResult>> {
+    let sluice = binaries::sluice()?;
     let mut results = Vec::new();
     for check in checks {
-        let (ip, port) = (check.ip, check.port);
-        let outcome = netns::run_in(&netns_path(&check.netns), move || probe(ip, port, timeout))?;
+        let outcome = probe_child(&sluice, layout, &check, timeout)?;
         let passed = check.expect.met_by(outcome.result, &outcome.reply);
         results.push(CheckResult {
             check,
@@ -346,6 +349,31 @@ pub fn run_checks(checks: Vec<Check>, timeout: Duration) -> Result<Vec<CheckResu
         });
     }
     Ok(results)
+}
+
+/// `sluice mesh --name N probe --from … --to IP --port … -o json`.
+fn probe_child(
+    sluice: &std::path::Path,
+    layout: &Layout,
+    check: &Check,
+    timeout: Duration,
+) -> Result<ProbeResult> {
+    let output = Command::new(sluice)
+        .args(["mesh", "--name", layout.name(), "probe"])
+        .args(["--from", &check.from, "--to", &check.ip.to_string()])
+        .args(["--port", &check.port.to_string()])
+        .args(["--timeout", &timeout.as_millis().to_string(), "-o", "json"])
+        .output()
+        .context("cannot run `sluice mesh probe`")?;
+    serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "`sluice mesh probe --from {} --to {}` failed ({}): {}",
+            check.from,
+            check.ip,
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+    })
 }
 
 pub fn print(results: &[CheckResult]) {

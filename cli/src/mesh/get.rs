@@ -9,6 +9,7 @@ use super::{
     context::Mesh,
     manifests::{Manifest, labels_of, str_at},
     pods, process,
+    state::NodeState,
 };
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +185,39 @@ pub fn print_table(rows: &[Vec<String>]) {
     }
 }
 
+/// Where the agent pins its socket-LB links below its bpffs root
+/// (`sluice_bpf_common::pin::LINKS_DIR`), one per program, named `sock_*`.
+const LINKS_DIR: &str = "links";
+/// Programs socket-level load balancing attaches (connect4, sendmsg4,
+/// recvmsg4, getpeername4).
+const SOCK_LB_LINKS: usize = 4;
+
+/// Whether the node's socket-level load balancing is on: `on` when its
+/// agent pinned all four links for the node's cgroup, `off` without a
+/// cgroup (no cgroup v2 on the machine).
+/// Unhealthy only when it should be on and is not.
+fn socket_lb(node: &NodeState) -> (String, bool) {
+    let Some(cgroup) = &node.cgroup else {
+        return ("off (no cgroup2)".to_owned(), true);
+    };
+    let links = std::fs::read_dir(node.bpffs_root.join(LINKS_DIR))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("sock_"))
+                .count()
+        })
+        .unwrap_or(0);
+    let name = cgroup.file_name().unwrap_or_default().to_string_lossy();
+    if links == SOCK_LB_LINKS && cgroup.exists() {
+        (format!("on (cgroup {name})"), true)
+    } else {
+        (
+            format!("NOT ATTACHED ({links}/{SOCK_LB_LINKS} links)"),
+            false,
+        )
+    }
+}
+
 /// Mesh name, directories, nodes with their agents' own view, pods.
 pub fn status(mesh: &Mesh) -> Result<bool> {
     let layout = &mesh.layout;
@@ -191,6 +225,15 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
     println!("state:     {}", layout.state_dir().display());
     println!("manifests: {}", layout.manifests_dir().display());
     println!("pins:      {}", layout.bpffs_dir().display());
+    let cgroups = mesh.state.nodes.iter().find_map(|n| n.cgroup.as_ref());
+    println!(
+        "cgroups:   {}",
+        cgroups
+            .and_then(|c| c.parent())
+            .map_or("none (socket LB off)".to_owned(), |p| p
+                .display()
+                .to_string())
+    );
     println!();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -203,6 +246,7 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
         "AGENT",
         "READY",
         "ENDPOINTS",
+        "SOCKET-LB",
         "SOCKET",
     ])];
     for node in &mesh.state.nodes {
@@ -225,7 +269,8 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
             Some((ready, endpoints)) => (ready.to_string(), endpoints.to_string()),
             None => ("unreachable".to_owned(), "-".to_owned()),
         };
-        healthy &= alive && status.as_ref().is_some_and(|(ready, _)| *ready);
+        let (socket_lb, socket_lb_ok) = socket_lb(node);
+        healthy &= alive && socket_lb_ok && status.as_ref().is_some_and(|(ready, _)| *ready);
         rows.push(vec![
             node.name.clone(),
             node.address.to_string(),
@@ -237,6 +282,7 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
             },
             ready,
             endpoints,
+            socket_lb,
             node.api_socket.display().to_string(),
         ]);
     }

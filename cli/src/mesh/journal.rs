@@ -27,6 +27,10 @@ pub enum Resource {
     },
     /// A directory removed recursively (bpffs pin roots).
     Dir { path: PathBuf },
+    /// A cgroup v2 directory (the mesh's parent, a node's cgroup). It
+    /// cannot be removed recursively: `down` kills its members through
+    /// `cgroup.kill`, waits for `cgroup.procs` to empty, then rmdirs it.
+    Cgroup { path: PathBuf },
 }
 
 #[derive(Debug, Clone)]
@@ -98,5 +102,29 @@ mod tests {
             .unwrap();
         file.write_all(br#"{"type":"dir","pa"#).unwrap();
         assert_eq!(journal.read().unwrap(), vec![netns, process]);
+    }
+
+    #[test]
+    fn cgroups_round_trip_as_their_own_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(dir.path().join("journal.jsonl"));
+        let parent = Resource::Cgroup {
+            path: "/sys/fs/cgroup/unified/sluice-mesh-t1".into(),
+        };
+        let node = Resource::Cgroup {
+            path: "/sys/fs/cgroup/unified/sluice-mesh-t1/node-1".into(),
+        };
+        let pins = Resource::Dir {
+            path: "/sys/fs/bpf/sluice-mesh-t1".into(),
+        };
+        for r in [&parent, &pins, &node] {
+            journal.record(r).unwrap();
+        }
+        let text = fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+        assert!(
+            text.lines().next().unwrap().contains(r#""type":"cgroup""#),
+            "{text}"
+        );
+        assert_eq!(journal.read().unwrap(), vec![parent, pins, node]);
     }
 }

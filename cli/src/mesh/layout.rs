@@ -128,6 +128,18 @@ impl Layout {
         self.bpffs_dir().join(node)
     }
 
+    /// The mesh's parent cgroup below the cgroup v2 mount `cgroup2`: every
+    /// node's cgroup sits in it, so `down` finds leftovers by this path.
+    pub fn cgroup_dir(&self, cgroup2: &Path) -> PathBuf {
+        cgroup2.join(self.suffixed("sluice-mesh"))
+    }
+
+    /// A node's cgroup: its agent's socket-LB programs act on every process
+    /// in it (workload servers, `exec`, `probe`), whatever the namespace.
+    pub fn node_cgroup(&self, cgroup2: &Path, node: &str) -> PathBuf {
+        self.cgroup_dir(cgroup2).join(node)
+    }
+
     pub fn underlay_netns(&self) -> String {
         format!("{}underlay", self.netns_prefix())
     }
@@ -180,6 +192,28 @@ mod tests {
             named.node_bpffs_root("node-2"),
             PathBuf::from("/sys/fs/bpf/sluice-mesh-t1/node-2")
         );
+    }
+
+    #[test]
+    fn node_cgroups_sit_in_one_parent_per_mesh() {
+        let root = Path::new("/sys/fs/cgroup/unified");
+        let default = Layout::new(DEFAULT_NAME).unwrap();
+        let named = Layout::new("t1").unwrap();
+        assert_eq!(
+            default.node_cgroup(root, "node-1"),
+            PathBuf::from("/sys/fs/cgroup/unified/sluice-mesh/node-1")
+        );
+        assert_eq!(
+            named.node_cgroup(root, "node-2"),
+            PathBuf::from("/sys/fs/cgroup/unified/sluice-mesh-t1/node-2")
+        );
+        assert_eq!(
+            named.node_cgroup(root, "node-2").parent(),
+            Some(named.cgroup_dir(root).as_path())
+        );
+        // The default mesh's parent is not a prefix of a named mesh's.
+        assert_ne!(default.cgroup_dir(root), named.cgroup_dir(root));
+        assert!(!named.cgroup_dir(root).starts_with(default.cgroup_dir(root)));
     }
 
     #[test]

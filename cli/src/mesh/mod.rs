@@ -5,10 +5,12 @@
 //! [`state`] what exists, [`topology`] namespaces and agents, [`manifests`],
 //! [`objects`] and [`apply`] the objects, [`pods`], [`cni`] and
 //! [`workloads`] pods, [`serve`] the workload server, [`probe`] and
-//! [`conntest`] connectivity, [`down`] cleanup.
+//! [`conntest`] connectivity, [`cgroup`] the per-node cgroups (socket-level
+//! load balancing), [`down`] cleanup.
 
 mod apply;
 mod binaries;
+mod cgroup;
 mod client;
 mod cni;
 mod conntest;
@@ -85,7 +87,7 @@ enum MeshCommand {
     },
     /// Nodes, agents and pods, and whether they are healthy.
     Status,
-    /// Run a command inside a pod's network namespace.
+    /// Run a command inside a pod's network namespace and its node's cgroup.
     Exec {
         /// NAMESPACE/POD (or node/NAME).
         target: String,
@@ -211,7 +213,7 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
             let mesh = Mesh::open(layout)?;
             let checks = conntest::plan(&mesh)?;
             drop(mesh);
-            let results = conntest::run_checks(checks, Duration::from_millis(timeout))?;
+            let results = conntest::run_checks(layout, checks, Duration::from_millis(timeout))?;
             match output {
                 ProbeOutput::Json => println!("{}", serde_json::to_string_pretty(&results)?),
                 ProbeOutput::Text => conntest::print(&results),
@@ -224,11 +226,12 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
         }
         MeshCommand::Down => {
             let report = down::down(layout)?;
-            if report.existed || report.namespaces > 0 {
+            if report.existed || report.namespaces > 0 || report.cgroups > 0 {
                 println!(
-                    "mesh {:?} removed ({} namespaces, {} processes)",
+                    "mesh {:?} removed ({} namespaces, {} cgroups, {} processes)",
                     layout.name(),
                     report.namespaces,
+                    report.cgroups,
                     report.processes
                 );
             } else {
@@ -242,15 +245,20 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
     }
 }
 
-/// `exec`: the command runs with setns into the pod (bpffs stays visible).
+/// `exec`: the command runs with setns into the pod (bpffs stays visible)
+/// and inside its node's cgroup (socket LB as on a real node).
 fn exec(layout: &Layout, target: &str, command: &[String]) -> Result<ExitCode> {
     let mesh = Mesh::open(layout)?;
     let source: ProbeSource = target.parse()?;
     let netns = resolve::source_netns(&mesh, &source)?;
+    let node_cgroup = resolve::source_cgroup(&mesh, &source)?;
     drop(mesh);
     let mut cmd = std::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
     process::in_netns(&mut cmd, &netns)?;
+    if let Some(node_cgroup) = &node_cgroup {
+        cgroup::enter_on_spawn(&mut cmd, node_cgroup)?;
+    }
     let status = cmd
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", command[0]))?;
@@ -270,11 +278,17 @@ fn run_probe(
         let target: ProbeTarget = to.parse()?;
         let port = probe::parse_port(port)?;
         let mesh = Mesh::open(layout)?;
-        Ok((
+        let prepared = (
             resolve::source_netns(&mesh, &source)?,
             resolve::target_ip(&mesh, &target)?,
             port,
-        ))
+        );
+        // A short-lived process: it joins the source's node cgroup for
+        // good, so its socket gets that node's socket-level LB.
+        if let Some(node_cgroup) = resolve::source_cgroup(&mesh, &source)? {
+            cgroup::enter_self(&node_cgroup)?;
+        }
+        Ok(prepared)
     })();
     let (netns, ip, port) = match prepared {
         Ok(p) => p,

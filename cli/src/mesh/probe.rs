@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Result, anyhow, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::pods::{PortSpec, Protocol};
 
@@ -84,7 +84,7 @@ pub fn parse_port(s: &str) -> Result<PortSpec> {
     Ok(PortSpec { port, protocol })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Connected,
@@ -92,7 +92,7 @@ pub enum Outcome {
     Timeout,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeResult {
     pub result: Outcome,
     /// What the server answered with (its pod name); empty if nothing.

@@ -33,6 +33,29 @@ pub fn source_netns(mesh: &Mesh, source: &ProbeSource) -> Result<PathBuf> {
     }
 }
 
+/// The cgroup of the source's node (None when socket LB is off): commands
+/// and probes run in it, so they get the node's socket-level load
+/// balancing exactly like a pod's processes on a real node.
+pub fn source_cgroup(mesh: &Mesh, source: &ProbeSource) -> Result<Option<PathBuf>> {
+    let node = match source {
+        ProbeSource::Pod { namespace, name } => {
+            &mesh
+                .state
+                .pods
+                .get(&pod_key(namespace, name))
+                .with_context(|| format!("no pod {namespace}/{name} in this mesh"))?
+                .node
+        }
+        ProbeSource::Node(name) => name,
+    };
+    Ok(mesh
+        .state
+        .node(node)
+        .with_context(|| format!("no node {node} in this mesh"))?
+        .cgroup
+        .clone())
+}
+
 /// The address a probe connects to. Services resolve to their ClusterIP
 /// from the manifest.
 pub fn target_ip(mesh: &Mesh, target: &ProbeTarget) -> Result<Ipv4Addr> {

@@ -31,6 +31,10 @@ pub struct NodeState {
     pub pod_cidr: String,
     pub api_socket: PathBuf,
     pub bpffs_root: PathBuf,
+    /// The node's cgroup (its agent's `--socket-lb-cgroup`); None when the
+    /// machine has no cgroup v2 and socket-level load balancing is off.
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
     pub agent: ProcessRef,
     /// The node's own workload server (answers with the node name).
     pub server: Option<ProcessRef>,

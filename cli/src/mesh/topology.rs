@@ -5,6 +5,7 @@
 
 use std::{
     net::Ipv4Addr,
+    path::Path,
     process::{Child, Command},
     time::{Duration, Instant},
 };
@@ -12,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use super::{
-    binaries,
+    binaries, cgroup,
     journal::{Journal, Resource},
     layout::{
         AGENT_METRICS_ADDR, INFRA_SERVER_PORT, Layout, OUTSIDE_ADDRESS, ROUTER_ADDRESS,
@@ -104,14 +105,18 @@ pub fn build_internet(layout: &Layout, journal: &Journal) -> Result<ProcessRef> 
     forwarding_on(&ns)?;
     // Deliberately no route to any pod CIDR: pod traffic only gets an answer
     // from here once the node masquerades it behind its own address.
-    start_server(layout, journal, &ns, "internet", "internet")
+    // Outside every node: no node's socket LB applies to it.
+    start_server(layout, journal, &ns, None, "internet", "internet")
 }
 
-/// Starts a workload server (`sluice mesh serve`) inside `ns`.
+/// Starts a workload server (`sluice mesh serve`) inside `ns`, and inside
+/// `cgroup` when given (a node's: its sockets get the node's socket LB).
+#[allow(clippy::too_many_arguments)]
 pub fn start_server_with_ports(
     layout: &Layout,
     journal: &Journal,
     ns: &str,
+    cgroup: Option<&Path>,
     reply: &str,
     log_name: &str,
     tcp: &[u16],
@@ -126,6 +131,9 @@ pub fn start_server_with_ports(
         cmd.args(["--udp", &port.to_string()]);
     }
     in_netns(&mut cmd, &netns_path(ns))?;
+    if let Some(cgroup) = cgroup {
+        cgroup::enter_on_spawn(&mut cmd, cgroup)?;
+    }
     let log = layout.logs_dir().join(format!("{log_name}.log"));
     let child = spawn_detached(&mut cmd, &log)?;
     let process = record_process(journal, &child, &format!("server {reply}"))?;
@@ -137,11 +145,12 @@ fn start_server(
     layout: &Layout,
     journal: &Journal,
     ns: &str,
+    cgroup: Option<&Path>,
     reply: &str,
     log_name: &str,
 ) -> Result<ProcessRef> {
     let port = [INFRA_SERVER_PORT];
-    start_server_with_ports(layout, journal, ns, reply, log_name, &port, &port)
+    start_server_with_ports(layout, journal, ns, cgroup, reply, log_name, &port, &port)
 }
 
 /// Waits until the server has bound its ports (it logs "serving") or died.
@@ -164,8 +173,14 @@ fn wait_for_server_start(mut child: Child, log: &std::path::Path) -> Result<()> 
 }
 
 /// One node: namespace, uplink, forwarding, default route to the router,
+/// its cgroup (below `cgroup2`, the cgroup v2 mount, when there is one),
 /// its agent and its own server.
-pub fn build_node(layout: &Layout, journal: &Journal, index: u32) -> Result<NodeState> {
+pub fn build_node(
+    layout: &Layout,
+    journal: &Journal,
+    index: u32,
+    cgroup2: Option<&Path>,
+) -> Result<NodeState> {
     let name = Layout::node_name(index);
     let ns = layout.node_netns(&name);
     let address = node_address(index);
@@ -189,6 +204,15 @@ pub fn build_node(layout: &Layout, journal: &Journal, index: u32) -> Result<Node
     journal.record(&Resource::Dir {
         path: bpffs_root.clone(),
     })?;
+    let node_cgroup = match cgroup2 {
+        Some(root) => {
+            let path = layout.node_cgroup(root, &name);
+            journal.record(&Resource::Cgroup { path: path.clone() })?;
+            cgroup::create(&path)?;
+            Some(path)
+        }
+        None => None,
+    };
     let api_socket = node_dir.join("agent.sock");
     let pod_cidr = node_pod_cidr(index);
     let mut cmd = Command::new(binaries::agent()?);
@@ -207,11 +231,23 @@ pub fn build_node(layout: &Layout, journal: &Journal, index: u32) -> Result<Node
         .args(["--uplink", UPLINK, "--cluster-cidr", CLUSTER_CIDR])
         .arg("--manifests")
         .arg(layout.manifests_dir());
+    if let Some(path) = &node_cgroup {
+        // The agent itself stays outside: only the node's workloads are
+        // balanced at the socket.
+        cmd.arg("--socket-lb-cgroup").arg(path);
+    }
     let log = layout.logs_dir().join(format!("agent-{name}.log"));
     let child = spawn_detached(&mut cmd, &log)?;
     let agent = record_process(journal, &child, &format!("agent {name}"))?;
     wait_for_agent(child, &log, &name)?;
-    let server = start_server(layout, journal, &ns, &name, &format!("server-{name}"))?;
+    let server = start_server(
+        layout,
+        journal,
+        &ns,
+        node_cgroup.as_deref(),
+        &name,
+        &format!("server-{name}"),
+    )?;
     Ok(NodeState {
         name,
         index,
@@ -220,6 +256,7 @@ pub fn build_node(layout: &Layout, journal: &Journal, index: u32) -> Result<Node
         pod_cidr,
         api_socket,
         bpffs_root,
+        cgroup: node_cgroup,
         agent,
         server: Some(server),
     })

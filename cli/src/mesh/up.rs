@@ -5,7 +5,7 @@ use std::{fs, path::PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::{
-    apply,
+    apply, cgroup,
     context::{Mesh, name_flag},
     journal::{Journal, Resource},
     layout::{Layout, MAX_NODES},
@@ -45,6 +45,7 @@ pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
     })?;
     let store = ObjectStore::new(layout);
     store.create_dirs()?;
+    let cgroup2 = node_cgroups_root(layout, &journal)?;
 
     progress(&format!(
         "underlay and internet ({})",
@@ -75,9 +76,12 @@ pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
     };
     for index in 1..=nodes {
         progress(&format!("node-{index}: namespace, uplink, agent"));
-        state
-            .nodes
-            .push(topology::build_node(layout, &journal, index)?);
+        state.nodes.push(topology::build_node(
+            layout,
+            &journal,
+            index,
+            cgroup2.as_deref(),
+        )?);
         state.save(&layout.state_file())?;
     }
 
@@ -92,6 +96,26 @@ pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
     Ok(mesh)
 }
 
+/// The cgroup v2 mount, with the mesh's parent cgroup created in it (and
+/// journaled first); None, with a warning, when the machine has no cgroup2:
+/// then socket-level load balancing stays off and services go through the
+/// packet path.
+fn node_cgroups_root(layout: &Layout, journal: &Journal) -> Result<Option<PathBuf>> {
+    let Some(root) = cgroup::cgroup2_root() else {
+        eprintln!(
+            "warning: no cgroup v2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified: socket-level \
+             load balancing stays off (services still work on the packet path)"
+        );
+        return Ok(None);
+    };
+    let parent = layout.cgroup_dir(&root);
+    journal.record(&Resource::Cgroup {
+        path: parent.clone(),
+    })?;
+    cgroup::create(&parent)?;
+    Ok(Some(root))
+}
+
 fn progress(step: &str) {
     eprintln!("==> {step}");
 }
@@ -99,6 +123,9 @@ fn progress(step: &str) {
 /// `up` twice, or over a crashed run, stops with the command that clears it.
 fn refuse_existing(layout: &Layout) -> Result<()> {
     let leftover_ns = netns::list_with_prefix(&layout.netns_prefix());
+    let leftover_cgroup = cgroup::cgroup2_root()
+        .map(|root| layout.cgroup_dir(&root))
+        .filter(|dir| dir.exists());
     let state = MeshState::load(&layout.state_file()).ok().flatten();
     match state {
         Some(state) if state.ready => bail!(
@@ -110,17 +137,25 @@ fn refuse_existing(layout: &Layout) -> Result<()> {
             layout.state_dir().display(),
             name_flag(layout)
         ),
-        _ if layout.state_dir().exists() || !leftover_ns.is_empty() => bail!(
-            "leftovers of an earlier mesh {:?} exist (a crashed or still running `up`?{}): \
-             clear them with `sluice mesh down{}`",
-            layout.name(),
-            if leftover_ns.is_empty() {
-                String::new()
-            } else {
-                format!(" namespaces: {}", leftover_ns.join(", "))
-            },
-            name_flag(layout)
-        ),
+        _ if layout.state_dir().exists()
+            || !leftover_ns.is_empty()
+            || leftover_cgroup.is_some() =>
+        {
+            bail!(
+                "leftovers of an earlier mesh {:?} exist (a crashed or still running `up`?{}{}): \
+                 clear them with `sluice mesh down{}`",
+                layout.name(),
+                if leftover_ns.is_empty() {
+                    String::new()
+                } else {
+                    format!(" namespaces: {}", leftover_ns.join(", "))
+                },
+                leftover_cgroup
+                    .map(|dir| format!(" cgroup: {}", dir.display()))
+                    .unwrap_or_default(),
+                name_flag(layout)
+            )
+        }
         _ => Ok(()),
     }
 }

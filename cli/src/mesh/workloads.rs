@@ -106,6 +106,7 @@ pub fn create_pod(mesh: &mut Mesh, manifest: &Manifest) -> Result<()> {
         &mesh.layout,
         &mesh.journal,
         &pod_netns,
+        node.cgroup.as_deref(),
         &name,
         &format!("pod-{namespace}.{name}"),
         &tcp,
