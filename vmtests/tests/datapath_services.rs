@@ -380,3 +380,46 @@ fn node_port_traffic_from_the_uplink_reaches_a_local_backend_and_back() {
     assert_eq!(ports(&reply.packet), (30080, 44000));
     assert!(l4_checksum_ok(&reply.packet));
 }
+
+#[test]
+fn node_port_traffic_to_a_remote_backend_is_source_natted_and_reversed() {
+    let mut bench = Bench::new(false);
+    bench.program(BTreeMap::from([(
+        frontend(Ipv4Addr::UNSPECIFIED, 30080, PROTO_TCP),
+        spec(&[backend(REMOTE_BACKEND, PROTO_TCP)], None),
+    )]));
+    let outside = Ipv4Addr::new(172, 31, 0, 9);
+    let out = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(outside, NODE_IP).tcp_syn(44000, 30080),
+    );
+    // No route to the backend's node in the test's namespace: the
+    // rewritten packet goes to the stack instead of a FIB redirect.
+    assert!([TC_ACT_OK, TC_ACT_REDIRECT].contains(&out.action));
+    let sent = summarize(&out.packet);
+    assert_eq!(
+        (sent.src, sent.dst),
+        (NODE_IP, REMOTE_BACKEND),
+        "SNAT + DNAT"
+    );
+    let (nat_port, backend_port) = ports(&out.packet);
+    assert_eq!(backend_port, 8080);
+    assert!(nat_port >= 61_000, "a masquerade port: {nat_port}");
+    assert!(sent.checksum_ok && l4_checksum_ok(&out.packet));
+    assert_eq!(bench.counter(Verdict::Masqueraded), 1);
+
+    let reply = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(REMOTE_BACKEND, NODE_IP).tcp(8080, nat_port, TcpFlags::SynAck),
+    );
+    assert!([TC_ACT_OK, TC_ACT_REDIRECT].contains(&reply.action));
+    let back = summarize(&reply.packet);
+    assert_eq!(
+        (back.src, back.dst),
+        (NODE_IP, outside),
+        "from the frontend"
+    );
+    assert_eq!(ports(&reply.packet), (30080, 44000));
+    assert!(back.checksum_ok && l4_checksum_ok(&reply.packet));
+    assert_eq!(bench.counter(Verdict::ServiceReplyTranslated), 1);
+}

@@ -84,6 +84,12 @@ fn cluster_ip_and_node_port_services_with_real_traffic() {
         "  type: NodePort\n  ports:\n  - {name: http, port: 80, targetPort: http, nodePort: 30080}\n  - {name: dns, port: 53, targetPort: 8080, protocol: UDP}\n",
     );
     services.push_str(&service_manifest(
+        "web-local",
+        Ipv4Addr::new(10, 96, 0, 14),
+        "web",
+        "  type: NodePort\n  externalTrafficPolicy: Local\n  ports:\n  - {port: 80, targetPort: 8080, nodePort: 30081}\n",
+    ));
+    services.push_str(&service_manifest(
         "lonely",
         LONELY,
         "nobody",
@@ -164,16 +170,36 @@ fn cluster_ip_and_node_port_services_with_real_traffic() {
         BTreeMap::from([("c1".to_string(), 5)])
     );
 
-    // NodePort from another node and from outside the cluster: node-1's
-    // only local backend is w1.
+    // NodePort from another node and from outside the cluster. With
+    // externalTrafficPolicy Cluster (the default) node-1 spreads over every
+    // backend, the remote ones reached through SNAT to node-1's address;
+    // with Local only node-1's own backend (w1) answers.
+    let node_1 = Ipv4Addr::new(172, 31, 0, 1);
     for (who, netns) in [
         ("node-2", cluster.nodes[1].ns.path()),
         ("the internet", cluster.internet.path()),
     ] {
-        let reply = in_netns(&netns, || {
-            tcp_name(Ipv4Addr::new(172, 31, 0, 1), 30080, TIMEOUT)
+        let (cluster_wide, local) = in_netns(&netns, move || {
+            let mut seen = BTreeMap::new();
+            for _ in 0..60 {
+                let key = match tcp_name(node_1, 30080, TIMEOUT) {
+                    Reply::Name(name) => name,
+                    other => format!("{other:?}"),
+                };
+                *seen.entry(key).or_insert(0) += 1;
+            }
+            (seen, tcp_name(node_1, 30081, TIMEOUT))
         });
-        assert_eq!(reply, Reply::Name("w1".into()), "NodePort from {who}");
+        assert_eq!(
+            cluster_wide.keys().collect::<Vec<_>>(),
+            ["w1", "w2", "w3"],
+            "NodePort (Cluster) from {who}: {cluster_wide:?}"
+        );
+        assert_eq!(
+            local,
+            Reply::Name("w1".into()),
+            "NodePort (Local) from {who}"
+        );
     }
 
     // A removed backend gets no new connections.

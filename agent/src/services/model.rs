@@ -264,6 +264,7 @@ pub fn desired(store: &Store, node_name: &str) -> BTreeMap<FrontendAddr, Fronten
         let cluster_ip: Option<Ipv4Addr> =
             spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
         let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+        let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
         let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
             spec.session_affinity_config
                 .as_ref()
@@ -293,15 +294,18 @@ pub fn desired(store: &Store, node_name: &str) -> BTreeMap<FrontendAddr, Fronten
                 );
             }
             if let Some(node_port) = port.node_port {
-                // Only this node's backends: replies must leave through
-                // this node, and SNAT towards remote backends is not built.
+                // `Cluster` (the default): every backend, remote ones
+                // reached with the node's address as source (SNAT) so
+                // their replies come back through this node. `Local`:
+                // this node's backends only, client address kept.
+                let only = external_local.then_some(node_name);
                 frontends.insert(
                     FrontendAddr {
                         addr: Ipv4Addr::UNSPECIFIED,
                         port: node_port as u16,
                         proto,
                     },
-                    spec_for(label, endpoints, port, proto, Some(node_name), affinity),
+                    spec_for(label, endpoints, port, proto, only, affinity),
                 );
             }
         }

@@ -1,7 +1,9 @@
 //! tc ingress on the node's uplink: traffic from the underlay.
 //!
 //! Replies to masqueraded flows are translated back to their pod;
-//! connections to a NodePort are load-balanced to a (node-local) backend;
+//! connections to a NodePort are load-balanced to a backend — a remote one
+//! (`externalTrafficPolicy: Cluster`) with the node's address as source,
+//! so its replies come back here to be translated and routed back out;
 //! packets for a local endpoint (from other nodes, or just translated) are
 //! tracked — a new flow only if the endpoint's ingress policy allows it,
 //! replies from remote service backends translated back to the frontend —
@@ -13,10 +15,10 @@ use sluice_bpf_common::metrics::{DropReason, Verdict};
 
 use crate::{
     conntrack::{self, Direction},
-    events, forward,
+    events, fib, forward,
     maps::CONFIG,
     metrics, nat,
-    packet::{parse_flow, parse_ipv4},
+    packet::{Flow, Ipv4, parse_flow, parse_ipv4},
     policy, reject,
     service::{self, Translation},
 };
@@ -46,10 +48,16 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 metrics::verdict(ctx, Verdict::Unmasqueraded);
                 flow.tuple.daddr = pod.addr;
                 flow.tuple.dport = pod.port;
+                if !forward::is_local_endpoint(pod.addr) {
+                    return reply_from_remote_backend(ctx, &ip, &flow);
+                }
             } else if let Some(front) = service::frontend(0, &flow) {
                 match service::translate(ctx, &ip, &mut flow, &front)? {
                     Translation::Translated { flags } => translated = (front.value.rev_nat, flags),
                     Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
+                }
+                if !forward::is_local_endpoint(flow.tuple.daddr) {
+                    return to_remote_backend(ctx, &ip, &flow, translated, frontend, node_ip);
                 }
             }
             daddr = flow.tuple.daddr;
@@ -71,4 +79,49 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         }
     }
     Ok(forward::to_local_endpoint(ctx, daddr).unwrap_or_else(|| metrics::to_stack(ctx)))
+}
+
+/// A NodePort connection translated to a backend on another node: tracked
+/// (its reply is reverse-translated here), source-NATed to this node so the
+/// reply comes back through it, and routed out. The backend's node
+/// enforces its ingress policy on the node address.
+#[inline(always)]
+fn to_remote_backend(
+    ctx: &TcContext,
+    ip: &Ipv4,
+    flow: &Flow,
+    translated: (u16, u8),
+    frontend: (u32, u16),
+    node_ip: u32,
+) -> Result<i32, DropReason> {
+    if conntrack::observe(flow, ctx.len()).is_none() {
+        conntrack::create(flow, ctx.len(), translated.0, translated.1);
+        events::new_flow(
+            ctx,
+            crate::from_pod::flow_kind(translated.0),
+            flow,
+            frontend,
+            0,
+        );
+    }
+    let config = CONFIG.get(0).ok_or(DropReason::NatNoPort)?;
+    nat::snat(ctx, ip, flow, config)?;
+    metrics::verdict(ctx, Verdict::Masqueraded);
+    Ok(fib::redirect_out(ctx, node_ip, flow.tuple.daddr).unwrap_or_else(|| metrics::to_stack(ctx)))
+}
+
+/// A remote backend's reply to a NodePort connection, its destination
+/// already restored to the client: from the frontend again, and routed
+/// back out to the client.
+#[inline(always)]
+fn reply_from_remote_backend(ctx: &TcContext, ip: &Ipv4, flow: &Flow) -> Result<i32, DropReason> {
+    let Some(tracked) = conntrack::observe(flow, ctx.len()) else {
+        return Ok(metrics::to_stack(ctx));
+    };
+    if tracked.direction != Direction::Reply || tracked.rev_nat == 0 {
+        return Ok(metrics::to_stack(ctx));
+    }
+    let reversed = service::reverse(ctx, ip, flow, &tracked)?;
+    Ok(fib::redirect_out(ctx, reversed.saddr, reversed.daddr)
+        .unwrap_or_else(|| metrics::to_stack(ctx)))
 }

@@ -136,7 +136,21 @@ spec:
     );
     assert_eq!(cluster.affinity_timeout_s, Some(60));
     let node_port = &desired[&front("0.0.0.0", 30080)];
-    assert_eq!(node_port.active, vec![backend("10.244.1.5", 8080)]);
+    assert_eq!(
+        node_port.active,
+        vec![backend("10.244.1.5", 8080), backend("10.244.2.5", 8080)],
+        "ETP Cluster (the default): every backend"
+    );
+    let local = store(&yaml.replace(
+        "  internalTrafficPolicy: Local",
+        "  internalTrafficPolicy: Local\n  externalTrafficPolicy: Local",
+    ));
+    let node_port = &super::desired(&local, "node-1")[&front("0.0.0.0", 30080)];
+    assert_eq!(
+        node_port.active,
+        vec![backend("10.244.1.5", 8080)],
+        "ETP Local: this node's"
+    );
     let udp = FrontendAddr {
         addr: "10.96.0.10".parse().unwrap(),
         port: 53,
