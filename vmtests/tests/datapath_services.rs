@@ -29,7 +29,7 @@ use sluice_vmtests::{
     agent::PinRoot,
     packet::{Ipv4Flow, TcpFlags, l4_checksum_ok, ports, summarize},
     require_root,
-    test_run::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TcRun, run_tc},
+    test_run::{TC_ACT_OK, TC_ACT_REDIRECT, TcRun, run_tc},
 };
 
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 1);
