@@ -1,6 +1,8 @@
 //! Per-packet cost through BPF_PROG_TEST_RUN: the real `from_pod` program
 //! with maps programmed by the agent's own code (`LbState::sync` through
-//! `KernelLbMaps`, `EndpointMap`), next to an empty tc program.
+//! `KernelLbMaps`, `EndpointMap`), next to an empty tc program; and the XDP
+//! `prefilter` with its deny list written by `KernelPrefilterMap`, next to
+//! an empty XDP program.
 //!
 //! With `repeat > 1` the kernel re-runs the program on the packet it has
 //! already rewritten, so every repeated input is chosen to stay on one
@@ -19,6 +21,7 @@ use serde_json::json;
 use sluice_agent::{
     config::DatapathConfig,
     datapath::{Datapath, lb_maps::KernelLbMaps, maps::EndpointMap},
+    prefilter::{Ipv4Net, KernelPrefilterMap, PrefilterMap},
     services::{
         model::{BackendAddr, FrontendAddr, FrontendSpec},
         sync::{LbSettings, LbState},
@@ -37,11 +40,11 @@ use sluice_bpf_common::{
 use sluice_vmtests::{
     agent::PinRoot,
     packet::{Ipv4Flow, TcpFlags, arp_request},
-    test_run::{TC_ACT_OK, TC_ACT_SHOT},
+    test_run::{TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS},
 };
 
 use crate::{
-    floor::EmptyTc,
+    floor::{EmptyTc, EmptyXdp},
     report::{Mode, Section, fmt_count, fmt_num, fmt_ratio},
     stats::{median, ratio},
 };
@@ -129,6 +132,7 @@ impl Rig {
         config.lb_services_map_size = (2 * max_services + 64) as u32;
         config.lb_backends_map_size = (max_services + 64) as u32;
         config.ct_map_size = 262_144;
+        config.prefilter_map_size = PREFILTER_CAPACITY;
         let mut datapath = Datapath::load(&config)?;
         datapath.set_node_config(NodeConfig {
             node_ip: be(NODE_IP),
@@ -220,6 +224,47 @@ impl Rig {
         Ok(())
     }
 
+    /// Grows the prefilter's deny list to the first `n` CIDRs of
+    /// [`deny_cidr`], through the agent's own map code.
+    fn set_prefilter(&mut self, have: usize, n: usize) -> anyhow::Result<()> {
+        let mut map = KernelPrefilterMap::open(self.datapath.pin_dir())?;
+        for i in have..n {
+            map.insert(deny_cidr(i))?;
+        }
+        Ok(())
+    }
+
+    /// Median over `runs` of the mean ns/packet of `repeat` XDP prefilter
+    /// runs on `packet`, checking the verdict.
+    fn prefilter_repeated(
+        &mut self,
+        packet: &[u8],
+        repeat: u32,
+        runs: usize,
+        expected: u32,
+    ) -> f64 {
+        let program = self.datapath.prefilter_program().expect("prefilter");
+        let samples: Vec<f64> = (0..runs)
+            .map(|_| {
+                let mut out = vec![0u8; packet.len() + 256];
+                let result = program
+                    .test_run(TestRunOptions {
+                        data_in: Some(packet),
+                        data_out: Some(&mut out),
+                        repeat,
+                        ..TestRunOptions::new()
+                    })
+                    .expect("BPF_PROG_TEST_RUN");
+                assert_eq!(
+                    result.return_value, expected,
+                    "the prefilter's verdict changed"
+                );
+                result.duration.as_nanos() as f64
+            })
+            .collect();
+        median(&samples)
+    }
+
     fn pod_program(&mut self) -> &SchedClassifier {
         self.datapath.program(PROG_FROM_POD).expect("from_pod")
     }
@@ -268,6 +313,40 @@ impl Rig {
             .collect();
         median(&samples)
     }
+}
+
+/// The prefilter map's capacity in this rig (the agent's default).
+const PREFILTER_CAPACITY: u32 = sluice_bpf_common::prefilter::PREFILTER_MAP_SIZE;
+
+/// Deny-list entry `i`: /24 blocks scattered over the IPv4 space by a
+/// multiplicative hash (so the trie branches as a real list would), every
+/// fourth a /32 inside its block's neighbourhood; none covers [`ALLOWED_SRC`].
+/// Entry 0 covers [`DENIED_SRC`].
+fn deny_cidr(i: usize) -> Ipv4Net {
+    if i == 0 {
+        return Ipv4Net::new(Ipv4Addr::new(198, 51, 100, 0), 24).expect("valid");
+    }
+    let n = u32::try_from(i).expect("small").wrapping_mul(2_654_435_761);
+    // Keep out of 192.0.2.0/24 (the allowed source) and 198.51.100.0/24.
+    let addr = match n >> 24 {
+        192 | 198 => n ^ 0x0100_0000,
+        _ => n,
+    };
+    if i.is_multiple_of(4) {
+        Ipv4Net::new(Ipv4Addr::from(addr), 32).expect("valid")
+    } else {
+        Ipv4Net::new(Ipv4Addr::from(addr & 0xffff_ff00), 24).expect("valid")
+    }
+}
+
+const DENIED_SRC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 77);
+const ALLOWED_SRC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+/// One row of the prefilter table.
+struct PrefilterRow {
+    cidrs: usize,
+    hit: f64,
+    miss: f64,
 }
 
 /// One row of the per-packet table.
@@ -344,6 +423,33 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         }
     }
 
+    // The XDP prefilter next to an empty XDP program, on frames of the
+    // same size; the deny list grows through the agent's own map code.
+    let prefilter_counts: Vec<usize> = mode.pick(
+        vec![1, 100],
+        vec![1, 10_000],
+        vec![1, 10_000, PREFILTER_CAPACITY as usize],
+    );
+    let empty_xdp = EmptyXdp::load()?;
+    let xdp_floor_samples: Vec<f64> = (0..runs)
+        .map(|_| empty_xdp.run(&udp, repeat).expect("empty XDP program").1)
+        .collect();
+    let xdp_floor = median(&xdp_floor_samples);
+    let denied_frame = flow(DENIED_SRC, NODE_IP).udp(40000, 53, &[0u8; 22]);
+    let allowed_frame = flow(ALLOWED_SRC, NODE_IP).udp(40000, 53, &[0u8; 22]);
+    let mut prefilter_rows = Vec::new();
+    let mut have = 0;
+    for &cidrs in &prefilter_counts {
+        rig.set_prefilter(have, cidrs)?;
+        have = cidrs;
+        prefilter_rows.push(PrefilterRow {
+            cidrs,
+            hit: rig.prefilter_repeated(&denied_frame, repeat, runs, XDP_DROP),
+            miss: rig.prefilter_repeated(&allowed_frame, repeat, runs, XDP_PASS),
+        });
+    }
+    let prefilter_entries = sluice_agent::prefilter::read_prefilter(rig.datapath.pin_dir())?.len();
+
     let mut s = Section::new("Per-packet cost (BPF_PROG_TEST_RUN)");
     let _ = write!(
         s.body,
@@ -394,8 +500,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         s.body,
         "\nProgramming the services through `LbState::sync` (cumulative, each step adds to \
          the last): {}.\n\n\
-         No XDP prefilter exists in bpf/ yet, so the issue's \"XDP prefilter hit\" is not \
-         measured. 100,000 services cannot be programmed: a frontend's id (rev-NAT) is a u16, \
+         100,000 services cannot be programmed: a frontend's id (rev-NAT) is a u16, \
          so the agent stops at {} frontends (`LbState::free_rev_nat`); the largest table \
          measured is the largest the agent accepts in this mode.\n",
         sync_times
@@ -405,6 +510,32 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
             .join(", "),
         fmt_count(MAX_FRONTENDS),
     );
+    let _ = write!(
+        s.body,
+        "\n**XDP prefilter**: `prefilter` (XDP on the node's uplink: source address → \
+         PREFILTER LPM trie → drop and count, or pass) on 64-byte UDP frames, same repeats and \
+         runs; the deny list written through the agent's `KernelPrefilterMap`: /24 blocks \
+         scattered over the address space, every fourth entry a /32 ({} distinct entries at \
+         the largest size). Floor: **empty XDP program** (`r0 = XDP_PASS; exit`, raw bpf(2)) \
+         {} ns/packet. *hit* = a source inside a denied /24 (LPM lookup, per-CPU drop \
+         counter, XDP_DROP); *miss* = a source no entry covers (LPM lookup, XDP_PASS: the \
+         price every other packet on the uplink pays).\n\n\
+         | deny CIDRs | prefilter hit (drop) | ratio to XDP floor | prefilter miss (pass) | ratio |\n\
+         | ---: | ---: | ---: | ---: | ---: |\n",
+        fmt_count(prefilter_entries),
+        fmt_num(xdp_floor),
+    );
+    for r in &prefilter_rows {
+        let _ = writeln!(
+            s.body,
+            "| {} | {} ns | {} | {} ns | {} |",
+            fmt_count(r.cidrs),
+            fmt_num(r.hit),
+            fmt_ratio(ratio(r.hit, xdp_floor)),
+            fmt_num(r.miss),
+            fmt_ratio(ratio(r.miss, xdp_floor)),
+        );
+    }
 
     let at = |services: usize, policy: usize| {
         rows.iter()
@@ -473,6 +604,12 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         "floor_empty_ns": floor,
         "floor_empty_single_ns": floor_single,
         "floor_arp_ns": arp_ns,
+        "floor_empty_xdp_ns": xdp_floor,
+        "prefilter": prefilter_rows.iter().map(|r| json!({
+            "deny_cidrs": r.cidrs,
+            "hit_ns": r.hit,
+            "miss_ns": r.miss,
+        })).collect::<Vec<_>>(),
         "sync_seconds": sync_times.iter().map(|(n, t)| json!({"services": n, "seconds": t})).collect::<Vec<_>>(),
         "rows": rows.iter().map(|r| json!({
             "services": r.services,
