@@ -223,8 +223,10 @@ pub struct AgentConfig {
     pub masquerade: bool,
 
     /// Attach the XDP prefilter (source CIDR deny list) to the uplink.
-    /// Off: a prefilter left on the uplink by an earlier run is detached.
-    #[arg(long, env = "SLUICE_PREFILTER", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Off by default, as in Cilium (native XDP on a veth uplink turns off
+    /// its peer's TSO); `--prefilter-deny` turns it on. Off: a prefilter
+    /// left on the uplink by an earlier run is detached.
+    #[arg(long, env = "SLUICE_PREFILTER", default_value_t = false, action = clap::ArgAction::Set)]
     pub prefilter: bool,
 
     /// Drop IPv4 packets from this source CIDR (or address) at XDP on the

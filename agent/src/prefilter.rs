@@ -39,10 +39,11 @@ use crate::{
 /// The agent's start-up: sync the deny list into the map, then attach the
 /// prefilter to the uplink (or detach a leftover one when it is off).
 pub async fn start(config: &AgentConfig, datapath: &mut Datapath) -> anyhow::Result<Prefilter> {
-    let uplink = config.uplink.as_deref().filter(|_| config.prefilter);
+    let enabled = config.prefilter || !config.prefilter_deny.is_empty();
+    let uplink = config.uplink.as_deref().filter(|_| enabled);
     anyhow::ensure!(
         config.prefilter_deny.is_empty() || uplink.is_some(),
-        "--prefilter-deny needs --uplink (the prefilter runs on it) and --prefilter true"
+        "--prefilter-deny needs --uplink (the prefilter runs on it)"
     );
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
@@ -594,7 +595,7 @@ mod tests {
     fn the_flags_parse_repeated_and_comma_separated() {
         let config = parse(&[]).unwrap();
         assert!(config.prefilter_deny.is_empty());
-        assert!(config.prefilter, "on by default");
+        assert!(!config.prefilter, "off by default (opt-in, as in Cilium)");
         assert_eq!(
             config.datapath.prefilter_map_size,
             sluice_bpf_common::prefilter::PREFILTER_MAP_SIZE
