@@ -31,8 +31,11 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use crate::store::{InvalidObject, Kind, Object, ObjectKey, ReplaceSummary, Scope, Store};
 
 /// How long the directory must be quiet before a rescan: an editor's save or
-/// `kubectl`-style rename-into-place is several events.
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
+/// `kubectl`-style rename-into-place is several events within a few
+/// milliseconds. Short, because it is paid by every change's latency; a
+/// rescan that still catches a half-written file keeps its last good
+/// objects and the next event re-reads it.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// A rescan happens at the latest this many debounce periods after the
 /// first change, even if changes keep coming.
@@ -166,6 +169,19 @@ pub struct ManifestDir {
     scope: Scope,
     /// Last good objects of each file still present.
     files: BTreeMap<PathBuf, Vec<Object>>,
+    /// A digest of each file's contents when it was last parsed: an
+    /// unchanged file is read but not parsed again (a change to one small
+    /// file must not re-parse a 10,000-service manifest next to it).
+    /// Contents, not timestamps: two writes within one coarse mtime tick
+    /// can leave size and mtime alike.
+    digests: BTreeMap<PathBuf, u64>,
+}
+
+fn digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl ManifestDir {
@@ -176,6 +192,7 @@ impl ManifestDir {
             dir,
             scope,
             files: BTreeMap::new(),
+            digests: BTreeMap::new(),
         }
     }
 
@@ -195,9 +212,24 @@ impl ManifestDir {
                 return report;
             }
         };
+        let before = self.files.len();
         self.files.retain(|path, _| paths.contains(path));
+        self.digests.retain(|path, _| paths.contains(path));
+        let mut changed = self.files.len() != before;
         for path in paths {
-            let parsed = fs::read_to_string(&path)
+            let text = fs::read_to_string(&path);
+            if let Ok(text) = &text {
+                let digest = digest(text);
+                if self.digests.get(&path) == Some(&digest) {
+                    continue;
+                }
+                self.digests.insert(path.clone(), digest);
+            } else {
+                // A read failure may be passing: try again next time.
+                self.digests.remove(&path);
+            }
+            changed = true;
+            let parsed = text
                 .map_err(|e| {
                     vec![ManifestError {
                         file: path.clone(),
@@ -223,6 +255,9 @@ impl ManifestDir {
                     report.errors.extend(errors);
                 }
             }
+        }
+        if !changed {
+            return report;
         }
         let objects = self.merged_objects();
         match store.replace_all(&self.scope, objects) {
@@ -577,6 +612,38 @@ spec:
         manifests.rescan(&store);
         assert_eq!(pod_app(&store, "default", "pa"), None);
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_parsed_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("big.yaml");
+        fs::write(&big, pod_yaml("pa", "v1")).expect("write big");
+        let store = Store::default();
+        let mut manifests = ManifestDir::new(dir.path());
+        manifests.rescan(&store);
+        let revision = store.revision();
+
+        // Nothing changed: no store update at all.
+        manifests.rescan(&store);
+        assert_eq!(store.revision(), revision);
+
+        // Another file appears: big.yaml's objects come from memory. To
+        // prove it, forget them without changing the file.
+        fs::write(dir.path().join("small.yaml"), pod_yaml("pb", "v1")).expect("write small");
+        manifests.files.insert(big.clone(), Vec::new());
+        manifests.rescan(&store);
+        assert_eq!(
+            pod_app(&store, "default", "pa"),
+            None,
+            "big.yaml was not re-read"
+        );
+        assert_eq!(pod_app(&store, "default", "pb").as_deref(), Some("v1"));
+
+        // A change to big.yaml is read.
+        fs::write(&big, pod_yaml("pa", "v2")).expect("edit big");
+        manifests.rescan(&store);
+        assert_eq!(pod_app(&store, "default", "pa").as_deref(), Some("v2"));
     }
 
     #[test]
