@@ -52,7 +52,10 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     {
         let mut translated = (0, 0);
         let frontend = (flow.tuple.daddr, flow.tuple.dport);
-        if let Some(front) = service::frontend(ip.daddr, &flow) {
+        // Pod addresses are never frontends: pod-to-pod traffic skips the
+        // service lookup (one hash lookup per packet).
+        let to_pod = CONFIG.get(0).is_some_and(|c| c.in_cluster(ip.daddr));
+        if !to_pod && let Some(front) = service::frontend(ip.daddr, &flow) {
             match service::translate(ctx, &ip, &mut flow, &front)? {
                 Translation::Translated { flags } => translated = (front.value.rev_nat, flags),
                 Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
