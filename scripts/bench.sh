@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark section (scripts/bench-*.sh); each writes its own
-# section of BENCHMARKS.md, next to its baseline from the same run.
+# section of BENCHMARKS.md, next to its baseline from the same run. Then the
+# "Goals not met" summary at the top is regenerated from all of them.
+# SLUICE_BENCH_QUICK=1: quick mode for every script that has one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shopt -s nullglob
@@ -10,3 +12,6 @@ for bench in "${benches[@]}"; do
     echo "== $bench"
     "$bench"
 done
+echo "== goals"
+cargo build --quiet --release -p sluice-bench --bin sluice-bench
+target/release/sluice-bench goals --write

@@ -9,14 +9,19 @@
 //! - [`connect`]: service connection setup with 10,000 services.
 //! - [`cni`]: CNI ADD/DEL latency.
 //! - [`agent_scale`]: agent start-to-programmed, change latency and RSS.
+//! - [`callgrind`]: instruction counts of userspace hot paths ([`hotpath`]).
+//! - [`goals`]: the generated "Goals not met" summary.
 //!
 //! Every topology lives in namespaces created here and removed on drop;
 //! no packet is sent from the machine's own namespace.
 
 pub mod agent_scale;
+pub mod callgrind;
 pub mod cni;
 pub mod connect;
 pub mod floor;
+pub mod goals;
+pub mod hotpath;
 pub mod manifests;
 pub mod maps;
 pub mod net;
@@ -30,6 +35,11 @@ use report::{Mode, Section};
 /// The sections, in the order `all` runs them.
 pub const SECTIONS: [&str; 5] = ["packet", "traffic", "connect", "cni", "agent"];
 
+/// Whether a section needs root (namespaces, programs, bpffs).
+pub fn needs_root(name: &str) -> bool {
+    !matches!(name, "callgrind" | "goals")
+}
+
 /// Runs one section by name.
 pub fn run_section(name: &str, mode: Mode) -> anyhow::Result<Section> {
     match name {
@@ -38,6 +48,8 @@ pub fn run_section(name: &str, mode: Mode) -> anyhow::Result<Section> {
         "connect" => connect::run(mode),
         "cni" => cni::run(mode),
         "agent" => agent_scale::run(mode),
+        // Not in `SECTIONS`: scripts/bench-callgrind.sh runs it (no root).
+        "callgrind" => callgrind::run(mode),
         other => anyhow::bail!("unknown section {other}; known: {}", SECTIONS.join(", ")),
     }
 }

@@ -1,18 +1,19 @@
-//! `sluice-bench <section>|all [--mode quick|full|tiny] [--write]`.
+//! `sluice-bench <section>|all|goals [--mode quick|full|tiny] [--write]`.
 
 use std::{path::PathBuf, time::Instant};
 
 use clap::Parser;
 use sluice_bench::{
-    SECTIONS,
-    report::{Machine, Mode, merge_json, write_section},
+    SECTIONS, goals,
+    report::{Machine, Mode, merge_json, write_section, write_section_first},
     run_section,
 };
 
 #[derive(Parser)]
 #[command(about = "Sluice benchmarks, each next to its baseline from the same run (root)")]
 struct Args {
-    /// packet, traffic, connect, cni, agent, or all.
+    /// packet, traffic, connect, cni, agent, all (those five), callgrind,
+    /// or goals (only regenerates the "Goals not met" summary).
     #[arg(default_value = "all")]
     section: String,
     /// Sizes and repetitions.
@@ -28,15 +29,15 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let names: Vec<&str> = match args.section.as_str() {
+        "all" => SECTIONS.to_vec(),
+        "goals" => Vec::new(),
+        one => vec![one],
+    };
     anyhow::ensure!(
-        nix::unistd::geteuid().is_root(),
+        names.iter().all(|n| !sluice_bench::needs_root(n)) || nix::unistd::geteuid().is_root(),
         "sluice-bench needs root (namespaces, eBPF programs, bpffs)"
     );
-    let names: Vec<&str> = if args.section == "all" {
-        SECTIONS.to_vec()
-    } else {
-        vec![args.section.as_str()]
-    };
     for name in names {
         let machine = Machine::describe();
         let start = Instant::now();
@@ -54,6 +55,13 @@ fn main() -> anyhow::Result<()> {
             )?;
             eprintln!("wrote the {:?} section of BENCHMARKS.md", section.title);
         }
+    }
+    // The summary follows whatever was just written.
+    let summary = goals::section(&args.root)?;
+    if args.write {
+        write_section_first(&args.root.join("BENCHMARKS.md"), goals::TITLE, &summary)?;
+    } else if args.section == "goals" {
+        println!("{summary}");
     }
     Ok(())
 }

@@ -53,6 +53,9 @@ pub struct Section {
     pub body: String,
     pub goals: Vec<Goal>,
     pub json: Value,
+    /// How to reproduce it, when not `scripts/bench-datapath.sh <name>`
+    /// (which needs root and builds `bench/src/main.rs`).
+    pub command: Option<String>,
 }
 
 impl Section {
@@ -62,6 +65,7 @@ impl Section {
             body: String::new(),
             goals: Vec::new(),
             json: json!({}),
+            command: None,
         }
     }
 
@@ -103,10 +107,16 @@ impl Section {
         } else {
             ""
         };
+        let how = match &self.command {
+            Some(command) => format!("`{command}` (release build"),
+            None => format!(
+                "`{quick}scripts/bench-datapath.sh {subcommand}` (root; release build of \
+                 `bench/src/main.rs`"
+            ),
+        };
         let _ = write!(
             md,
-            "\n\nReproduce: `{quick}scripts/bench-datapath.sh {subcommand}` (root; release build of \
-             `bench/src/main.rs`, mode {mode}, took {secs:.0} s). Machine: {cpus} CPU(s), {model}, \
+            "\n\nReproduce: {how}, mode {mode}, took {secs:.0} s). Machine: {cpus} CPU(s), {model}, \
              kernel {kernel}; load average {load_before} before, {load_after} after (a shared, \
              busy machine: compare figures within a section, not across runs). {date}.\n",
             mode = mode.name(),
@@ -130,6 +140,7 @@ impl Section {
             })
             .collect();
         json!({
+            "title": self.title,
             "mode": mode.name(),
             "elapsed_s": elapsed.as_secs_f64(),
             "machine": {
@@ -223,6 +234,26 @@ pub fn write_section(markdown_file: &Path, title: &str, section: &str) -> anyhow
     Ok(())
 }
 
+/// Like [`write_section`], but a section that is not there yet goes
+/// before the first `## ` section instead of last.
+pub fn write_section_first(markdown_file: &Path, title: &str, section: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(markdown_file).unwrap_or_else(|_| "# Benchmarks\n".into());
+    if text.lines().any(|l| l.trim_end() == format!("## {title}")) {
+        return write_section(markdown_file, title, section);
+    }
+    let out = match text.find("\n## ") {
+        Some(at) => format!(
+            "{}\n\n{}\n\n{}",
+            text[..at].trim_end(),
+            section.trim_end(),
+            &text[at + 1..]
+        ),
+        None => format!("{}\n\n{}\n", text.trim_end(), section.trim_end()),
+    };
+    std::fs::write(markdown_file, format!("{}\n", out.trim_end()))?;
+    Ok(())
+}
+
 /// Sets `key` in the JSON object file `path` (other keys kept).
 pub fn merge_json(path: &Path, key: &str, value: Value) -> anyhow::Result<()> {
     let mut all: Value = std::fs::read_to_string(path)
@@ -293,6 +324,12 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&file).unwrap(),
             "# Benchmarks\n\n## A\n\nnew a\n\n## B\n\nb\n\n## C\n\nc\n"
+        );
+        write_section_first(&file, "S", "## S\n\ns\n").unwrap();
+        write_section_first(&file, "S", "## S\n\ns2\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "# Benchmarks\n\n## S\n\ns2\n\n## A\n\nnew a\n\n## B\n\nb\n\n## C\n\nc\n"
         );
     }
 

@@ -18,3 +18,23 @@ fn every_section_runs_in_tiny_mode() {
         assert!(section.json.is_object() || section.json.is_array());
     }
 }
+
+#[test]
+fn the_callgrind_section_runs_in_tiny_mode() {
+    // No root needed: valgrind runs the hot-path workload binary, which
+    // cargo builds for this test (scripts/setup.sh installs valgrind).
+    let section = run_section("callgrind", Mode::Tiny)
+        .unwrap_or_else(|e| panic!("section callgrind failed: {e:#}"));
+    assert!(
+        section.body.contains("| `service-sync-cold` |"),
+        "no table:\n{}",
+        section.body
+    );
+    let paths = section.json["paths"].as_array().expect("paths");
+    assert!(
+        paths
+            .iter()
+            .all(|p| p["scale"]["ir"].as_u64().is_some_and(|ir| ir > 0)),
+        "every path counted instructions: {paths:?}"
+    );
+}
