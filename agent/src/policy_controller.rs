@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Changes arriving within this window are handled in one sync.
-const COALESCE: Duration = Duration::from_millis(50);
+const COALESCE: Duration = Duration::from_millis(20);
 
 struct Applied {
     engine: Engine,

@@ -626,10 +626,10 @@ mod tests {
                 .map_sizes()
                 .contains(&(sluice_bpf_common::pin::PREFILTER_MAP, 128))
         );
-        let err = parse(&["--prefilter-deny", "10.1.2.3/8"])
-            .err()
-            .expect("host bits")
-            .to_string();
+        let Err(err) = parse(&["--prefilter-deny", "10.1.2.3/8"]) else {
+            panic!("host bits must be refused");
+        };
+        let err = err.to_string();
         assert!(
             err.contains("--prefilter-deny") && err.contains("did you mean 10.0.0.0/8"),
             "{err}"

@@ -12,7 +12,7 @@ use super::{
 use crate::store::{Object, Store};
 
 /// Changes arriving within this window are handled in one sync.
-const COALESCE: Duration = Duration::from_millis(50);
+const COALESCE: Duration = Duration::from_millis(10);
 
 fn relevant(object: &Object) -> bool {
     matches!(
@@ -27,12 +27,13 @@ pub type SyncedRevision = Arc<std::sync::atomic::AtomicU64>;
 fn sync_once(
     store: &Store,
     node: &str,
+    model: &mut model::ServiceModel,
     state: &mut LbState,
     maps: &mut dyn LbMaps,
     synced: &SyncedRevision,
 ) {
     let revision = store.revision();
-    let desired = model::desired(store, node);
+    let desired = model.desired(store, node);
     match state.sync(&desired, maps) {
         Ok(report) => {
             tracing::debug!(?report, "services synced");
@@ -50,10 +51,18 @@ pub async fn follow(
     mut maps: Box<dyn LbMaps + Send>,
     synced: SyncedRevision,
 ) {
+    let mut model = model::ServiceModel::default();
     loop {
         let mut subscription = store.subscribe();
         let mut seen = subscription.revision;
-        sync_once(&store, &node, &mut state, maps.as_mut(), &synced);
+        sync_once(
+            &store,
+            &node,
+            &mut model,
+            &mut state,
+            maps.as_mut(),
+            &synced,
+        );
         loop {
             let received = subscription.events.recv().await;
             if received.is_ok() {
@@ -76,7 +85,14 @@ pub async fn follow(
                             Err(_) => break,
                         }
                     }
-                    sync_once(&store, &node, &mut state, maps.as_mut(), &synced);
+                    sync_once(
+                        &store,
+                        &node,
+                        &mut model,
+                        &mut state,
+                        maps.as_mut(),
+                        &synced,
+                    );
                 }
                 Err(RecvError::Lagged(_)) => break,
                 Err(RecvError::Closed) => return,

@@ -8,7 +8,7 @@
 //! backends from the matching Pods, as the EndpointSlice controller would.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::Ipv4Addr,
     sync::Arc,
 };
@@ -134,31 +134,30 @@ fn pod_ready(pod: &Pod) -> bool {
     condition.is_none_or(|c| c.status == "True") && pod.metadata.deletion_timestamp.is_none()
 }
 
-fn selected_pods(store: &Store, service: &Service) -> Vec<Endpoint> {
+fn selected_pods(namespace_pods: &[Arc<Pod>], service: &Service) -> Vec<Endpoint> {
     let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
         return Vec::new();
     };
     if selector.is_empty() {
         return Vec::new();
     }
-    let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
-    store
-        .list::<Pod>()
-        .into_iter()
-        .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
+    namespace_pods
+        .iter()
         .filter(|pod| {
-            let labels = pod.metadata.labels.clone().unwrap_or_default();
-            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            let labels = pod.metadata.labels.as_ref();
+            selector
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
         })
         .filter_map(|pod| {
             let addr = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
-            let ready = pod_ready(&pod);
+            let ready = pod_ready(pod);
             Some(Endpoint {
                 addr,
                 node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                 ready,
                 serving: ready || pod.metadata.deletion_timestamp.is_some(),
-                port: EndpointPort::OnPod(pod),
+                port: EndpointPort::OnPod(pod.clone()),
             })
         })
         .collect()
@@ -224,90 +223,217 @@ fn spec_for(
 
 /// Every frontend this node must serve, and what it should do.
 pub fn desired(store: &Store, node_name: &str) -> BTreeMap<FrontendAddr, FrontendSpec> {
-    let slices = store.list::<EndpointSlice>();
-    // One pass over the slices (not one per service: 10,000 services with
-    // a slice each would be 10^8 comparisons).
-    let mut slices_by_service: BTreeMap<(&str, &str), Vec<Arc<EndpointSlice>>> = BTreeMap::new();
-    for slice in &slices {
-        let namespace = slice.metadata.namespace.as_deref().unwrap_or("default");
-        if let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        {
-            slices_by_service
-                .entry((namespace, service.as_str()))
-                .or_default()
-                .push(slice.clone());
-        }
+    ServiceModel::default().desired(store, node_name)
+}
+
+/// What one Service's frontends were computed from. The store hands out
+/// the same `Arc` for an object until it changes, and holding the `Arc`s
+/// here keeps their addresses from being reused, so pointer equality
+/// means "unchanged".
+struct Inputs {
+    service: Arc<Service>,
+    slices: Vec<Arc<EndpointSlice>>,
+    /// Selector-only services: their namespace's pods.
+    namespace_pods: Option<Arc<Vec<Arc<Pod>>>>,
+}
+
+impl Inputs {
+    fn same_as(&self, other: &Inputs) -> bool {
+        Arc::ptr_eq(&self.service, &other.service)
+            && self.slices.len() == other.slices.len()
+            && self
+                .slices
+                .iter()
+                .zip(&other.slices)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+            && match (&self.namespace_pods, &other.namespace_pods) {
+                (None, None) => true,
+                // Regrouping keeps a namespace's list when no pod in it changed.
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
     }
-    let mut frontends = BTreeMap::new();
-    for service in store.list::<Service>() {
-        let Some(spec) = service.spec.as_ref() else {
-            continue;
-        };
-        if spec.type_.as_deref() == Some("ExternalName") {
-            continue;
-        }
-        let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
-        let name = service.metadata.name.as_deref().unwrap_or_default();
-        let own_slices: Vec<Arc<EndpointSlice>> = slices_by_service
-            .get(&(namespace, name))
-            .cloned()
-            .unwrap_or_default();
-        let pods = if own_slices.is_empty() {
-            selected_pods(store, &service)
-        } else {
-            Vec::new()
-        };
-        let cluster_ip: Option<Ipv4Addr> =
-            spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
-        let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
-        let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
-        let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-            spec.session_affinity_config
+}
+
+/// A Service by namespace and name.
+type ServiceKey = (String, String);
+/// A Service's frontends and what each should do.
+type Frontends = Vec<(FrontendAddr, FrontendSpec)>;
+
+/// The service model with memory: a Service whose object, slices (or, for
+/// a selector-only Service, namespace's pods) are unchanged keeps its
+/// frontends from the last computation, so one backend change recomputes
+/// one Service, not 10,000.
+#[derive(Default)]
+pub struct ServiceModel {
+    cache: HashMap<ServiceKey, (Inputs, Frontends)>,
+    /// The last grouping of pods by namespace.
+    namespace_pods: HashMap<String, Arc<Vec<Arc<Pod>>>>,
+    /// Services computed (not taken from the cache) so far.
+    computed: usize,
+}
+
+impl ServiceModel {
+    /// Every frontend this node must serve (`node_name` must not change
+    /// between calls).
+    pub fn desired(
+        &mut self,
+        store: &Store,
+        node_name: &str,
+    ) -> BTreeMap<FrontendAddr, FrontendSpec> {
+        let slices = store.list::<EndpointSlice>();
+        // One pass over the slices (not one per service: 10,000 services
+        // with a slice each would be 10^8 comparisons).
+        let mut slices_by_service: HashMap<(&str, &str), Vec<Arc<EndpointSlice>>> = HashMap::new();
+        for slice in &slices {
+            let namespace = slice.metadata.namespace.as_deref().unwrap_or("default");
+            if let Some(service) = slice
+                .metadata
+                .labels
                 .as_ref()
-                .and_then(|c| c.client_ip.as_ref())
-                .and_then(|c| c.timeout_seconds)
-                .map_or(DEFAULT_AFFINITY_TIMEOUT_S, |t| t.max(1) as u32)
-        });
-        for port in spec.ports.iter().flatten() {
-            let Some(proto) = protocol(port.protocol.as_deref()) else {
-                continue;
-            };
-            let endpoints = if own_slices.is_empty() {
-                &pods
-            } else {
-                &slice_endpoints(&own_slices, port)
-            };
-            let label = format!("{namespace}/{name}:{}", port.port);
-            if let Some(ip) = cluster_ip {
-                let only = internal_local.then_some(node_name);
-                frontends.insert(
-                    FrontendAddr {
-                        addr: ip,
-                        port: port.port as u16,
-                        proto,
-                    },
-                    spec_for(label.clone(), endpoints, port, proto, only, affinity),
-                );
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
+                slices_by_service
+                    .entry((namespace, service.as_str()))
+                    .or_default()
+                    .push(slice.clone());
             }
-            if let Some(node_port) = port.node_port {
-                // `Cluster` (the default): every backend, remote ones
-                // reached with the node's address as source (SNAT) so
-                // their replies come back through this node. `Local`:
-                // this node's backends only, client address kept.
-                let only = external_local.then_some(node_name);
-                frontends.insert(
-                    FrontendAddr {
-                        addr: Ipv4Addr::UNSPECIFIED,
-                        port: node_port as u16,
-                        proto,
-                    },
-                    spec_for(label, endpoints, port, proto, only, affinity),
-                );
+        }
+        // Pods by namespace, only if a selector-only Service needs them.
+        let mut pods_by_namespace: Option<HashMap<String, Arc<Vec<Arc<Pod>>>>> = None;
+        let mut frontends = BTreeMap::new();
+        let mut seen = HashSet::new();
+        for service in store.list::<Service>() {
+            let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
+            let name = service.metadata.name.as_deref().unwrap_or_default();
+            let key = (namespace.to_owned(), name.to_owned());
+            let own_slices = slices_by_service
+                .get(&(namespace, name))
+                .cloned()
+                .unwrap_or_default();
+            let namespace_pods = own_slices.is_empty().then(|| {
+                pods_by_namespace
+                    .get_or_insert_with(|| group_pods(store, &self.namespace_pods))
+                    .get(namespace)
+                    .cloned()
+                    .unwrap_or_default()
+            });
+            let inputs = Inputs {
+                service: service.clone(),
+                slices: own_slices,
+                namespace_pods,
+            };
+            let unchanged = self
+                .cache
+                .get(&key)
+                .is_some_and(|(was, _)| was.same_as(&inputs));
+            if !unchanged {
+                self.computed += 1;
+                let computed = service_frontends(&inputs, node_name);
+                self.cache.insert(key.clone(), (inputs, computed));
             }
+            if let Some((_, computed)) = self.cache.get(&key) {
+                frontends.extend(computed.iter().cloned());
+            }
+            seen.insert(key);
+        }
+        self.cache.retain(|key, _| seen.contains(key));
+        if let Some(grouped) = pods_by_namespace {
+            self.namespace_pods = grouped;
+        }
+        frontends
+    }
+
+    /// How many Services were computed rather than reused, in total.
+    pub fn computed(&self) -> usize {
+        self.computed
+    }
+}
+
+/// Pods by namespace; a namespace whose pods are all the same objects as
+/// in `previous` keeps its previous list (so `Arc::ptr_eq` says unchanged).
+fn group_pods(
+    store: &Store,
+    previous: &HashMap<String, Arc<Vec<Arc<Pod>>>>,
+) -> HashMap<String, Arc<Vec<Arc<Pod>>>> {
+    let mut by_namespace: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+    for pod in store.list::<Pod>() {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        by_namespace.entry(namespace).or_default().push(pod);
+    }
+    by_namespace
+        .into_iter()
+        .map(|(ns, pods)| {
+            let same = previous.get(&ns).filter(|old| {
+                old.len() == pods.len() && old.iter().zip(&pods).all(|(a, b)| Arc::ptr_eq(a, b))
+            });
+            let list = same.cloned().unwrap_or_else(|| Arc::new(pods));
+            (ns, list)
+        })
+        .collect()
+}
+
+/// The frontends of one Service.
+fn service_frontends(inputs: &Inputs, node_name: &str) -> Frontends {
+    let service = &inputs.service;
+    let mut frontends = Vec::new();
+    let Some(spec) = service.spec.as_ref() else {
+        return frontends;
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return frontends;
+    }
+    let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
+    let name = service.metadata.name.as_deref().unwrap_or_default();
+    let pods = match &inputs.namespace_pods {
+        Some(pods) => selected_pods(pods, service),
+        None => Vec::new(),
+    };
+    let cluster_ip: Option<Ipv4Addr> = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
+    let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+    let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .map_or(DEFAULT_AFFINITY_TIMEOUT_S, |t| t.max(1) as u32)
+    });
+    for port in spec.ports.iter().flatten() {
+        let Some(proto) = protocol(port.protocol.as_deref()) else {
+            continue;
+        };
+        let endpoints = if inputs.namespace_pods.is_some() {
+            &pods
+        } else {
+            &slice_endpoints(&inputs.slices, port)
+        };
+        let label = format!("{namespace}/{name}:{}", port.port);
+        if let Some(ip) = cluster_ip {
+            let only = internal_local.then_some(node_name);
+            frontends.push((
+                FrontendAddr {
+                    addr: ip,
+                    port: port.port as u16,
+                    proto,
+                },
+                spec_for(label.clone(), endpoints, port, proto, only, affinity),
+            ));
+        }
+        if let Some(node_port) = port.node_port {
+            // `Cluster` (the default): every backend, remote ones reached
+            // with the node's address as source (SNAT) so their replies
+            // come back through this node. `Local`: this node's backends
+            // only, client address kept.
+            let only = external_local.then_some(node_name);
+            frontends.push((
+                FrontendAddr {
+                    addr: Ipv4Addr::UNSPECIFIED,
+                    port: node_port as u16,
+                    proto,
+                },
+                spec_for(label, endpoints, port, proto, only, affinity),
+            ));
         }
     }
     frontends

@@ -175,3 +175,81 @@ spec: {type: ExternalName, externalName: example.com}
 ";
     assert!(desired(&store(yaml), "node-1").is_empty());
 }
+
+fn sliced_service(i: u32, backend_ip: &str) -> String {
+    format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata: {{name: s{i}, namespace: shop}}
+spec:
+  clusterIP: 10.96.1.{i}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: s{i}-x, namespace: shop, labels: {{kubernetes.io/service-name: s{i}}}}}
+addressType: IPv4
+ports: [{{port: 8080}}]
+endpoints: [{{addresses: [{backend_ip}]}}]
+"
+    )
+}
+
+fn replace_all(store: &Store, yaml: &str) {
+    let objects = parse_manifests(Path::new("test.yaml"), yaml).expect("valid manifests");
+    store
+        .replace_all(&Scope::new("test"), objects)
+        .expect("valid objects");
+}
+
+#[test]
+fn the_model_recomputes_only_services_whose_inputs_changed() {
+    let store = Store::default();
+    let mut yaml: String = (1..=20).map(|i| sliced_service(i, "10.244.1.5")).collect();
+    yaml.push_str("---");
+    yaml.push_str(SERVICE);
+    yaml.push_str(&pod("web-1", "10.244.1.7", "node-1", "True"));
+    replace_all(&store, &yaml);
+    let mut model = ServiceModel::default();
+    let first = model.desired(&store, "node-1");
+    assert_eq!(model.computed(), 21);
+    assert_eq!(
+        first,
+        desired(&store, "node-1"),
+        "same answer as from scratch"
+    );
+
+    // Nothing changed: nothing recomputed.
+    replace_all(&store, &yaml);
+    assert_eq!(model.desired(&store, "node-1"), first);
+    assert_eq!(model.computed(), 21);
+
+    // One slice changes: that service only.
+    let changed = yaml.replace(
+        &sliced_service(7, "10.244.1.5"),
+        &sliced_service(7, "10.244.1.6"),
+    );
+    replace_all(&store, &changed);
+    let second = model.desired(&store, "node-1");
+    assert_eq!(model.computed(), 22);
+    assert_eq!(
+        second[&front("10.96.1.7", 80)].active,
+        vec![backend("10.244.1.6", 8080)]
+    );
+    assert_eq!(second, desired(&store, "node-1"));
+
+    // A pod in the namespace changes: the selector-only service follows.
+    let relabelled = changed.replace("labels: {app: web}", "labels: {app: other}");
+    replace_all(&store, &relabelled);
+    let third = model.desired(&store, "node-1");
+    assert_eq!(model.computed(), 23);
+    assert!(third[&front("10.96.0.10", 80)].active.is_empty());
+
+    // A removed service leaves no frontend.
+    let fewer = relabelled.replace(&sliced_service(3, "10.244.1.5"), "");
+    replace_all(&store, &fewer);
+    let fourth = model.desired(&store, "node-1");
+    assert!(!fourth.contains_key(&front("10.96.1.3", 80)));
+    assert_eq!(fourth, desired(&store, "node-1"));
+}
