@@ -15,6 +15,7 @@ pub mod identity;
 pub mod inspect;
 pub mod ipam;
 pub mod labels;
+pub mod memory;
 pub mod metrics;
 pub mod netns;
 pub mod node_net;

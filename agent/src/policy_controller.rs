@@ -127,6 +127,7 @@ impl PolicyController {
         }
         tracing::debug!(ops = ops.len(), "policy synced");
         inner.state = Some(out.state);
+        crate::memory::release_freed();
         self.synced
             .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
         Ok(())

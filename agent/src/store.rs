@@ -111,6 +111,14 @@ macro_rules! object_kinds {
                 }
             }
 
+            /// The very same object (one `Arc`), without comparing contents.
+            pub fn same_arc(&self, other: &Object) -> bool {
+                match (self, other) {
+                    $((Object::$variant(a), Object::$variant(b)) => Arc::ptr_eq(a, b),)+
+                    _ => false,
+                }
+            }
+
             pub fn metadata(&self) -> &ObjectMeta {
                 match self {
                     $(Object::$variant(o) => o.metadata()),+
@@ -136,7 +144,6 @@ macro_rules! object_kinds {
                 fn from_object(object: &Object) -> Option<&Arc<Self>> {
                     match object {
                         Object::$variant(o) => Some(o),
-                        #[allow(unreachable_patterns)]
                         _ => None,
                     }
                 }
@@ -386,7 +393,9 @@ impl Store {
                     );
                     entry.scope = scope.clone();
                 }
-                if entry.object == object {
+                // A rescan hands most objects back as the same `Arc`: skip
+                // the deep comparison for them.
+                if entry.object.same_arc(&object) || entry.object == object {
                     return None;
                 }
                 let old = std::mem::replace(&mut entry.object, object.clone());

@@ -41,6 +41,7 @@ fn sync_once(
         }
         Err(e) => tracing::error!("cannot program services: {e:#}"),
     }
+    crate::memory::release_freed();
 }
 
 /// Runs until the store is dropped.

@@ -411,6 +411,7 @@ async fn watch_loop(
             }
         }
         manifests.rescan(&store);
+        crate::memory::release_freed();
     }
 }
 
