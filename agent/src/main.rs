@@ -58,6 +58,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    sluice_agent::memory::limit_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

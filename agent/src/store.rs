@@ -435,6 +435,40 @@ impl Store {
         }
     }
 
+    /// Applies a known set of changes for `scope` under one lock: upserts
+    /// (unchanged objects emit nothing) and deletes (only of objects
+    /// `scope` owns). All upserts are validated first; an invalid one
+    /// changes nothing.
+    pub fn apply_changes(
+        &self,
+        scope: &Scope,
+        upserts: Vec<Object>,
+        deletes: &[ObjectKey],
+    ) -> Result<ReplaceSummary, InvalidObject> {
+        let keyed = upserts
+            .into_iter()
+            .map(|o| Ok((o.key()?, o)))
+            .collect::<Result<Vec<_>, InvalidObject>>()?;
+        let mut summary = ReplaceSummary::default();
+        let mut current = self.write();
+        for key in deletes {
+            if current.get(key).is_some_and(|e| e.scope == *scope)
+                && let Some(entry) = current.remove(key)
+            {
+                self.emit(StoreEvent::Deleted(entry.object));
+                summary.deleted += 1;
+            }
+        }
+        for (key, object) in keyed {
+            match self.upsert_locked(&mut current, scope, key, object) {
+                Some(true) => summary.added += 1,
+                Some(false) => summary.updated += 1,
+                None => {}
+            }
+        }
+        Ok(summary)
+    }
+
     /// Makes `objects` the complete set owned by `scope`: adds what is new,
     /// updates what changed, deletes what `scope` owned and no longer lists.
     /// All objects are validated first; an invalid one changes nothing.

@@ -14,7 +14,7 @@
 //! the changes to settle (debounce), rescans and applies the diff.
 
 use std::{
-    collections::{BTreeMap, btree_map},
+    collections::{BTreeMap, BTreeSet},
     fs, io,
     path::{Path, PathBuf},
     sync::Arc,
@@ -167,14 +167,18 @@ pub struct ScanReport {
 pub struct ManifestDir {
     dir: PathBuf,
     scope: Scope,
-    /// Last good objects of each file still present.
-    files: BTreeMap<PathBuf, Vec<Object>>,
+    /// Last good objects of each file still present, by key (a key repeated
+    /// within a file keeps its first definition).
+    files: BTreeMap<PathBuf, BTreeMap<ObjectKey, Object>>,
     /// A digest of each file's contents when it was last parsed: an
     /// unchanged file is read but not parsed again (a change to one small
     /// file must not re-parse a 10,000-service manifest next to it).
     /// Contents, not timestamps: two writes within one coarse mtime tick
     /// can leave size and mtime alike.
     digests: BTreeMap<PathBuf, u64>,
+    /// Whether the store holds this directory's objects (after the first
+    /// rescan only the changed files' keys are touched).
+    synced: bool,
 }
 
 fn digest(text: &str) -> u64 {
@@ -193,6 +197,7 @@ impl ManifestDir {
             scope,
             files: BTreeMap::new(),
             digests: BTreeMap::new(),
+            synced: false,
         }
     }
 
@@ -212,10 +217,14 @@ impl ManifestDir {
                 return report;
             }
         };
-        let before = self.files.len();
-        self.files.retain(|path, _| paths.contains(path));
+        // Files gone, and files whose new contents parsed: (path, objects).
+        let mut changed: Vec<(PathBuf, Option<Vec<Object>>)> = self
+            .files
+            .keys()
+            .filter(|path| !paths.contains(path))
+            .map(|path| (path.clone(), None))
+            .collect();
         self.digests.retain(|path, _| paths.contains(path));
-        let mut changed = self.files.len() != before;
         for path in paths {
             let text = fs::read_to_string(&path);
             if let Ok(text) = &text {
@@ -228,7 +237,6 @@ impl ManifestDir {
                 // A read failure may be passing: try again next time.
                 self.digests.remove(&path);
             }
-            changed = true;
             let parsed = text
                 .map_err(|e| {
                     vec![ManifestError {
@@ -239,11 +247,9 @@ impl ManifestDir {
                 })
                 .and_then(|text| parse_manifests(&path, &text));
             match parsed {
-                Ok(objects) => {
-                    self.files.insert(path, objects);
-                }
+                Ok(objects) => changed.push((path, Some(objects))),
                 Err(errors) => {
-                    let kept = self.files.get(&path).map_or(0, Vec::len);
+                    let kept = self.files.get(&path).map_or(0, BTreeMap::len);
                     for error in &errors {
                         tracing::error!(
                             file = %error.file.display(),
@@ -256,12 +262,23 @@ impl ManifestDir {
                 }
             }
         }
-        if !changed {
+        if changed.is_empty() && self.synced {
             return report;
         }
-        let objects = self.merged_objects();
-        match store.replace_all(&self.scope, objects) {
-            Ok(summary) => report.summary = summary,
+        let mut affected = BTreeSet::new();
+        for (path, objects) in changed {
+            self.replace_file(path, objects, &mut affected);
+        }
+        let result = if self.synced {
+            self.apply_affected(store, &affected)
+        } else {
+            store.replace_all(&self.scope, self.merged_objects())
+        };
+        match result {
+            Ok(summary) => {
+                report.summary = summary;
+                self.synced = true;
+            }
             // parse_document already checked every key.
             Err(e) => tracing::error!(error = %e, "manifest object rejected by the store"),
         }
@@ -277,6 +294,87 @@ impl ManifestDir {
         report
     }
 
+    /// Takes `objects` as `path`'s new contents (`None`: the file is gone)
+    /// and collects every key whose winning definition may have changed.
+    fn replace_file(
+        &mut self,
+        path: PathBuf,
+        objects: Option<Vec<Object>>,
+        affected: &mut BTreeSet<ObjectKey>,
+    ) {
+        if let Some(old) = self.files.remove(&path) {
+            affected.extend(old.into_keys());
+        }
+        let Some(objects) = objects else {
+            return;
+        };
+        let mut by_key = BTreeMap::new();
+        for object in objects {
+            let Ok(key) = object.key() else { continue };
+            if by_key.contains_key(&key) {
+                tracing::error!(object = %key, file = %path.display(), "object defined twice in one file; keeping the first definition");
+                continue;
+            }
+            if let Some(other) = self
+                .files
+                .iter()
+                .find_map(|(f, o)| o.contains_key(&key).then_some(f))
+            {
+                let (first, second) = if *other < path {
+                    (other, &path)
+                } else {
+                    (&path, other)
+                };
+                tracing::error!(
+                    object = %key,
+                    file = %second.display(),
+                    first_defined_in = %first.display(),
+                    "object defined twice; keeping the first definition"
+                );
+            }
+            affected.insert(key.clone());
+            by_key.insert(key, object);
+        }
+        self.files.insert(path, by_key);
+    }
+
+    /// The definition of `key` that counts: the first file's (name order).
+    /// A scan of the files, for the few keys a change touches.
+    fn winner(&self, key: &ObjectKey) -> Option<Object> {
+        self.files
+            .values()
+            .find_map(|objects| objects.get(key))
+            .cloned()
+    }
+
+    /// Every key's winning definition (the first rescan).
+    fn merged_objects(&self) -> Vec<Object> {
+        let mut merged: BTreeMap<&ObjectKey, &Object> = BTreeMap::new();
+        for objects in self.files.values() {
+            for (key, object) in objects {
+                merged.entry(key).or_insert(object);
+            }
+        }
+        merged.into_values().cloned().collect()
+    }
+
+    /// Brings the store in line for `affected` keys only.
+    fn apply_affected(
+        &self,
+        store: &Store,
+        affected: &BTreeSet<ObjectKey>,
+    ) -> Result<ReplaceSummary, InvalidObject> {
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for key in affected {
+            match self.winner(key) {
+                Some(object) => upserts.push(object),
+                None => deletes.push(key.clone()),
+            }
+        }
+        store.apply_changes(&self.scope, upserts, &deletes)
+    }
+
     fn list_manifests(&self) -> io::Result<Vec<PathBuf>> {
         let mut paths = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
@@ -287,29 +385,6 @@ impl ManifestDir {
         }
         paths.sort();
         Ok(paths)
-    }
-
-    /// All files' objects; an object defined twice keeps its first definition
-    /// (files in name order) and the repeat is logged.
-    fn merged_objects(&self) -> Vec<Object> {
-        let mut merged: BTreeMap<ObjectKey, (&Path, Object)> = BTreeMap::new();
-        for (path, objects) in &self.files {
-            for object in objects {
-                let Ok(key) = object.key() else { continue };
-                match merged.entry(key) {
-                    btree_map::Entry::Vacant(v) => {
-                        v.insert((path, object.clone()));
-                    }
-                    btree_map::Entry::Occupied(o) => tracing::error!(
-                        object = %o.key(),
-                        file = %path.display(),
-                        first_defined_in = %o.get().0.display(),
-                        "object defined twice; keeping the first definition"
-                    ),
-                }
-            }
-        }
-        merged.into_values().map(|(_, o)| o).collect()
     }
 }
 
@@ -624,27 +699,51 @@ spec:
         let mut manifests = ManifestDir::new(dir.path());
         manifests.rescan(&store);
         let revision = store.revision();
+        let parsed = |m: &ManifestDir| m.files[&big].values().next().cloned().expect("pa");
+        let first = parsed(&manifests);
 
         // Nothing changed: no store update at all.
         manifests.rescan(&store);
         assert_eq!(store.revision(), revision);
 
-        // Another file appears: big.yaml's objects come from memory. To
-        // prove it, forget them without changing the file.
+        // Another file appears: big.yaml's objects are the ones parsed before.
         fs::write(dir.path().join("small.yaml"), pod_yaml("pb", "v1")).expect("write small");
-        manifests.files.insert(big.clone(), Vec::new());
-        manifests.rescan(&store);
-        assert_eq!(
-            pod_app(&store, "default", "pa"),
-            None,
-            "big.yaml was not re-read"
+        let report = manifests.rescan(&store);
+        assert!(
+            parsed(&manifests).same_arc(&first),
+            "big.yaml was parsed again"
         );
+        assert_eq!((report.summary.added, report.summary.updated), (1, 0));
         assert_eq!(pod_app(&store, "default", "pb").as_deref(), Some("v1"));
 
         // A change to big.yaml is read.
         fs::write(&big, pod_yaml("pa", "v2")).expect("edit big");
         manifests.rescan(&store);
         assert_eq!(pod_app(&store, "default", "pa").as_deref(), Some("v2"));
+    }
+
+    #[test]
+    fn a_duplicate_takes_over_when_the_first_definition_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("1.yaml"), pod_yaml("p", "first")).expect("write 1");
+        fs::write(dir.path().join("2.yaml"), pod_yaml("p", "second")).expect("write 2");
+        let store = Store::default();
+        let mut manifests = ManifestDir::new(dir.path());
+        manifests.rescan(&store);
+        assert_eq!(pod_app(&store, "default", "p").as_deref(), Some("first"));
+        // Editing the losing definition changes nothing in the store.
+        fs::write(dir.path().join("2.yaml"), pod_yaml("p", "second-b")).expect("edit 2");
+        manifests.rescan(&store);
+        assert_eq!(pod_app(&store, "default", "p").as_deref(), Some("first"));
+        // The winner's file goes: the other definition takes over.
+        fs::remove_file(dir.path().join("1.yaml")).expect("rm 1");
+        manifests.rescan(&store);
+        assert_eq!(pod_app(&store, "default", "p").as_deref(), Some("second-b"));
+        // Both go: the object goes.
+        fs::remove_file(dir.path().join("2.yaml")).expect("rm 2");
+        manifests.rescan(&store);
+        assert_eq!(pod_app(&store, "default", "p"), None);
+        assert!(store.is_empty());
     }
 
     #[test]
