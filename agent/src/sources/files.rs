@@ -32,10 +32,11 @@ use crate::store::{InvalidObject, Kind, Object, ObjectKey, ReplaceSummary, Scope
 
 /// How long the directory must be quiet before a rescan: an editor's save or
 /// `kubectl`-style rename-into-place is several events within a few
-/// milliseconds. Short, because it is paid by every change's latency; a
-/// rescan that still catches a half-written file keeps its last good
-/// objects and the next event re-reads it.
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
+/// milliseconds. Short, because it is paid by every change's latency and a
+/// rescan costs only the changed files; a rescan that still catches a
+/// half-written file keeps its last good objects and the next event
+/// re-reads it.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(25);
 
 /// A rescan happens at the latest this many debounce periods after the
 /// first change, even if changes keep coming.
