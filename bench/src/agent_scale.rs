@@ -222,7 +222,10 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
          freed after a change's transient work (the files source's merged object list and store \
          diff, the service and policy recomputes) that glibc keeps in the malloc arena of the \
          tokio thread that did it, so the RSS rises in steps as changes land on new threads' \
-         arenas and then levels off; `malloc_trim(0)` returns most of it. The table splits the \
+         arenas and then levels off; `malloc_trim(0)` returns most of it. The agent now caps \
+         glibc at two arenas (`memory::limit_arenas`) and trims after each rescan, service sync \
+         and policy compile (`memory::release_freed`), and the files source applies only the \
+         changed files' objects to the store. The table splits the \
          RSS after the changes by region from smaps (glibc maps a thread arena 64 MiB-aligned). \
          Before the files source parsed only files whose contents changed (commit 5086f4c), \
          every change re-parsed all 20,000 objects (about 40 MB of transient objects per \
@@ -250,11 +253,13 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
             fmt_num(percentile(&policy_ms, 99.0))
         ),
         worst < 100.0,
-        "each change waits for the files source's debounce (`DEFAULT_DEBOUNCE`), then the \
-         rescan reads and hashes every file, merges every object and diffs the whole store \
-         (`Store::replace_all`); services then recompute every frontend (`model::desired`; \
-         its instruction count is in the callgrind section) and policies recompile; how the \
-         time splits between these is not measured here",
+        "each change waits for the files source's debounce (`DEFAULT_DEBOUNCE`, 25 ms) and \
+         the services' coalescing (10 ms), then the rescan reads and hashes every file (parsing \
+         only the changed one), merges every object and diffs the whole store \
+         (`Store::replace_all`); services rebuild the full desired map (changed Services \
+         recomputed, the rest from `ServiceModel`'s cache; instruction counts in the callgrind \
+         section) and policies recompile incrementally; how the time splits between these is \
+         not measured here",
     );
     let worst_rss = rss.max(rss_after) * 1.048_576;
     s.goal(

@@ -208,11 +208,12 @@ fn describe(path: &str) -> &'static str {
              store; `PolicyInputs::from_store` + `Engine::compile` + `diff`"
         }
         "service-sync-cold" => {
-            "`model::desired` over the store + a fresh `LbState::sync` (3 backends per service)"
+            "a fresh `ServiceModel::desired` over the store + a fresh `LbState::sync` (3 backends \
+             per service)"
         }
         _ => {
-            "after one sync, one EndpointSlice replaces one of its 3 backends; `model::desired` \
-             + `LbState::sync`"
+            "after one sync, one EndpointSlice replaces one of its 3 backends; the same \
+             `ServiceModel::desired` (unchanged Services come from its cache) + `LbState::sync`"
         }
     }
 }
@@ -387,8 +388,10 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         s.body,
         "\nAt scale, one backend change costs {} of a cold sync of every service, and one policy \
          edit {} of a cold compile. What the code does on those paths: the service path \
-         recomputes the desired frontends of every Service from the store (`model::desired`) and \
-         compares each with what is programmed before it writes the few entries that changed; \
+         recomputes the frontends of the Services whose objects or slices changed, takes every \
+         other Service's from its cache (`ServiceModel`), rebuilds the full desired map and \
+         compares each frontend with what is programmed before it writes the few entries that \
+         changed; \
          the policy path converts every NetworkPolicy again and diffs the whole desired state, \
          but reuses the universe and the resolved rules of unchanged policies.",
         fmt_ratio(change_share),

@@ -1,19 +1,21 @@
 //! Service connection setup: TCP connects to a ClusterIP with N services
-//! loaded, Sluice (real agent, files source) vs connecting straight to the
-//! backend vs kube-proxy-style iptables rules (nft and legacy backends) vs
-//! an nftables verdict map. Every setup has its own namespaces.
+//! loaded, Sluice (real agent, files source; packet path and socket-level
+//! LB) vs connecting straight to the backend vs kube-proxy-style iptables
+//! rules (nft and legacy backends) vs an nftables verdict map. Every setup
+//! has its own namespaces.
 
 use std::{
     fmt::Write as _,
     io::Write as _,
     net::{Ipv4Addr, SocketAddr},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use serde_json::json;
 use sluice_vmtests::{
+    cgroup::{CGROUP2_ROOT, Cgroup},
     cluster::Cluster,
     netns::NetNs,
     workload::{Server, serve},
@@ -150,7 +152,28 @@ struct Setup {
     load_s: Option<f64>,
     client: PathBuf,
     target: SocketAddr,
+    /// The client runs inside this cgroup (socket-level LB applies).
+    cgroup: Option<PathBuf>,
     _guards: Option<(RoutedCluster, Server)>,
+}
+
+/// Runs `f` with this whole process moved into `cgroup` (cgroup v2 moves
+/// processes, not threads), then moves it back where it was.
+fn in_cgroup<T>(cgroup: Option<&Path>, f: impl FnOnce() -> T) -> T {
+    let Some(cgroup) = cgroup else {
+        return f();
+    };
+    let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let home = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| Path::new(CGROUP2_ROOT).join(p.trim_start_matches('/')))
+        .expect("a cgroup v2 membership");
+    let pid = std::process::id().to_string();
+    std::fs::write(cgroup.join("cgroup.procs"), &pid).expect("enter the node's cgroup");
+    let out = f();
+    std::fs::write(home.join("cgroup.procs"), &pid).expect("leave the node's cgroup");
+    out
 }
 
 /// A kernel-routed node with a client and a server pod, plus `rules`
@@ -185,6 +208,7 @@ fn baseline(
         load_s,
         client,
         target,
+        cgroup: None,
         _guards: Some((routed, server_process)),
     })
 }
@@ -223,8 +247,13 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         )?,
     ];
 
-    // Sluice: a real agent reading the services from its manifests dir.
-    let mut cluster = Cluster::new(1);
+    // Sluice: a real agent reading the services from its manifests dir,
+    // with socket-level LB for processes in its node's cgroup.
+    let node_cgroup = Cgroup::new(&format!("slb-connect-{}", std::process::id()));
+    let socket_lb = node_cgroup.path().display().to_string();
+    let mut cluster = Cluster::with_node_args(1, &[], |_| {
+        vec!["--socket-lb-cgroup".into(), socket_lb.clone()]
+    });
     let client = cluster.add_pod(0, "default/client");
     let server = cluster.add_pod(0, "default/server");
     let server_ip = cluster.pods[server].ip;
@@ -251,6 +280,15 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         load_s: None,
         client: client_ns.clone(),
         target: SocketAddr::from((server_ip, 8080)),
+        cgroup: None,
+        _guards: None,
+    });
+    setups.push(Setup {
+        name: "Sluice ClusterIP, socket LB".into(),
+        load_s: None,
+        client: client_ns.clone(),
+        target: SocketAddr::from((VIP, 80)),
+        cgroup: Some(node_cgroup.path().to_owned()),
         _guards: None,
     });
     setups.push(Setup {
@@ -258,6 +296,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         load_s: Some(sluice_load),
         client: client_ns,
         target: SocketAddr::from((VIP, 80)),
+        cgroup: None,
         _guards: None,
     });
 
@@ -266,12 +305,9 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
     for round in 0..rounds {
         eprintln!("connects: round {}/{rounds}", round + 1);
         for (setup, out) in setups.iter().zip(&mut samples) {
-            out.extend(connect_times(
-                &setup.client,
-                setup.target,
-                warmup,
-                n / rounds,
-            ));
+            out.extend(in_cgroup(setup.cgroup.as_deref(), || {
+                connect_times(&setup.client, setup.target, warmup, n / rounds)
+            }));
         }
     }
     let rows: Vec<Row> = setups
@@ -285,6 +321,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         .collect();
     drop(setups);
     drop(cluster);
+    drop(node_cgroup);
 
     let direct_p50 = percentile(&rows[0].samples, 50.0);
     let sluice = rows.last().expect("sluice row");
@@ -304,7 +341,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
          services as Service + EndpointSlice manifests in its files source, pods made by \
          `sluice-cni`. \"load\" is the time to program all services (rules loaded; for Sluice, \
          from writing the manifest to every frontend and backend slot in LB_SERVICES, which \
-         includes the files source's 200 ms debounce).\n\n\
+         includes the files source's 25 ms debounce).\n\n\
          | setup | p50 | p99 | Sluice ClusterIP p50 / this p50 | load |\n| --- | ---: | ---: | ---: | ---: |\n",
         svc = fmt_num(f64::from(services)),
     );
@@ -321,7 +358,8 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         );
     }
     let ipt_p50 = percentile(&rows[1].samples, 50.0);
-    let sluice_direct_p50 = percentile(&rows[rows.len() - 2].samples, 50.0);
+    let sluice_direct_p50 = percentile(&rows[rows.len() - 3].samples, 50.0);
+    let socket_p50 = percentile(&rows[rows.len() - 2].samples, 50.0);
     let over_direct = ratio(sluice_p50, sluice_direct_p50);
     s.goal(
         &format!(
@@ -333,12 +371,26 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         sluice_p50 <= ipt_p50,
         "per-connection DNAT in tc plus the pod-to-pod path",
     );
+    let socket_over_direct = ratio(socket_p50, sluice_direct_p50);
+    s.goal(
+        "Sluice ClusterIP connect within 1.1× of connecting straight to the backend",
+        "≤ 1.1× direct (same pods) p50",
+        format!(
+            "{} with socket LB, {} on the packet path",
+            fmt_ratio(socket_over_direct),
+            fmt_ratio(over_direct)
+        ),
+        socket_over_direct <= 1.1,
+        "the packet path translates the SYN and SYN-ACK in tc; socket LB needs the client in the node's cgroup",
+    );
     let _ = write!(
         s.body,
         "\nSluice's ClusterIP p50 is {} of a direct connect between the same Sluice pods \
-         ({} of a direct connect on the kernel-routed node).\n",
+         ({} of a direct connect on the kernel-routed node); with socket-level LB (the client \
+         process in the node's cgroup, the backend chosen at connect()) {}.\n",
         fmt_ratio(over_direct),
-        fmt_ratio(ratio(sluice_p50, direct_p50))
+        fmt_ratio(ratio(sluice_p50, direct_p50)),
+        fmt_ratio(socket_over_direct),
     );
     s.json = json!({
         "services": services,

@@ -8,8 +8,9 @@
 //! (`--collect-atstart=no --toggle-collect=*hotpath*measured*`), so setup
 //! and teardown are not in the figure. The agent's own library code runs:
 //! [`Engine::compile`] + [`diff`] for policy (what the policy controller
-//! does before it writes the maps), [`model::desired`] + [`LbState::sync`]
-//! for services (what `services::follow` does). Map writes go to an
+//! does before it writes the maps), [`model::ServiceModel::desired`] +
+//! [`LbState::sync`] for services (what `services::follow` does, with one
+//! model kept across syncs). Map writes go to an
 //! in-memory recorder: syscalls are not userspace instructions, so the
 //! kernel's side of a write is not in the count either way; the number of
 //! writes is printed instead.
@@ -334,10 +335,11 @@ fn services_store(services: u32) -> (Store, Scope) {
 
 fn sync_services(
     store: &Store,
+    model: &mut model::ServiceModel,
     state: &mut LbState,
     maps: &mut RecordedLbMaps,
 ) -> BTreeMap<FrontendAddr, FrontendSpec> {
-    let desired = model::desired(store, "node-0");
+    let desired = model.desired(store, "node-0");
     state.sync(&desired, maps).expect("sync");
     desired
 }
@@ -350,7 +352,8 @@ fn service_sync_cold(services: u32, out: &mut Report) {
     let t = Instant::now();
     measured(&mut || {
         let mut state = LbState::new(settings());
-        let desired = sync_services(&store, &mut state, &mut maps);
+        let mut model = model::ServiceModel::default();
+        let desired = sync_services(&store, &mut model, &mut state, &mut maps);
         kept = Some((state, desired));
     });
     out.wall = t.elapsed();
@@ -366,7 +369,13 @@ fn service_sync_cold(services: u32, out: &mut Report) {
 fn service_backend_change(services: u32, out: &mut Report) {
     let (store, scope) = services_store(services);
     let mut state = LbState::new(settings());
-    sync_services(&store, &mut state, &mut RecordedLbMaps::default());
+    let mut model = model::ServiceModel::default();
+    sync_services(
+        &store,
+        &mut model,
+        &mut state,
+        &mut RecordedLbMaps::default(),
+    );
     // Service 0 (filler-0): its third backend moves to another address.
     let vip = Ipv4Addr::new(10, 100, 0, 1);
     let backends = [
@@ -383,7 +392,7 @@ fn service_backend_change(services: u32, out: &mut Report) {
     let mut kept = None;
     let t = Instant::now();
     measured(&mut || {
-        kept = Some(sync_services(&store, &mut state, &mut maps));
+        kept = Some(sync_services(&store, &mut model, &mut state, &mut maps));
     });
     out.wall = t.elapsed();
     drop(kept);
