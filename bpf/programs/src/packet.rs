@@ -1,6 +1,8 @@
 //! Parsing: bounds-checked direct access for the fixed-offset Ethernet and
-//! IPv4 headers, `bpf_skb_load_bytes` for L4 (its offset depends on IP
-//! options), and a packet's flow tuple.
+//! IPv4 headers and for TCP/UDP right after an option-less IPv4 header;
+//! `bpf_skb_load_bytes` for L4 otherwise (an offset that depends on IP
+//! options, or a header outside the skb's linear part), and a packet's
+//! flow tuple.
 
 use aya_ebpf::programs::TcContext;
 use network_types::{
@@ -104,6 +106,32 @@ pub fn parse_flow(ctx: &TcContext, ip: &Ipv4) -> Result<Option<Flow>, DropReason
         _pad: [0; 3],
     };
     let mut tcp_flags = 0;
+    // The common case: no IP options and the L4 header in the linear part
+    // of the skb, read directly (no helper call per field).
+    if ip.l4_off == ETH_LEN + IPV4_MIN_LEN {
+        match ip.proto {
+            PROTO_TCP => {
+                if let Some(tcp) = header_mut::<[u8; 20]>(ctx, ETH_LEN + IPV4_MIN_LEN) {
+                    let tcp = unsafe { &*tcp };
+                    tuple.sport = u16::from_ne_bytes([tcp[0], tcp[1]]);
+                    tuple.dport = u16::from_ne_bytes([tcp[2], tcp[3]]);
+                    return Ok(Some(Flow {
+                        tuple,
+                        tcp_flags: tcp[13],
+                    }));
+                }
+            }
+            PROTO_UDP => {
+                if let Some(udp) = header_mut::<[u8; 8]>(ctx, ETH_LEN + IPV4_MIN_LEN) {
+                    let udp = unsafe { &*udp };
+                    tuple.sport = u16::from_ne_bytes([udp[0], udp[1]]);
+                    tuple.dport = u16::from_ne_bytes([udp[2], udp[3]]);
+                    return Ok(Some(Flow { tuple, tcp_flags }));
+                }
+            }
+            _ => {}
+        }
+    }
     match ip.proto {
         PROTO_TCP => {
             // Ports, then the flags byte at offset 13 (the header is >= 20).
