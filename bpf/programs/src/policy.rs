@@ -86,13 +86,14 @@ fn check(
         ENDPOINT_F_ENFORCE_EGRESS
     };
     let flags = ep.flags;
-    let (exact, exact_audit, exact_rule) = lookup(endpoint, remote_identity, direction, flow);
-    let (any, any_audit, any_rule) = lookup(endpoint, ANY_IDENTITY, direction, flow);
     let deny = PolicyVerdict::Deny as u8;
     let allow = PolicyVerdict::Allow as u8;
+    let (exact, exact_audit, exact_rule) = lookup(endpoint, remote_identity, direction, flow);
+    // An enforced deny for this peer decides alone: no second lookup.
     if exact == deny && exact_audit == 0 {
         return denied(DropReason::PolicyDenied, exact_rule);
     }
+    let (any, any_audit, any_rule) = lookup(endpoint, ANY_IDENTITY, direction, flow);
     if any == deny && any_audit == 0 {
         return denied(DropReason::PolicyDenied, any_rule);
     }
