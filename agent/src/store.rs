@@ -449,24 +449,39 @@ impl Store {
             .into_iter()
             .map(|o| Ok((o.key()?, o)))
             .collect::<Result<Vec<_>, InvalidObject>>()?;
-        let mut summary = ReplaceSummary::default();
         let mut current = self.write();
-        for key in deletes {
-            if current.get(key).is_some_and(|e| e.scope == *scope)
-                && let Some(entry) = current.remove(key)
-            {
+        let deletes = deletes
+            .iter()
+            .filter(|key| current.get(*key).is_some_and(|e| e.scope == *scope))
+            .cloned()
+            .collect();
+        Ok(self.change_locked(&mut current, scope, deletes, keyed))
+    }
+
+    /// Deletes `gone` (already known to be `scope`'s), then upserts
+    /// `wanted`, emitting one event per real change.
+    fn change_locked(
+        &self,
+        current: &mut BTreeMap<ObjectKey, Entry>,
+        scope: &Scope,
+        gone: Vec<ObjectKey>,
+        wanted: impl IntoIterator<Item = (ObjectKey, Object)>,
+    ) -> ReplaceSummary {
+        let mut summary = ReplaceSummary::default();
+        for key in gone {
+            if let Some(entry) = current.remove(&key) {
                 self.emit(StoreEvent::Deleted(entry.object));
                 summary.deleted += 1;
             }
         }
-        for (key, object) in keyed {
-            match self.upsert_locked(&mut current, scope, key, object) {
+        for (key, object) in wanted {
+            match self.upsert_locked(current, scope, key, object) {
                 Some(true) => summary.added += 1,
                 Some(false) => summary.updated += 1,
                 None => {}
             }
         }
-        Ok(summary)
+        summary
     }
 
     /// Makes `objects` the complete set owned by `scope`: adds what is new,
@@ -482,27 +497,13 @@ impl Store {
         for object in objects {
             wanted.insert(object.key()?, object);
         }
-        let mut summary = ReplaceSummary::default();
         let mut current = self.write();
         let gone: Vec<ObjectKey> = current
             .iter()
             .filter(|(key, entry)| entry.scope == *scope && !wanted.contains_key(*key))
             .map(|(key, _)| key.clone())
             .collect();
-        for key in gone {
-            if let Some(entry) = current.remove(&key) {
-                self.emit(StoreEvent::Deleted(entry.object));
-                summary.deleted += 1;
-            }
-        }
-        for (key, object) in wanted {
-            match self.upsert_locked(&mut current, scope, key, object) {
-                Some(true) => summary.added += 1,
-                Some(false) => summary.updated += 1,
-                None => {}
-            }
-        }
-        Ok(summary)
+        Ok(self.change_locked(&mut current, scope, gone, wanted))
     }
 
     pub fn get_object(&self, key: &ObjectKey) -> Option<Object> {

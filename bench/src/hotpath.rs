@@ -113,43 +113,6 @@ fn cluster_manifests(pods: usize) -> String {
     out
 }
 
-/// Policy `p` of namespace `ns` (default deny, same-namespace tier to tier,
-/// cross-namespace by team with matchExpressions, CIDR egress with except
-/// and a port range, named ports); `salt` moves the ports for an edit.
-fn policy(ns: usize, p: usize, salt: u16) -> String {
-    let head = format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: pol-{p}, namespace: ns-{ns}}}\nspec:\n"
-    );
-    let body = match p % 5 {
-        0 => "  podSelector: {}\n  policyTypes: [Ingress]\n".to_owned(),
-        1 => format!(
-            "  podSelector: {{matchLabels: {{tier: db}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{tier: api}}}}}}]\n    ports: [{{port: {}}}]\n",
-            5432 + salt
-        ),
-        2 => format!(
-            "  podSelector: {{matchLabels: {{tier: web}}}}\n  ingress:\n  - from:\n    - namespaceSelector: {{matchLabels: {{team: team-{}}}}}\n      podSelector: {{matchExpressions: [{{key: tier, operator: In, values: [web, api]}}]}}\n    ports: [{{port: 80}}, {{port: {}}}]\n",
-            (ns + 1) % 20,
-            443 + salt
-        ),
-        3 => format!(
-            "  podSelector: {{matchLabels: {{app: app-{}}}}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{{ipBlock: {{cidr: 192.168.{}.0/24, except: [192.168.{}.128/25]}}}}]\n    ports: [{{port: {}, endPort: {}}}]\n  - to: [{{namespaceSelector: {{matchLabels: {{team: team-{}, env: prod}}}}}}]\n",
-            ns % 10,
-            ns % 256,
-            ns % 256,
-            6000 + salt,
-            6100 + salt,
-            (ns + 3) % 20
-        ),
-        _ => format!(
-            "  podSelector: {{matchLabels: {{tier: api}}}}\n  ingress:\n  - from: [{{namespaceSelector: {{matchLabels: {{team: team-{}}}}}, podSelector: {{matchLabels: {{app: app-{}}}}}}}]\n    ports: [{{port: http}}, {{port: {}, protocol: UDP}}]\n",
-            (ns + 7) % 20,
-            salt % 10,
-            53 + salt
-        ),
-    };
-    head + &body
-}
-
 fn load(store: &Store, scope: &Scope, text: &str) {
     for object in parse_manifests(Path::new("hotpath.yaml"), text).expect("generated manifests") {
         store.apply(scope, object).expect("store accepts");
@@ -180,7 +143,7 @@ impl PolicyRig {
         let mut text = String::new();
         for ns in 0..namespaces {
             for p in 0..POLICIES_PER_NAMESPACE {
-                text.push_str(&policy(ns, p, 0));
+                text.push_str(&sluice_vmtests::manifests::bench_policy(ns, p, 0));
             }
         }
         load(&store, &scope, &text);
@@ -247,7 +210,11 @@ fn policy_edit(pods: usize, out: &mut Report) {
     let first = engine.compile(&rig.inputs());
     assert!(first.errors.is_empty(), "{:?}", first.errors);
     // Policy 1 of ns-0 (tier db ← tier api, one port): node-0 has pods there.
-    load(&rig.store, &rig.scope, &policy(0, 1, 7));
+    load(
+        &rig.store,
+        &rig.scope,
+        &sluice_vmtests::manifests::bench_policy(0, 1, 7),
+    );
     let mut result = None;
     let t = Instant::now();
     measured(&mut || {

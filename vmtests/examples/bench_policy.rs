@@ -27,7 +27,7 @@ use sluice_agent::{
     store::{Scope, Store},
 };
 use sluice_bpf_common::endpoint::EndpointInfo;
-use sluice_vmtests::{agent::PinRoot, require_root};
+use sluice_vmtests::{agent::PinRoot, manifests, require_root};
 
 struct Size {
     pods: usize,
@@ -105,43 +105,6 @@ fn cluster_manifests(size: &Size) -> String {
     out
 }
 
-/// Policy `p` of namespace `ns`: a realistic mix (default deny, same
-/// namespace app-to-app, cross-namespace by team, CIDR egress with a
-/// range, named ports). `salt` varies the ports for edits.
-fn policy(ns: usize, p: usize, salt: u16) -> String {
-    let head = format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: pol-{p}, namespace: ns-{ns}}}\nspec:\n"
-    );
-    let body = match p % 5 {
-        0 => "  podSelector: {}\n  policyTypes: [Ingress]\n".to_owned(),
-        1 => format!(
-            "  podSelector: {{matchLabels: {{tier: db}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{tier: api}}}}}}]\n    ports: [{{port: {}}}]\n",
-            5432 + salt
-        ),
-        2 => format!(
-            "  podSelector: {{matchLabels: {{tier: web}}}}\n  ingress:\n  - from:\n    - namespaceSelector: {{matchLabels: {{team: team-{}}}}}\n      podSelector: {{matchExpressions: [{{key: tier, operator: In, values: [web, api]}}]}}\n    ports: [{{port: 80}}, {{port: {}}}]\n",
-            (ns + 1) % 20,
-            443 + salt
-        ),
-        3 => format!(
-            "  podSelector: {{matchLabels: {{app: app-{}}}}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{{ipBlock: {{cidr: 192.168.{}.0/24, except: [192.168.{}.128/25]}}}}]\n    ports: [{{port: {}, endPort: {}}}]\n  - to: [{{namespaceSelector: {{matchLabels: {{team: team-{}, env: prod}}}}}}]\n",
-            ns % 10,
-            ns % 256,
-            ns % 256,
-            6000 + salt,
-            6100 + salt,
-            (ns + 3) % 20
-        ),
-        _ => format!(
-            "  podSelector: {{matchLabels: {{tier: api}}}}\n  ingress:\n  - from: [{{namespaceSelector: {{matchLabels: {{team: team-{}}}}}, podSelector: {{matchLabels: {{app: app-{}}}}}}}]\n    ports: [{{port: http}}, {{port: {}, protocol: UDP}}]\n",
-            (ns + 7) % 20,
-            salt % 10,
-            53 + salt
-        ),
-    };
-    head + &body
-}
-
 /// The benchmarked node: its pods as endpoints, datapath maps, engine.
 struct Node {
     store: Store,
@@ -205,7 +168,7 @@ fn main() {
     let mut all_policies = String::new();
     for ns in 0..namespaces {
         for p in 0..size.policies_per_namespace {
-            all_policies.push_str(&policy(ns, p, 0));
+            all_policies.push_str(&manifests::bench_policy(ns, p, 0));
         }
     }
     load(&store, &scope, &all_policies);
@@ -277,7 +240,7 @@ fn main() {
             edit * 7 % namespaces
         };
         let p = edit % size.policies_per_namespace;
-        let text = policy(ns, p, 1 + edit as u16 % 50);
+        let text = manifests::bench_policy(ns, p, 1 + edit as u16 % 50);
         let t = Instant::now();
         load(&node.store, &node.scope, &text);
         ops.push(node.sync());

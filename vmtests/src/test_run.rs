@@ -2,9 +2,29 @@
 //! verdict and the packet it wrote back.
 
 use aya::{
-    TestRun,
+    TestRun, TestRunResult,
     programs::{SchedClassifier, TestRunOptions, Xdp},
 };
+
+/// Runs `program` once on `packet`: its return value and the packet it
+/// wrote back.
+fn run_once<P>(program: &P, packet: &[u8]) -> (u32, Vec<u8>)
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    // Room for programs that grow the packet (answers, encapsulation).
+    let mut out = vec![0u8; packet.len() + 256];
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..TestRunOptions::new()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
 
 /// tc verdicts as the kernel defines them (include/uapi/linux/pkt_cls.h).
 pub const TC_ACT_OK: i32 = 0;
@@ -20,20 +40,10 @@ pub struct TcRun {
 
 /// Runs `program` once on `packet`.
 pub fn run_tc(program: &SchedClassifier, packet: &[u8]) -> TcRun {
-    // Room for programs that grow the packet (encapsulation, later).
-    let mut out = vec![0u8; packet.len() + 256];
-    let result = program
-        .test_run(TestRunOptions {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            repeat: 1,
-            ..TestRunOptions::new()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    out.truncate(result.data_size_out as usize);
+    let (action, packet) = run_once(program, packet);
     TcRun {
-        action: result.return_value as i32,
-        packet: out,
+        action: action as i32,
+        packet,
     }
 }
 
@@ -51,18 +61,6 @@ pub struct XdpRun {
 /// Runs XDP `program` once on `packet` (the kernel takes any frame of at
 /// least an Ethernet header's 14 bytes).
 pub fn run_xdp(program: &Xdp, packet: &[u8]) -> XdpRun {
-    let mut out = vec![0u8; packet.len() + 256];
-    let result = program
-        .test_run(TestRunOptions {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            repeat: 1,
-            ..TestRunOptions::new()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    out.truncate(result.data_size_out as usize);
-    XdpRun {
-        action: result.return_value,
-        packet: out,
-    }
+    let (action, packet) = run_once(program, packet);
+    XdpRun { action, packet }
 }
