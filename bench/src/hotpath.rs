@@ -19,7 +19,6 @@
 
 use std::{
     collections::BTreeMap,
-    fmt::Write as _,
     net::Ipv4Addr,
     path::Path,
     sync::Arc,
@@ -63,56 +62,6 @@ pub fn measured(work: &mut dyn FnMut()) {
 const PODS_PER_NODE: usize = 100;
 const PODS_PER_NAMESPACE: usize = 50;
 const POLICIES_PER_NAMESPACE: usize = 5;
-const TIERS: [&str; 3] = ["web", "api", "db"];
-
-fn pod_ip(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(
-        10,
-        128 + (i / 65_536) as u8,
-        (i / 256 % 256) as u8,
-        (i % 256) as u8,
-    )
-}
-
-/// Namespaces (team/env labels), nodes and pods (app, tier, named port):
-/// the mix of `vmtests/examples/bench_policy.rs`, at `pods` pods.
-fn cluster_manifests(pods: usize) -> String {
-    let mut out = String::new();
-    for ns in 0..pods.div_ceil(PODS_PER_NAMESPACE) {
-        let env = if ns % 4 == 0 { "dev" } else { "prod" };
-        let _ = writeln!(
-            out,
-            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{ns}, labels: {{team: team-{}, env: {env}}}}}",
-            ns % 20
-        );
-    }
-    for node in 0..pods.div_ceil(PODS_PER_NODE) {
-        let _ = writeln!(
-            out,
-            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{node}}}\n\
-             status: {{addresses: [{{type: InternalIP, address: 172.16.{}.{}}}]}}",
-            node / 250,
-            node % 250 + 1
-        );
-    }
-    for i in 0..pods {
-        let (ns, k) = (i / PODS_PER_NAMESPACE, i % PODS_PER_NAMESPACE);
-        let _ = writeln!(
-            out,
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p-{i}, namespace: ns-{ns}, \
-             labels: {{app: app-{}, tier: {}}}}}\nspec: {{nodeName: node-{}, containers: \
-             [{{name: c, image: x, ports: [{{name: http, containerPort: {}}}]}}]}}\n\
-             status: {{podIP: {}}}",
-            k / 5,
-            TIERS[k % 3],
-            i / PODS_PER_NODE,
-            8080 + (k % 3),
-            pod_ip(i)
-        );
-    }
-    out
-}
-
 fn load(store: &Store, scope: &Scope, text: &str) {
     for object in parse_manifests(Path::new("hotpath.yaml"), text).expect("generated manifests") {
         store.apply(scope, object).expect("store accepts");
@@ -138,7 +87,11 @@ impl PolicyRig {
                 .expect("allocator"),
         );
         let (store, scope) = (Store::default(), Scope::new("hotpath"));
-        load(&store, &scope, &cluster_manifests(pods));
+        load(
+            &store,
+            &scope,
+            &sluice_vmtests::manifests::bench_cluster(pods, PODS_PER_NAMESPACE, PODS_PER_NODE),
+        );
         let namespaces = pods.div_ceil(PODS_PER_NAMESPACE);
         let mut text = String::new();
         for ns in 0..namespaces {
@@ -153,7 +106,7 @@ impl PolicyRig {
                 let name = format!("p-{i}");
                 let labels = security_labels(&store, &namespace, &name);
                 LocalEndpoint {
-                    ip: pod_ip(i),
+                    ip: sluice_vmtests::manifests::bench_pod_ip(i),
                     identity: allocator.acquire(&labels).expect("identity"),
                     namespace,
                     name,

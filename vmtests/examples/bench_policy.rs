@@ -9,8 +9,6 @@
 //! (`scripts/bench-policy.sh` writes them to BENCHMARKS.md).
 
 use std::{
-    fmt::Write as _,
-    net::Ipv4Addr,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
@@ -52,59 +50,6 @@ const QUICK: Size = Size {
     edits: 10,
 };
 
-const TIERS: [&str; 3] = ["web", "api", "db"];
-
-fn pod_ip(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(
-        10,
-        128 + (i / 65_536) as u8,
-        (i / 256 % 256) as u8,
-        (i % 256) as u8,
-    )
-}
-
-fn node_of(size: &Size, pod: usize) -> usize {
-    pod / size.pods_per_node
-}
-
-/// Namespaces (team/env labels), nodes and pods (app, tier, named port).
-fn cluster_manifests(size: &Size) -> String {
-    let mut out = String::new();
-    for ns in 0..size.pods / size.pods_per_namespace {
-        let env = if ns % 4 == 0 { "dev" } else { "prod" };
-        let _ = writeln!(
-            out,
-            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{ns}, labels: {{team: team-{}, env: {env}}}}}",
-            ns % 20
-        );
-    }
-    for node in 0..size.pods / size.pods_per_node {
-        let _ = writeln!(
-            out,
-            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{node}}}\n\
-             status: {{addresses: [{{type: InternalIP, address: 172.16.{}.{}}}]}}",
-            node / 250,
-            node % 250 + 1
-        );
-    }
-    for i in 0..size.pods {
-        let (ns, k) = (i / size.pods_per_namespace, i % size.pods_per_namespace);
-        let _ = writeln!(
-            out,
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p-{i}, namespace: ns-{ns}, \
-             labels: {{app: app-{}, tier: {}}}}}\nspec: {{nodeName: node-{}, containers: \
-             [{{name: c, image: x, ports: [{{name: http, containerPort: {}}}]}}]}}\n\
-             status: {{podIP: {}}}",
-            k / 5,
-            TIERS[k % 3],
-            node_of(size, i),
-            8080 + (k % 3),
-            pod_ip(i)
-        );
-    }
-    out
-}
-
 /// The benchmarked node: its pods as endpoints, datapath maps, engine.
 struct Node {
     store: Store,
@@ -133,7 +78,7 @@ fn local_endpoints(
         let name = format!("p-{i}");
         let labels = security_labels(store, &ns, &name);
         LocalEndpoint {
-            ip: pod_ip(i),
+            ip: manifests::bench_pod_ip(i),
             identity: allocator.acquire(&labels).expect("identity"),
             namespace: ns,
             name,
@@ -164,7 +109,11 @@ fn main() {
             .expect("allocator"),
     );
     let (store, scope) = (Store::default(), Scope::new("bench"));
-    load(&store, &scope, &cluster_manifests(size));
+    load(
+        &store,
+        &scope,
+        &manifests::bench_cluster(size.pods, size.pods_per_namespace, size.pods_per_node),
+    );
     let mut all_policies = String::new();
     for ns in 0..namespaces {
         for p in 0..size.policies_per_namespace {

@@ -1,6 +1,6 @@
 //! Manifests the tests write into a cluster's watched directory.
 
-use std::net::Ipv4Addr;
+use std::{fmt::Write as _, net::Ipv4Addr};
 
 /// A Pod in `default` labelled `app: <app>`, on `node`, with address `ip`
 /// and a container port named `http` (8080), as the agents read it.
@@ -47,4 +47,55 @@ pub fn bench_policy(ns: usize, p: usize, salt: u16) -> String {
         ),
     };
     head + &body
+}
+
+/// Address of pod `i` of the policy benchmarks' cluster (10.128.0.0/9).
+pub fn bench_pod_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(
+        10,
+        128 + (i / 65_536) as u8,
+        (i / 256 % 256) as u8,
+        (i % 256) as u8,
+    )
+}
+
+/// The policy benchmarks' cluster of `pods` pods: namespaces (team/env
+/// labels) of `pods_per_namespace`, nodes of `pods_per_node`, pods with
+/// an app, a tier and a named port (`ns-N`, `node-N`, `p-N`).
+pub fn bench_cluster(pods: usize, pods_per_namespace: usize, pods_per_node: usize) -> String {
+    const TIERS: [&str; 3] = ["web", "api", "db"];
+    let mut out = String::new();
+    for ns in 0..pods.div_ceil(pods_per_namespace) {
+        let env = if ns % 4 == 0 { "dev" } else { "prod" };
+        let _ = writeln!(
+            out,
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{ns}, labels: {{team: team-{}, env: {env}}}}}",
+            ns % 20
+        );
+    }
+    for node in 0..pods.div_ceil(pods_per_node) {
+        let _ = writeln!(
+            out,
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{node}}}\n\
+             status: {{addresses: [{{type: InternalIP, address: 172.16.{}.{}}}]}}",
+            node / 250,
+            node % 250 + 1
+        );
+    }
+    for i in 0..pods {
+        let (ns, k) = (i / pods_per_namespace, i % pods_per_namespace);
+        let _ = writeln!(
+            out,
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p-{i}, namespace: ns-{ns}, \
+             labels: {{app: app-{}, tier: {}}}}}\nspec: {{nodeName: node-{}, containers: \
+             [{{name: c, image: x, ports: [{{name: http, containerPort: {}}}]}}]}}\n\
+             status: {{podIP: {}}}",
+            k / 5,
+            TIERS[k % 3],
+            i / pods_per_node,
+            8080 + (k % 3),
+            bench_pod_ip(i)
+        );
+    }
+    out
 }
