@@ -182,6 +182,15 @@ pub struct ManifestDir {
     synced: bool,
 }
 
+fn log_duplicate(key: &ObjectKey, file: &Path, first_defined_in: &Path) {
+    tracing::error!(
+        object = %key,
+        file = %file.display(),
+        first_defined_in = %first_defined_in.display(),
+        "object defined twice; keeping the first definition"
+    );
+}
+
 fn digest(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -316,23 +325,6 @@ impl ManifestDir {
                 tracing::error!(object = %key, file = %path.display(), "object defined twice in one file; keeping the first definition");
                 continue;
             }
-            if let Some(other) = self
-                .files
-                .iter()
-                .find_map(|(f, o)| o.contains_key(&key).then_some(f))
-            {
-                let (first, second) = if *other < path {
-                    (other, &path)
-                } else {
-                    (&path, other)
-                };
-                tracing::error!(
-                    object = %key,
-                    file = %second.display(),
-                    first_defined_in = %first.display(),
-                    "object defined twice; keeping the first definition"
-                );
-            }
             affected.insert(key.clone());
             by_key.insert(key, object);
         }
@@ -342,21 +334,31 @@ impl ManifestDir {
     /// The definition of `key` that counts: the first file's (name order).
     /// A scan of the files, for the few keys a change touches.
     fn winner(&self, key: &ObjectKey) -> Option<Object> {
-        self.files
-            .values()
-            .find_map(|objects| objects.get(key))
-            .cloned()
+        let mut defined = self
+            .files
+            .iter()
+            .filter_map(|(path, objects)| Some((path, objects.get(key)?)));
+        let (first, object) = defined.next()?;
+        for (path, _) in defined {
+            log_duplicate(key, path, first);
+        }
+        Some(object.clone())
     }
 
     /// Every key's winning definition (the first rescan).
     fn merged_objects(&self) -> Vec<Object> {
-        let mut merged: BTreeMap<&ObjectKey, &Object> = BTreeMap::new();
-        for objects in self.files.values() {
+        let mut merged: BTreeMap<&ObjectKey, (&PathBuf, &Object)> = BTreeMap::new();
+        for (path, objects) in &self.files {
             for (key, object) in objects {
-                merged.entry(key).or_insert(object);
+                match merged.get(key) {
+                    Some((first, _)) => log_duplicate(key, path, first),
+                    None => {
+                        merged.insert(key, (path, object));
+                    }
+                }
             }
         }
-        merged.into_values().cloned().collect()
+        merged.into_values().map(|(_, o)| o.clone()).collect()
     }
 
     /// Brings the store in line for `affected` keys only.
