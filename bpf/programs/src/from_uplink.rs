@@ -11,7 +11,10 @@
 //! traffic and goes to its stack.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
-use sluice_bpf_common::metrics::{DropReason, Verdict};
+use sluice_bpf_common::{
+    config::NodeConfig,
+    metrics::{DropReason, Verdict},
+};
 
 use crate::{
     conntrack::{self, Direction},
@@ -40,7 +43,8 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     if !ip.is_fragment
         && let Some(mut flow) = parse_flow(ctx, &ip)?
     {
-        let node_ip = CONFIG.get(0).map_or(0, |c| c.node_ip);
+        let config = CONFIG.get(0).copied().unwrap_or_default();
+        let node_ip = config.node_ip;
         let mut translated = (0, 0);
         let frontend = (flow.tuple.daddr, flow.tuple.dport);
         if node_ip != 0 && ip.daddr == node_ip {
@@ -57,7 +61,7 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                     Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
                 }
                 if !forward::is_local_endpoint(flow.tuple.daddr) {
-                    return to_remote_backend(ctx, &ip, &flow, translated, frontend, node_ip);
+                    return to_remote_backend(ctx, &ip, &flow, translated, frontend, &config);
                 }
             }
             daddr = flow.tuple.daddr;
@@ -92,7 +96,7 @@ fn to_remote_backend(
     flow: &Flow,
     translated: (u16, u8),
     frontend: (u32, u16),
-    node_ip: u32,
+    config: &NodeConfig,
 ) -> Result<i32, DropReason> {
     if conntrack::observe(flow, ctx.len()).is_none() {
         conntrack::create(flow, ctx.len(), translated.0, translated.1);
@@ -104,10 +108,10 @@ fn to_remote_backend(
             0,
         );
     }
-    let config = CONFIG.get(0).ok_or(DropReason::NatNoPort)?;
     nat::snat(ctx, ip, flow, config)?;
     metrics::verdict(ctx, Verdict::Masqueraded);
-    Ok(fib::redirect_out(ctx, node_ip, flow.tuple.daddr).unwrap_or_else(|| metrics::to_stack(ctx)))
+    Ok(fib::redirect_out(ctx, config.node_ip, flow.tuple.daddr)
+        .unwrap_or_else(|| metrics::to_stack(ctx)))
 }
 
 /// A remote backend's reply to a NodePort connection, its destination
