@@ -2,6 +2,14 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
+# Every cargo call below selects the same packages: cargo unifies dependency
+# features per invocation, so `-p a -p b` after `--workspace` compiles the whole
+# dependency graph a second time (time and gigabytes of disk).
+WORKSPACE := --workspace --exclude sluice-bpf
+# CI builds once from a clean clone: incremental caches only cost disk there.
+ifeq ($(CI),true)
+export CARGO_INCREMENTAL := 0
+endif
 
 .PHONY: setup build lint fmt unit vmtests test demo bench install-cni
 
@@ -20,7 +28,7 @@ fmt:
 ## lint: formatting and clippy (-D warnings), the eBPF crate included
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --exclude sluice-bpf --all-targets -- -D warnings
+	$(CARGO) clippy $(WORKSPACE) --all-targets -- -D warnings
 	# The eBPF crate alone: with the agent in the same build, std gets linked
 	# into it (see bpf/programs/src/main.rs).
 	RUSTFLAGS="-C panic=abort" $(CARGO) clippy -p sluice-bpf --bins --target-dir target/lint-bpf -- -D warnings
@@ -28,16 +36,19 @@ lint: setup
 ## unit: the workspace's own tests (the CNI, mesh and agent suites that
 ## need root run here too; they fail loudly without it)
 unit: setup
-	$(CARGO) build
-	$(CARGO) test --workspace --exclude sluice-bpf --exclude sluice-vmtests
+	$(CARGO) build $(WORKSPACE)
+	$(CARGO) test $(WORKSPACE) --exclude sluice-vmtests
 
 ## vmtests: privileged tests (root): real namespaces, programs and traffic
 vmtests: setup
-	$(CARGO) build -p sluice-agent -p sluice-cni
+	$(CARGO) build $(WORKSPACE)
 	$(CARGO) test -p sluice-vmtests
 
-## test: everything CI checks
-test: lint unit vmtests
+## test: everything CI checks: lint, then every test crate (the unit suites
+## and the privileged vmtests) in one cargo run, so one build serves them all
+test: lint
+	$(CARGO) build $(WORKSPACE)
+	$(CARGO) test $(WORKSPACE)
 
 ## demo: the main job: a local two-node mesh with a 3-tier app, its
 ## connectivity test, then teardown (root)

@@ -78,4 +78,13 @@ if [ "$(id -u)" -eq 0 ] && [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" != "bpf_
     mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf
 fi
 
+# 6. Disk: a clean `make test` build takes about NEED_GIB of target/ (see the
+#    dev profile in Cargo.toml); say so now rather than fail mid-link.
+NEED_GIB=${SLUICE_NEED_DISK_GIB:-8}
+target_dir="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}"
+mkdir -p "$target_dir"
+free_gib=$(( $(df --output=avail -k "$target_dir" | tail -n1) / 1024 / 1024 ))
+log "disk: ${free_gib} GiB free for $target_dir ($(du -sh "$target_dir" 2>/dev/null | cut -f1) used)"
+[ "$free_gib" -ge "$NEED_GIB" ] || log "warning: under ${NEED_GIB} GiB free; a clean build may run out of disk"
+
 log "ready: rustc-web LLVM ${llvm_major}, bpf-linker $BPF_LINKER_VERSION"
