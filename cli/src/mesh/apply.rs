@@ -197,6 +197,11 @@ pub fn delete(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<Vec<String>> 
         for late in super::converge::wait_for_datapath(mesh, &before)? {
             lines.push(format!("warning: agent not caught up after 15 s: {late}"));
         }
+        for missing in super::converge::wait_for_services(mesh)? {
+            lines.push(format!(
+                "warning: agent not serving yet after 15 s: {missing}"
+            ));
+        }
     }
     Ok(lines)
 }

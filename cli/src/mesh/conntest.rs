@@ -11,7 +11,7 @@ use super::{
     context::Mesh,
     get::print_table,
     layout::{INFRA_SERVER_PORT, Layout, OUTSIDE_ADDRESS},
-    manifests::{Manifest, get_at, labels_of, str_at},
+    manifests::{Manifest, get_at, labels_of, selects, str_at},
     pods::{PortSpec, Protocol},
     probe::{Outcome, ProbeResult},
     state::PodState,
@@ -183,21 +183,6 @@ fn labels_of_pod(mesh: &Mesh, pod: &PodState) -> std::collections::BTreeMap<Stri
         })
         .map(|v| labels_of(&v))
         .unwrap_or_default()
-}
-
-/// Whether equality-based `selector` (a YAML mapping) selects `labels`.
-fn selects(
-    selector: Option<&serde_yaml::Value>,
-    labels: &std::collections::BTreeMap<String, String>,
-) -> bool {
-    let Some(serde_yaml::Value::Mapping(selector)) = selector else {
-        return false;
-    };
-    selector.iter().all(|(k, v)| {
-        k.as_str()
-            .and_then(|k| labels.get(k))
-            .is_some_and(|l| Some(l.as_str()) == v.as_str())
-    })
 }
 
 /// Pod → ClusterIP for up to three services whose backends no policy

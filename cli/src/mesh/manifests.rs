@@ -122,6 +122,18 @@ pub fn labels_of(value: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Whether equality-based `selector` (a YAML mapping) selects `labels`.
+pub fn selects(selector: Option<&Value>, labels: &BTreeMap<String, String>) -> bool {
+    let Some(Value::Mapping(selector)) = selector else {
+        return false;
+    };
+    selector.iter().all(|(k, v)| {
+        k.as_str()
+            .and_then(|k| labels.get(k))
+            .is_some_and(|l| Some(l.as_str()) == v.as_str())
+    })
+}
+
 fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
