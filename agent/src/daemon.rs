@@ -182,6 +182,10 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
 async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     let node_net = Arc::new(NodeNet::connect()?);
     let mut datapath = Datapath::load(&config.datapath)?;
+    // Verify the pod program now rather than at the first pod's ADD: the
+    // verifier takes tens of milliseconds, and a program it rejects must
+    // stop the agent, not fail a pod.
+    datapath.from_pod_program()?;
     for iface in &config.interfaces {
         let outcome = datapath.attach_pod_device(iface)?;
         info!(iface, ?outcome, "attached");
@@ -212,6 +216,14 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+    // Leases, endpoints and identity numbers describe this boot's kernel
+    // objects; they live in this boot's directory (see boot_state).
+    let boot_dir = crate::boot_state::prepare(&config.state_dir).with_context(|| {
+        format!(
+            "cannot prepare this boot's state in {}",
+            config.state_dir.display()
+        )
+    })?;
     let on_corrupt = config.on_corrupt_state.into();
     // In a cluster, pod identities are the cluster's SluiceIdentity numbers.
     let mut cluster = match config.source {
@@ -219,16 +231,16 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         _ => None,
     };
     let identities = Arc::new(match &cluster {
-        Some(cluster) => cluster.allocator(&config.state_dir, on_corrupt)?,
-        None => IdentityAllocator::open(config.state_dir.join("identities.json"), on_corrupt)?,
+        Some(cluster) => cluster.allocator(&boot_dir, on_corrupt)?,
+        None => IdentityAllocator::open(boot_dir.join("identities.json"), on_corrupt)?,
     });
     let ipam = Arc::new(Ipam::open(
         pod_cidr(&config).await?,
-        config.state_dir.join("ipam.json"),
+        boot_dir.join("ipam.json"),
         on_corrupt,
     )?);
     let registry = Arc::new(EndpointRegistry::open(
-        config.state_dir.join("endpoints.json"),
+        boot_dir.join("endpoints.json"),
         on_corrupt,
         kernel.clone(),
         identities.clone(),

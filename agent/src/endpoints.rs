@@ -124,7 +124,7 @@ impl EndpointRegistry {
         datapath: Arc<dyn DatapathOps>,
         identities: Arc<IdentityAllocator>,
     ) -> Result<Self, EndpointError> {
-        let file = StateFile::new(path);
+        let file = StateFile::for_this_boot(path);
         let persisted = file.load_or_recover(on_corrupt, |p: PersistedEndpoints| {
             if p.version == STATE_VERSION {
                 Ok(p.endpoints)

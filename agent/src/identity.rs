@@ -243,7 +243,7 @@ impl LocalIdentities {
         range: RangeInclusive<u32>,
     ) -> Result<Self, IdentityError> {
         let range = (*range.start()).max(FIRST_ALLOCATED)..=*range.end();
-        let file = StateFile::new(path);
+        let file = StateFile::for_this_boot(path);
         let restored =
             file.load_or_recover(on_corrupt, |p: PersistedIdentities| restore(p, &range))?;
         let state = restored.unwrap_or_else(|| Identities {

@@ -166,7 +166,7 @@ impl Ipam {
         let broadcast = u32::from(cidr.broadcast());
         let gateway = Ipv4Addr::from(network + 1);
         let (first_pod, last_pod) = (network + 2, broadcast - 1);
-        let file = StateFile::new(path);
+        let file = StateFile::for_this_boot(path);
         let restored = file.load_or_recover(on_corrupt, |p: PersistedIpam| {
             restore(p, cidr, first_pod..=last_pod)
         })?;

@@ -1,8 +1,11 @@
 //! Atomic persistence of small JSON state files (identities, IPAM).
 //!
-//! A write goes to a temporary file beside the target, is fsynced, renamed over
-//! the target, and the directory is fsynced, so a crash at any point leaves
-//! either the old or the new content on disk, never a torn mix. One process
+//! A write goes to a temporary file beside the target and is renamed over the
+//! target, so a crash of the agent at any point leaves either the old or the
+//! new content, never a torn mix. A [`Lifetime::Persistent`] file is also
+//! fsynced (file, then directory) so that it survives a power loss; a
+//! [`Lifetime::ThisBoot`] file is not: it lives in this boot's directory
+//! (see `boot_state`) and is never read after a reboot. One process
 //! owns a state file; writes through one [`StateFile`] must be serialized by
 //! the caller (both users hold a mutex around their state).
 
@@ -45,10 +48,21 @@ pub enum StateFileError {
     },
 }
 
+/// How long a state file's content must last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Across reboots (configuration): fsynced.
+    Persistent,
+    /// Until the kernel restarts (records of veths, netns and pinned maps,
+    /// which a reboot removes): atomic, not fsynced.
+    ThisBoot,
+}
+
 /// A JSON state file written atomically.
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
+    lifetime: Lifetime,
     /// Test hook: stop after the temp file is durable, before the rename, as a
     /// crash there would.
     #[cfg(test)]
@@ -56,9 +70,20 @@ pub struct StateFile {
 }
 
 impl StateFile {
+    /// A file that must survive a reboot.
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_lifetime(path, Lifetime::Persistent)
+    }
+
+    /// A file in this boot's state directory (`boot_state`).
+    pub fn for_this_boot(path: impl Into<PathBuf>) -> Self {
+        Self::with_lifetime(path, Lifetime::ThisBoot)
+    }
+
+    fn with_lifetime(path: impl Into<PathBuf>, lifetime: Lifetime) -> Self {
         Self {
             path: path.into(),
+            lifetime,
             #[cfg(test)]
             crash_before_rename: std::sync::atomic::AtomicBool::new(false),
         }
@@ -152,7 +177,8 @@ impl StateFile {
         self.path.with_file_name(name)
     }
 
-    /// Writes `value` atomically: temp file, fsync, rename, directory fsync.
+    /// Writes `value` atomically: temp file, rename; a persistent file is
+    /// fsynced before the rename and its directory after it.
     pub fn store<T: Serialize>(&self, value: &T) -> Result<(), StateFileError> {
         let bytes = serde_json::to_vec_pretty(value).map_err(|source| StateFileError::Encode {
             path: self.path.clone(),
@@ -178,7 +204,10 @@ impl StateFile {
             .truncate(true)
             .open(&temp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        let durable = self.lifetime == Lifetime::Persistent;
+        if durable {
+            file.sync_all()?;
+        }
         drop(file);
 
         #[cfg(test)]
@@ -192,8 +221,11 @@ impl StateFile {
         }
 
         fs::rename(&temp, &self.path)?;
-        // The rename is only durable once the directory entry is.
-        File::open(dir)?.sync_all()
+        if durable {
+            // The rename is only durable once the directory entry is.
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Test hook: make every following write stop right before the rename.
@@ -237,9 +269,15 @@ mod tests {
 
     #[test]
     fn crash_before_rename_keeps_the_previous_content_and_drops_the_temp_file() {
+        for lifetime in [Lifetime::Persistent, Lifetime::ThisBoot] {
+            crash_before_rename_keeps_the_previous_content(lifetime);
+        }
+    }
+
+    fn crash_before_rename_keeps_the_previous_content(lifetime: Lifetime) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.json");
-        let file = StateFile::new(&path);
+        let file = StateFile::with_lifetime(&path, lifetime);
         file.store(&Sample { items: vec![1] }).expect("first store");
 
         file.simulate_crash_before_rename(true);

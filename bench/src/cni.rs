@@ -318,8 +318,10 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
             "≤ 0.5×",
             fmt_ratio(r),
             r <= 0.5,
-            "the plugin process start and a round trip to the agent, which creates the veth \
-             and attaches a program per pod (netlink work comparable to the bridge plugin's)",
+            "per ADD: the plugin's start (exec of a ~7 MB binary, about 1 ms here), two API \
+             round trips, the veth pair and the pod side's address and routes (netlink in the \
+             pod's namespace), and in the agent a route, a tc filter, an endpoint entry and \
+             two state-file renames (no fsync: state of this boot only)",
         );
     }
     s.json = json!(

@@ -91,6 +91,14 @@ impl AgentSetup {
     pub fn pin_dir(&self) -> PathBuf {
         sluice_agent::datapath::pin_dir(self.pins.path())
     }
+
+    /// One of the agent's state files for the running boot (`ipam.json`,
+    /// `endpoints.json`, ...).
+    pub fn boot_state_file(&self, name: &str) -> PathBuf {
+        sluice_agent::boot_state::dir_for_this_boot(self.state.path())
+            .expect("the kernel's boot id")
+            .join(name)
+    }
 }
 
 /// A running agent; killed on drop.

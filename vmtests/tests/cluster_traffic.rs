@@ -148,7 +148,7 @@ fn pods_reach_each_other_across_nodes_and_the_internet_through_masquerade() {
             .get(a2_ip)
             .is_none()
     );
-    let leases = std::fs::read_to_string(cluster.nodes[0].setup.state.path().join("ipam.json"))
+    let leases = std::fs::read_to_string(cluster.nodes[0].setup.boot_state_file("ipam.json"))
         .expect("IPAM state");
     assert!(
         !leases.contains(&format!("\"{a2_ip}\"")),

@@ -50,7 +50,7 @@ fn endpoint_map(cluster: &Cluster, node: usize) -> Vec<Ipv4Addr> {
 }
 
 fn leases(cluster: &Cluster, node: usize) -> Vec<serde_json::Value> {
-    let path = cluster.nodes[node].setup.state.path().join("ipam.json");
+    let path = cluster.nodes[node].setup.boot_state_file("ipam.json");
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };

@@ -230,7 +230,7 @@ fn containerd_pods_get_addresses_talk_across_nodes_and_are_cleaned_up() {
         assert!(endpoints.is_empty(), "endpoints left: {endpoints:?}");
         let map = EndpointMap::open(&cluster.pin_dir(node)).expect("endpoint map");
         let leases =
-            std::fs::read_to_string(cluster.nodes[node].setup.state.path().join("ipam.json"))
+            std::fs::read_to_string(cluster.nodes[node].setup.boot_state_file("ipam.json"))
                 .expect("IPAM state");
         let state: serde_json::Value = serde_json::from_str(&leases).expect("IPAM JSON");
         assert_eq!(
@@ -327,7 +327,7 @@ fn containerd_runs_sluice_chained_after_bridge_and_host_local() {
     );
     let host_if = endpoint.host_interface.clone();
     let sluice_leases =
-        std::fs::read_to_string(cluster.nodes[0].setup.state.path().join("ipam.json"))
+        std::fs::read_to_string(cluster.nodes[0].setup.boot_state_file("ipam.json"))
             .unwrap_or_default();
     assert!(
         !sluice_leases.contains(&pod.ip.to_string()),
