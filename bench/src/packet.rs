@@ -33,8 +33,8 @@ use sluice_bpf_common::{
     endpoint::EndpointInfo,
     pin::{POLICY_MAP, PROG_FROM_POD},
     policy::{
-        DIRECTION_EGRESS, ENDPOINT_F_ENFORCE_EGRESS, POLICY_PREFIX_FULL_BITS, PolicyData,
-        PolicyEntry, PolicyVerdict,
+        DIRECTION_EGRESS, ENDPOINT_F_ENFORCE_EGRESS, ENDPOINT_F_ENTRIES_EGRESS,
+        POLICY_PREFIX_FULL_BITS, PolicyData, PolicyEntry, PolicyVerdict,
     },
 };
 use sluice_vmtests::{
@@ -142,7 +142,12 @@ impl Rig {
         })?;
         let mut endpoints = EndpointMap::open(datapath.pin_dir())?;
         endpoints.upsert(CLIENT, endpoint(5, 0))?;
-        endpoints.upsert(DENIED, endpoint(6, ENDPOINT_F_ENFORCE_EGRESS))?;
+        // Enforced egress with peer-specific entries (set_policy_entries):
+        // the flags the agent writes for that policy, lookup hints included.
+        endpoints.upsert(
+            DENIED,
+            endpoint(6, ENDPOINT_F_ENFORCE_EGRESS | ENDPOINT_F_ENTRIES_EGRESS),
+        )?;
         let policy_map = MapData::from_pin(datapath.pin_dir().join(POLICY_MAP))?;
         let policy = LpmTrie::try_from(Map::LpmTrie(policy_map))?;
         let lb = LbState::new(LbSettings {
@@ -467,9 +472,10 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
          Paths: *established* = TCP ACK from a local pod to a pod on another node with a CT \
          entry (service lookup miss, CT hit, endpoint lookup miss, to the stack); *denied* = \
          SYN from a pod whose egress is enforced, no matching allow (service miss, CT miss, \
-         ipcache + two POLICY lookups, drop); *service first* = SYN to a ClusterIP with 3 \
-         remote backends (frontend + slot + backend lookups, DNAT, CT miss, policy, CT \
-         create, new-flow event); *service next* = a later packet of that flow (frontend \
+         ipcache + one POLICY lookup: its entries are all for other peers' identities, so \
+         its lookup hints skip the wildcard lookup; drop); *service first* = SYN to a \
+         ClusterIP with 3 remote backends (frontend + slot + backend lookups, DNAT, CT miss, \
+         policy: no entries, so no lookup, CT create, new-flow event); *service next* = a later packet of that flow (frontend \
          lookup, service CT hit, DNAT); *sticky, repeated* = the same packet with repeat, \
          i.e. mostly the DNATed packet on the established path. Filler services: one VIP and \
          one backend each. Nobody drains the event ring in this rig, so event reservations \
@@ -570,8 +576,9 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         "≤ 4×",
         format!("{} (worst row)", fmt_ratio(den)),
         den <= 4.0,
-        "not profiled; the path's work: service and CT misses, ipcache + two POLICY LPM lookups, \
-         drop counters, drop-event rate limiting",
+        "not profiled; the path's work: service and CT misses, ipcache + one POLICY LPM \
+         lookup, drop counters, a drop event (identity lookups of both ends again, rate \
+         limiting)",
     );
     let growth = ratio(largest.established, smallest.established);
     s.goal(

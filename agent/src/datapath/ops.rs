@@ -7,7 +7,7 @@ use anyhow::Context;
 use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
 use sluice_bpf_common::{
     endpoint::EndpointInfo,
-    policy::{ENDPOINT_F_ENFORCE_EGRESS, ENDPOINT_F_ENFORCE_INGRESS},
+    policy::{ENDPOINT_F_ENFORCE_EGRESS, ENDPOINT_F_ENFORCE_INGRESS, ENDPOINT_F_POLICY_BITS},
 };
 
 use super::{Datapath, maps::EndpointMap};
@@ -29,17 +29,27 @@ impl KernelDatapath {
 }
 
 const ENFORCE_BITS: u32 = ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS;
+const HINT_BITS: u32 = ENDPOINT_F_POLICY_BITS & !ENFORCE_BITS;
 
 impl KernelDatapath {
     /// Sets the policy enforcement bits of endpoint `ip` (others kept);
-    /// an endpoint not in the map yet is skipped (its creation keeps 0 and
-    /// the next policy sync sets them).
+    /// an endpoint not in the map yet is skipped (the registry writes an
+    /// endpoint before policy can see it, so policy never targets one).
     pub fn set_enforcement(&self, ip: Ipv4Addr, flags: u32) -> anyhow::Result<()> {
+        self.set_flag_bits(ip, ENFORCE_BITS, flags)
+    }
+
+    /// Sets the policy lookup hints of endpoint `ip` (others kept).
+    pub fn set_lookup_hints(&self, ip: Ipv4Addr, hints: u32) -> anyhow::Result<()> {
+        self.set_flag_bits(ip, HINT_BITS, hints)
+    }
+
+    fn set_flag_bits(&self, ip: Ipv4Addr, mask: u32, bits: u32) -> anyhow::Result<()> {
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
         let Some(mut info) = map.get(ip) else {
             return Ok(());
         };
-        info.flags = (info.flags & !ENFORCE_BITS) | (flags & ENFORCE_BITS);
+        info.flags = (info.flags & !mask) | (bits & mask);
         map.upsert(ip, info)
     }
 }
@@ -76,9 +86,11 @@ impl DatapathOps for KernelDatapath {
 
     fn write_endpoint(&self, ip: Ipv4Addr, mut info: EndpointInfo) -> anyhow::Result<()> {
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
-        // The enforcement bits belong to the policy engine: keep them.
+        // The policy bits (enforcement, lookup hints) belong to the policy
+        // engine: keep them.
         if let Some(existing) = map.get(ip) {
-            info.flags = (info.flags & !ENFORCE_BITS) | (existing.flags & ENFORCE_BITS);
+            info.flags =
+                (info.flags & !ENDPOINT_F_POLICY_BITS) | (existing.flags & ENDPOINT_F_POLICY_BITS);
         }
         map.upsert(ip, info)
     }

@@ -103,4 +103,8 @@ impl PolicyMaps for KernelPolicyMaps {
     fn set_enforcement(&mut self, endpoint: Ipv4Addr, flags: u32) -> anyhow::Result<()> {
         self.endpoints.set_enforcement(endpoint, flags)
     }
+
+    fn set_lookup_hints(&mut self, endpoint: Ipv4Addr, hints: u32) -> anyhow::Result<()> {
+        self.endpoints.set_lookup_hints(endpoint, hints)
+    }
 }

@@ -2,6 +2,8 @@
 //! both states allow.
 //!
 //! Order of the operations [`diff`] returns, and why:
+//! 0. lookup hints an endpoint gains are set first, as the union of old and
+//!    new (a hint only lets the datapath look; it never hides an entry);
 //! 1. enforcement bits that go away are cleared first (the endpoint opens
 //!    before its entries shrink);
 //! 2. new or changed ALLOW entries are written (only widens);
@@ -10,8 +12,10 @@
 //! 4. new or changed DENY entries are written (only narrows, and judges
 //!    addresses by their new identities);
 //! 5. new enforcement bits are set (every entry they rely on exists);
-//! 6. stale policy entries are deleted last: traffic the new state allows
-//!    matches an entry written above (or the ANY lookup), never a deleted one.
+//! 6. stale policy entries are deleted: traffic the new state allows
+//!    matches an entry written above (or the ANY lookup), never a deleted one;
+//! 7. lookup hints the endpoint loses are cleared last, once no entry they
+//!    covered is left.
 //!
 //! Removed ipcache prefixes are deleted in step 3: a delete there is an
 //! identity change for the addresses under it, like an update.
@@ -34,6 +38,11 @@ pub enum MapOp {
     SetEnforcement {
         endpoint: Ipv4Addr,
         flags: u32,
+    },
+    /// Sets the lookup-hint bits of an endpoint's flags (others untouched).
+    SetLookupHints {
+        endpoint: Ipv4Addr,
+        hints: u32,
     },
     UpsertPolicy {
         key: PolicyKey,
@@ -60,6 +69,9 @@ pub trait PolicyMaps {
     /// Sets the `ENDPOINT_F_ENFORCE_*` bits of `endpoint` to those in
     /// `flags`, leaving its other flags alone.
     fn set_enforcement(&mut self, endpoint: Ipv4Addr, flags: u32) -> anyhow::Result<()>;
+    /// Sets the `ENDPOINT_F_ENTRIES_*` / `ENDPOINT_F_WILDCARD_*` bits of
+    /// `endpoint` to those in `hints`, leaving its other flags alone.
+    fn set_lookup_hints(&mut self, endpoint: Ipv4Addr, hints: u32) -> anyhow::Result<()>;
 }
 
 /// Applies `ops` in order; stops at the first failure (the caller retries
@@ -68,6 +80,9 @@ pub fn apply(ops: &[MapOp], maps: &mut impl PolicyMaps) -> anyhow::Result<()> {
     for op in ops {
         match op {
             MapOp::SetEnforcement { endpoint, flags } => maps.set_enforcement(*endpoint, *flags)?,
+            MapOp::SetLookupHints { endpoint, hints } => {
+                maps.set_lookup_hints(*endpoint, *hints)?
+            }
             MapOp::UpsertPolicy { key, entry } => maps.upsert_policy(*key, *entry)?,
             MapOp::RemovePolicy { key } => maps.remove_policy(key)?,
             MapOp::UpsertIpcache { key, entry } => maps.upsert_ipcache(*key, *entry)?,
@@ -80,6 +95,8 @@ pub fn apply(ops: &[MapOp], maps: &mut impl PolicyMaps) -> anyhow::Result<()> {
 /// The operations that turn `old` into `new`, in the safe order above.
 pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<MapOp> {
     let empty = Arc::new(EndpointPolicy::default());
+    let mut widen_hints = Vec::new();
+    let mut narrow_hints = Vec::new();
     let mut clear_flags = Vec::new();
     let mut allows = Vec::new();
     let mut ipcache = Vec::new();
@@ -91,6 +108,19 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<MapOp> {
         let old_ep = old.endpoints.get(ip).unwrap_or(&empty);
         if Arc::ptr_eq(old_ep, new_ep) || old_ep == new_ep {
             continue;
+        }
+        let (old_hints, new_hints) = (old_ep.lookup_hints(), new_ep.lookup_hints());
+        if new_hints & !old_hints != 0 {
+            widen_hints.push(MapOp::SetLookupHints {
+                endpoint: *ip,
+                hints: old_hints | new_hints,
+            });
+        }
+        if old_hints & !new_hints != 0 {
+            narrow_hints.push(MapOp::SetLookupHints {
+                endpoint: *ip,
+                hints: new_hints,
+            });
         }
         let (old_flags, new_flags) = (old_ep.flags & ENFORCE_BITS, new_ep.flags & ENFORCE_BITS);
         if old_flags & !new_flags != 0 {
@@ -151,5 +181,15 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<MapOp> {
         }
     }
 
-    [clear_flags, allows, ipcache, denies, set_flags, stale].concat()
+    [
+        widen_hints,
+        clear_flags,
+        allows,
+        ipcache,
+        denies,
+        set_flags,
+        stale,
+        narrow_hints,
+    ]
+    .concat()
 }

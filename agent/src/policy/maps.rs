@@ -3,7 +3,8 @@
 //!
 //! [`evaluate`] does what the eBPF programs do: resolve the peer address
 //! through the ipcache (longest prefix; no match = `world`), look up the
-//! policy trie twice (the peer's identity, then `ANY_IDENTITY`), each a
+//! policy trie twice (the peer's identity, then `ANY_IDENTITY`; each only
+//! where the endpoint's lookup hints say entries may exist), each a
 //! longest-prefix match over the key bytes exactly as the kernel LPM trie
 //! compares them; a DENY from either wins (an audited deny passes, but is
 //! reported), else an ALLOW from either allows, else the packet is dropped
@@ -12,8 +13,8 @@
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use sluice_bpf_common::policy::{
-    ANY_IDENTITY, ENDPOINT_F_ENFORCE_EGRESS, ENDPOINT_F_ENFORCE_INGRESS, IpcacheEntry, IpcacheKey,
-    POLICY_PREFIX_FULL_BITS, PolicyEntry, PolicyKey, PolicyVerdict,
+    ANY_IDENTITY, IpcacheEntry, IpcacheKey, POLICY_PREFIX_FULL_BITS, PolicyEntry, PolicyKey,
+    PolicyVerdict, direction_flags,
 };
 
 use super::{diff::PolicyMaps, model::Direction};
@@ -24,6 +25,7 @@ pub struct FakeMaps {
     pub policy: HashMap<PolicyKey, PolicyEntry>,
     pub ipcache: HashMap<IpcacheKey, IpcacheEntry>,
     pub enforcement: HashMap<Ipv4Addr, u32>,
+    pub lookup_hints: HashMap<Ipv4Addr, u32>,
 }
 
 impl PolicyMaps for FakeMaps {
@@ -49,6 +51,11 @@ impl PolicyMaps for FakeMaps {
 
     fn set_enforcement(&mut self, endpoint: Ipv4Addr, flags: u32) -> anyhow::Result<()> {
         self.enforcement.insert(endpoint, flags);
+        Ok(())
+    }
+
+    fn set_lookup_hints(&mut self, endpoint: Ipv4Addr, hints: u32) -> anyhow::Result<()> {
+        self.lookup_hints.insert(endpoint, hints);
         Ok(())
     }
 }
@@ -158,9 +165,15 @@ pub fn evaluate(
         proto,
         dport_be: dport.to_be(),
     };
+    let (enforce, entries, wildcard) = direction_flags(direction.to_bpf());
+    let hints = maps.lookup_hints.get(&local_ep).copied().unwrap_or(0);
     let found = [
-        lpm_policy(maps, &key(remote_identity.get())),
-        lpm_policy(maps, &key(ANY_IDENTITY)),
+        (hints & entries != 0)
+            .then(|| lpm_policy(maps, &key(remote_identity.get())))
+            .flatten(),
+        (hints & entries != 0 && hints & wildcard != 0)
+            .then(|| lpm_policy(maps, &key(ANY_IDENTITY)))
+            .flatten(),
     ];
     let with = |verdict: PolicyVerdict, audit: bool| {
         found
@@ -179,11 +192,7 @@ pub fn evaluate(
     {
         Verdict::Allowed { rule: e.rule }
     } else {
-        let flag = match direction {
-            Direction::Ingress => ENDPOINT_F_ENFORCE_INGRESS,
-            Direction::Egress => ENDPOINT_F_ENFORCE_EGRESS,
-        };
-        let enforced = maps.enforcement.get(&local_ep).copied().unwrap_or(0) & flag != 0;
+        let enforced = maps.enforcement.get(&local_ep).copied().unwrap_or(0) & enforce != 0;
         if enforced {
             Verdict::DefaultDenied
         } else {

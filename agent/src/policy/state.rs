@@ -3,7 +3,9 @@
 use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
 
 use ipnet::Ipv4Net;
-use sluice_bpf_common::policy::{IpcacheEntry, IpcacheKey, PolicyEntry, PolicyKey, PolicyVerdict};
+use sluice_bpf_common::policy::{
+    ANY_IDENTITY, IpcacheEntry, IpcacheKey, PolicyEntry, PolicyKey, PolicyVerdict, direction_flags,
+};
 
 use super::{model::RuleRef, ports::PortMatch};
 use crate::identity::NumericIdentity;
@@ -67,6 +69,23 @@ pub struct EndpointPolicy {
     /// `ENDPOINT_F_ENFORCE_INGRESS` / `ENDPOINT_F_ENFORCE_EGRESS`.
     pub flags: u32,
     pub entries: BTreeMap<EntryKey, EntryValue>,
+}
+
+impl EndpointPolicy {
+    /// The `ENDPOINT_F_ENTRIES_*` / `ENDPOINT_F_WILDCARD_*` lookup hints
+    /// these entries need: which lookups the datapath must not skip.
+    pub fn lookup_hints(&self) -> u32 {
+        self.entries.keys().fold(0, |hints, key| {
+            let (_, entries, wildcard) = direction_flags(key.direction);
+            hints
+                | entries
+                | if key.identity == ANY_IDENTITY {
+                    wildcard
+                } else {
+                    0
+                }
+        })
+    }
 }
 
 /// The whole desired state of the policy maps on this node.

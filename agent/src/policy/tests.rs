@@ -524,8 +524,13 @@ fn diffs_widen_then_move_identities_then_narrow_then_delete() {
         &BASE.replace("{app: api}}", "{app: api, v: \"2\"}}"),
         "base",
     );
-    let ops = h.sync();
+    let ops: Vec<MapOp> = h
+        .sync()
+        .into_iter()
+        .filter(|op| !matches!(op, MapOp::SetLookupHints { .. }))
+        .collect();
     let phase = |op: &MapOp| match op {
+        MapOp::SetLookupHints { .. } => unreachable!("filtered out"),
         MapOp::SetEnforcement { .. } => 0,
         MapOp::UpsertPolicy { entry, .. } if entry.verdict == PolicyVerdict::Allow as u8 => 1,
         MapOp::UpsertIpcache { .. } | MapOp::RemoveIpcache { .. } => 2,
@@ -579,7 +584,12 @@ fn enforcement_turns_on_after_entries_and_off_before_removal() {
             .any(|op| matches!(op, MapOp::UpsertPolicy { .. }))
     );
     h.set("", "policies");
-    let off = h.sync();
+    // (Lookup hints have their own order; see the test below.)
+    let off: Vec<MapOp> = h
+        .sync()
+        .into_iter()
+        .filter(|op| !matches!(op, MapOp::SetLookupHints { .. }))
+        .collect();
     assert!(matches!(
         off.first(),
         Some(MapOp::SetEnforcement { flags: 0, .. })
@@ -609,4 +619,93 @@ fn identities_for_remote_pods_are_released_when_unused() {
     );
     assert_eq!(h.allocator.identity_of(&old), None, "released");
     assert_eq!(h.engine.held_identities(), 2);
+}
+
+/// Every POLICY entry of an endpoint is covered by its lookup hints: the
+/// direction's ENTRIES bit, and the WILDCARD bit for ANY_IDENTITY entries.
+fn hints_cover_entries(maps: &FakeMaps) -> Result<(), String> {
+    for key in maps.policy.keys() {
+        let endpoint = Ipv4Addr::from(key.endpoint.to_ne_bytes());
+        let hints = maps.lookup_hints.get(&endpoint).copied().unwrap_or(0);
+        let (_, entries, wildcard) = sluice_bpf_common::policy::direction_flags(key.direction);
+        let needed = entries
+            | if u32::from_be(key.identity_be) == sluice_bpf_common::policy::ANY_IDENTITY {
+                wildcard
+            } else {
+                0
+            };
+        if hints & needed != needed {
+            return Err(format!(
+                "{endpoint}: hints {hints:#b} miss {needed:#b} for {key:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn lookup_hints_cover_every_entry_at_every_step_and_shrink_last() {
+    use sluice_bpf_common::policy::{
+        ENDPOINT_F_ENTRIES_EGRESS, ENDPOINT_F_ENTRIES_INGRESS, ENDPOINT_F_WILDCARD_INGRESS,
+    };
+    let from_api = netpol(
+        "p",
+        "  podSelector: {matchLabels: {app: web}}\n  \
+         ingress: [{from: [{podSelector: {matchLabels: {app: api}}}]}]",
+    );
+    let from_anyone = netpol(
+        "p",
+        "  podSelector: {matchLabels: {app: web}}\n  ingress: [{}]",
+    );
+    // none → a peer-specific allow → an allow for any peer → none
+    let steps = ["", from_api.as_str(), from_anyone.as_str(), ""];
+    let mut h = Harness::new(steps[0]);
+    let mut replay = FakeMaps::default();
+    apply(&diff(&DesiredState::default(), &h.written), &mut replay).expect("apply");
+    let mut hints_seen = Vec::new();
+    for policies in &steps[1..] {
+        let before = h.written.clone();
+        h.set(policies, "policies");
+        h.sync();
+        let ops = diff(&before, &h.written);
+        let mut narrowed = false;
+        for op in &ops {
+            let had = replay.lookup_hints.get(&WEB).copied().unwrap_or(0);
+            apply(std::slice::from_ref(op), &mut replay).expect("apply");
+            hints_cover_entries(&replay).unwrap_or_else(|e| panic!("after {op:?}: {e}"));
+            let has = replay.lookup_hints.get(&WEB).copied().unwrap_or(0);
+            // Narrowing comes after every other write.
+            assert!(
+                !narrowed || matches!(op, MapOp::SetLookupHints { .. }),
+                "{op:?} after a hint was cleared: {ops:?}"
+            );
+            narrowed |= had & !has != 0;
+        }
+        hints_seen.push(replay.lookup_hints.get(&WEB).copied().unwrap_or(0));
+    }
+    assert_eq!(
+        hints_seen,
+        [
+            ENDPOINT_F_ENTRIES_INGRESS,
+            ENDPOINT_F_ENTRIES_INGRESS | ENDPOINT_F_WILDCARD_INGRESS,
+            0
+        ],
+        "web's hints per step"
+    );
+    assert_eq!(
+        replay.lookup_hints.get(&WEB).copied().unwrap_or(0) & ENDPOINT_F_ENTRIES_EGRESS,
+        0
+    );
+    // The fake maps honour the hints the way the datapath does, so every
+    // verdict test above also checks that the hints are right.
+    h.set(&from_api, "policies");
+    h.sync();
+    assert!(h.in_ok(WEB, API, 80));
+    let mut hidden = h.maps.clone();
+    hidden.lookup_hints.clear();
+    assert_eq!(
+        evaluate(&hidden, WEB, API, Direction::Ingress, PROTO_TCP, 80).verdict,
+        Verdict::DefaultDenied,
+        "without hints the allow entry is not looked up"
+    );
 }

@@ -124,6 +124,42 @@ pub struct IpcacheEntry {
 pub const ENDPOINT_F_ENFORCE_INGRESS: u32 = 1 << 0;
 pub const ENDPOINT_F_ENFORCE_EGRESS: u32 = 1 << 1;
 
+/// Lookup hints (in `EndpointInfo::flags`): the POLICY trie holds at least
+/// one entry of this endpoint in that direction (`..._ENTRIES_...`), or at
+/// least one for `ANY_IDENTITY` (`..._WILDCARD_...`). Without the bit the
+/// datapath skips the lookups it would make for them (a miss is certain).
+/// The agent sets a bit before writing the first entry it covers and clears
+/// it only after deleting the last, so a hint never hides an entry.
+pub const ENDPOINT_F_ENTRIES_INGRESS: u32 = 1 << 2;
+pub const ENDPOINT_F_ENTRIES_EGRESS: u32 = 1 << 3;
+pub const ENDPOINT_F_WILDCARD_INGRESS: u32 = 1 << 4;
+pub const ENDPOINT_F_WILDCARD_EGRESS: u32 = 1 << 5;
+
+/// Every bit of `EndpointInfo::flags` the policy engine owns.
+pub const ENDPOINT_F_POLICY_BITS: u32 = ENDPOINT_F_ENFORCE_INGRESS
+    | ENDPOINT_F_ENFORCE_EGRESS
+    | ENDPOINT_F_ENTRIES_INGRESS
+    | ENDPOINT_F_ENTRIES_EGRESS
+    | ENDPOINT_F_WILDCARD_INGRESS
+    | ENDPOINT_F_WILDCARD_EGRESS;
+
+/// The (enforce, entries, wildcard) bits of `direction`.
+pub const fn direction_flags(direction: u8) -> (u32, u32, u32) {
+    if direction == DIRECTION_INGRESS {
+        (
+            ENDPOINT_F_ENFORCE_INGRESS,
+            ENDPOINT_F_ENTRIES_INGRESS,
+            ENDPOINT_F_WILDCARD_INGRESS,
+        )
+    } else {
+        (
+            ENDPOINT_F_ENFORCE_EGRESS,
+            ENDPOINT_F_ENTRIES_EGRESS,
+            ENDPOINT_F_WILDCARD_EGRESS,
+        )
+    }
+}
+
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PolicyKey {}
 #[cfg(feature = "user")]

@@ -1,7 +1,10 @@
 //! Network policy on new flows: the identities of both ends, two LPM
 //! lookups per direction (the peer's identity, then any identity), deny
 //! before allow, default deny where the endpoint enforces policy.
-//! Established flows and replies are let through by conntrack instead.
+//! The endpoint's lookup hints skip what cannot match: no entries in that
+//! direction, no peer identity lookup and no POLICY lookup; no wildcard
+//! entries, no second lookup. Established flows and replies are let
+//! through by conntrack instead.
 
 use aya_ebpf::{btf_maps::lpm_trie::Key, programs::TcContext};
 use sluice_bpf_common::{
@@ -9,8 +12,8 @@ use sluice_bpf_common::{
     events::EventKind,
     metrics::{DropReason, Verdict},
     policy::{
-        ANY_IDENTITY, DIRECTION_EGRESS, DIRECTION_INGRESS, ENDPOINT_F_ENFORCE_EGRESS,
-        ENDPOINT_F_ENFORCE_INGRESS, POLICY_PREFIX_FULL_BITS, PolicyData, PolicyVerdict,
+        ANY_IDENTITY, DIRECTION_EGRESS, DIRECTION_INGRESS, POLICY_PREFIX_FULL_BITS, PolicyData,
+        PolicyVerdict, direction_flags,
     },
 };
 
@@ -66,26 +69,30 @@ fn denied(reason: DropReason, rule: u32) -> Result<u32, DropReason> {
     Err(reason)
 }
 
-/// The policy of local endpoint `endpoint` for a new flow with a peer of
-/// `remote_identity` in `direction`: the allowing rule (0 when no policy
+/// The policy of local endpoint `endpoint` for a new flow with peer
+/// address `peer` in `direction`: the allowing rule (0 when no policy
 /// applies), or why it is dropped.
 #[inline(always)]
 fn check(
     ctx: &TcContext,
     endpoint: u32,
-    remote_identity: u32,
+    peer: u32,
     direction: u8,
     flow: &Flow,
 ) -> Result<u32, DropReason> {
     let Some(ep) = (unsafe { ENDPOINTS.get(EndpointKey { ipv4: endpoint }) }) else {
         return Ok(0);
     };
-    let enforce = if direction == DIRECTION_INGRESS {
-        ENDPOINT_F_ENFORCE_INGRESS
-    } else {
-        ENDPOINT_F_ENFORCE_EGRESS
-    };
+    let (enforce, entries, wildcard) = direction_flags(direction);
     let flags = ep.flags;
+    if flags & entries == 0 {
+        // Nothing could match: the peer's identity does not matter.
+        if flags & enforce != 0 {
+            return denied(DropReason::PolicyDefaultDeny, 0);
+        }
+        return Ok(0);
+    }
+    let remote_identity = identity_of(peer);
     let deny = PolicyVerdict::Deny as u8;
     let allow = PolicyVerdict::Allow as u8;
     let (exact, exact_audit, exact_rule) = lookup(endpoint, remote_identity, direction, flow);
@@ -93,7 +100,11 @@ fn check(
     if exact == deny && exact_audit == 0 {
         return denied(DropReason::PolicyDenied, exact_rule);
     }
-    let (any, any_audit, any_rule) = lookup(endpoint, ANY_IDENTITY, direction, flow);
+    let (any, any_audit, any_rule) = if flags & wildcard != 0 {
+        lookup(endpoint, ANY_IDENTITY, direction, flow)
+    } else {
+        (0, 0, 0)
+    };
     if any == deny && any_audit == 0 {
         return denied(DropReason::PolicyDenied, any_rule);
     }
@@ -120,24 +131,12 @@ fn check(
 /// hairpin translation) for a new flow; the allowing rule.
 #[inline(always)]
 pub fn egress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<u32, DropReason> {
-    check(
-        ctx,
-        source,
-        identity_of(flow.tuple.daddr),
-        DIRECTION_EGRESS,
-        flow,
-    )
+    check(ctx, source, flow.tuple.daddr, DIRECTION_EGRESS, flow)
 }
 
 /// Ingress policy of the local destination of a new flow from `source`;
 /// the allowing rule.
 #[inline(always)]
 pub fn ingress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<u32, DropReason> {
-    check(
-        ctx,
-        flow.tuple.daddr,
-        identity_of(source),
-        DIRECTION_INGRESS,
-        flow,
-    )
+    check(ctx, flow.tuple.daddr, source, DIRECTION_INGRESS, flow)
 }
