@@ -66,7 +66,8 @@ pub struct Tracked {
 /// which the caller checks against policy before [`create`].
 #[inline(always)]
 pub fn observe(flow: &Flow, bytes: u32) -> Option<Tracked> {
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The clock is read only on a hit: a new flow (a miss) reads it once,
+    // when `create` stamps the entry.
     let bytes = u64::from(bytes);
     if let Some(entry) = CT.get_ptr_mut(flow.tuple) {
         let entry = unsafe { &mut *entry };
@@ -78,7 +79,7 @@ pub fn observe(flow: &Flow, bytes: u32) -> Option<Tracked> {
         }
         entry.fwd_packets += 1;
         entry.fwd_bytes += bytes;
-        entry.last_seen_ns = now;
+        entry.last_seen_ns = unsafe { bpf_ktime_get_ns() };
         entry.state = next_state(entry.state, flow, Direction::Original);
         return Some(Tracked {
             direction: Direction::Original,
@@ -90,7 +91,7 @@ pub fn observe(flow: &Flow, bytes: u32) -> Option<Tracked> {
         let entry = unsafe { &mut *entry };
         entry.rev_packets += 1;
         entry.rev_bytes += bytes;
-        entry.last_seen_ns = now;
+        entry.last_seen_ns = unsafe { bpf_ktime_get_ns() };
         entry.state = next_state(entry.state, flow, Direction::Reply);
         return Some(Tracked {
             direction: Direction::Reply,
@@ -102,9 +103,11 @@ pub fn observe(flow: &Flow, bytes: u32) -> Option<Tracked> {
 }
 
 /// Starts tracking a new flow (after policy allowed it); `rev_nat` and
-/// `flags` come from service translation.
+/// `flags` come from service translation. Returns the entry's creation
+/// time, which the new-flow event reuses (a clock read costs about as much
+/// as a map lookup).
 #[inline(always)]
-pub fn create(flow: &Flow, bytes: u32, rev_nat: u16, flags: u8) -> Tracked {
+pub fn create(flow: &Flow, bytes: u32, rev_nat: u16, flags: u8) -> u64 {
     let now = unsafe { bpf_ktime_get_ns() };
     let mut entry = new_entry(flow, now, u64::from(bytes));
     entry.rev_nat = rev_nat;
@@ -112,11 +115,7 @@ pub fn create(flow: &Flow, bytes: u32, rev_nat: u16, flags: u8) -> Tracked {
     // A full LRU map evicts its oldest entry; an error here only means the
     // flow goes untracked for this packet.
     let _ = CT.insert(flow.tuple, entry, BPF_ANY as u64);
-    Tracked {
-        direction: Direction::Original,
-        rev_nat,
-        flags,
-    }
+    now
 }
 
 #[inline(always)]

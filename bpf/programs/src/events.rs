@@ -31,14 +31,22 @@ fn ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ifindex }
 }
 
-/// A new flow let through (`orig` = the frontend for translated flows).
+/// A new flow let through at `time_ns` (`orig` = the frontend for
+/// translated flows).
 #[inline(always)]
-pub fn new_flow(ctx: &TcContext, kind: EventKind, flow: &Flow, orig: (u32, u16), rule: u32) {
+pub fn new_flow(
+    ctx: &TcContext,
+    kind: EventKind,
+    flow: &Flow,
+    orig: (u32, u16),
+    rule: u32,
+    time_ns: u64,
+) {
     let t = &flow.tuple;
     emit(
         ctx,
         FlowEvent {
-            time_ns: unsafe { bpf_ktime_get_ns() },
+            time_ns,
             saddr: t.saddr,
             daddr: t.daddr,
             sport: t.sport,

@@ -79,8 +79,8 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                         rule = ingress_rule;
                     }
                 }
-                conntrack::create(&flow, ctx.len(), translated.0, translated.1);
-                events::new_flow(ctx, flow_kind(translated.0), &flow, frontend, rule);
+                let now = conntrack::create(&flow, ctx.len(), translated.0, translated.1);
+                events::new_flow(ctx, flow_kind(translated.0), &flow, frontend, rule, now);
             }
         }
     }

@@ -75,9 +75,9 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 }
                 None => {
                     let rule = policy::ingress(ctx, ip.saddr, &flow)?;
-                    conntrack::create(&flow, ctx.len(), translated.0, translated.1);
+                    let now = conntrack::create(&flow, ctx.len(), translated.0, translated.1);
                     let kind = crate::from_pod::flow_kind(translated.0);
-                    events::new_flow(ctx, kind, &flow, frontend, rule);
+                    events::new_flow(ctx, kind, &flow, frontend, rule, now);
                 }
             }
         }
@@ -99,13 +99,14 @@ fn to_remote_backend(
     config: &NodeConfig,
 ) -> Result<i32, DropReason> {
     if conntrack::observe(flow, ctx.len()).is_none() {
-        conntrack::create(flow, ctx.len(), translated.0, translated.1);
+        let now = conntrack::create(flow, ctx.len(), translated.0, translated.1);
         events::new_flow(
             ctx,
             crate::from_pod::flow_kind(translated.0),
             flow,
             frontend,
             0,
+            now,
         );
     }
     nat::snat(ctx, ip, flow, config)?;
