@@ -14,7 +14,10 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::{
     datapath::policy_maps::{KernelPolicyMaps, policy_bytes},
     endpoints::EndpointRegistry,
-    policy::{DesiredState, Engine, LocalEndpoint, PolicyInputs, apply, diff},
+    policy::{
+        DesiredState, Engine, LocalEndpoint, PolicyInputs, apply, diff, diff_from_unknown,
+        lookup_hints_of,
+    },
     store::{Object, Store},
 };
 
@@ -109,22 +112,30 @@ impl PolicyController {
         for error in &out.errors {
             tracing::warn!("policy: {error}");
         }
-        let first = inner.state.is_none();
-        let old = inner.state.take().unwrap_or_default();
-        let ops = diff(&old, &out.state);
         // On failure the state stays unknown (`None`): the next sync
         // starts from scratch and prunes.
-        apply(&ops, &mut inner.maps)?;
-        if first {
-            let (policy, ipcache) = keep_sets(&out.state);
-            let pruned = inner.maps.prune(&policy, &ipcache)?;
-            if pruned > 0 {
-                tracing::info!(
-                    pruned,
-                    "removed stale policy entries left by an earlier agent"
-                );
+        let ops = match inner.state.take() {
+            Some(old) => {
+                let ops = diff(&old, &out.state);
+                apply(&ops, &mut inner.maps)?;
+                ops
             }
-        }
+            None => {
+                let ops = diff_from_unknown(&out.state);
+                apply(&ops, &mut inner.maps)?;
+                let (policy, ipcache) = keep_sets(&out.state);
+                let pruned = inner.maps.prune(&policy, &ipcache)?;
+                if pruned > 0 {
+                    tracing::info!(
+                        pruned,
+                        "removed stale policy entries left by an earlier agent"
+                    );
+                }
+                // Only now that no stale entry is left may hints hide lookups.
+                apply(&lookup_hints_of(&out.state), &mut inner.maps)?;
+                ops
+            }
+        };
         tracing::debug!(ops = ops.len(), "policy synced");
         inner.state = Some(out.state);
         crate::memory::release_freed();

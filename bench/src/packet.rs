@@ -34,7 +34,7 @@ use sluice_bpf_common::{
     pin::{POLICY_MAP, PROG_FROM_POD},
     policy::{
         DIRECTION_EGRESS, ENDPOINT_F_ENFORCE_EGRESS, ENDPOINT_F_ENTRIES_EGRESS,
-        POLICY_PREFIX_FULL_BITS, PolicyData, PolicyEntry, PolicyVerdict,
+        ENDPOINT_F_HINTS_VALID, POLICY_PREFIX_FULL_BITS, PolicyData, PolicyEntry, PolicyVerdict,
     },
 };
 use sluice_vmtests::{
@@ -141,12 +141,15 @@ impl Rig {
             maglev_table_size: 0,
         })?;
         let mut endpoints = EndpointMap::open(datapath.pin_dir())?;
-        endpoints.upsert(CLIENT, endpoint(5, 0))?;
-        // Enforced egress with peer-specific entries (set_policy_entries):
-        // the flags the agent writes for that policy, lookup hints included.
+        // The flags the agent writes: no policy (valid hints, no entries);
+        // enforced egress with peer-specific entries (set_policy_entries).
+        endpoints.upsert(CLIENT, endpoint(5, ENDPOINT_F_HINTS_VALID))?;
         endpoints.upsert(
             DENIED,
-            endpoint(6, ENDPOINT_F_ENFORCE_EGRESS | ENDPOINT_F_ENTRIES_EGRESS),
+            endpoint(
+                6,
+                ENDPOINT_F_ENFORCE_EGRESS | ENDPOINT_F_ENTRIES_EGRESS | ENDPOINT_F_HINTS_VALID,
+            ),
         )?;
         let policy_map = MapData::from_pin(datapath.pin_dir().join(POLICY_MAP))?;
         let policy = LpmTrie::try_from(Map::LpmTrie(policy_map))?;

@@ -2,8 +2,9 @@
 //! both states allow.
 //!
 //! Order of the operations [`diff`] returns, and why:
-//! 0. lookup hints an endpoint gains are set first, as the union of old and
-//!    new (a hint only lets the datapath look; it never hides an entry);
+//! 0. lookup hints an endpoint gains (all of them for an endpoint new to
+//!    policy, with `HINTS_VALID`) are set first, as the union of old and new
+//!    (a hint only lets the datapath look; it never hides an entry);
 //! 1. enforcement bits that go away are cleared first (the endpoint opens
 //!    before its entries shrink);
 //! 2. new or changed ALLOW entries are written (only widens);
@@ -92,6 +93,35 @@ pub fn apply(ops: &[MapOp], maps: &mut impl PolicyMaps) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first sync of an agent, when what the maps hold is unknown (an
+/// earlier agent's entries, maybe stale, under hints that may not cover
+/// what this state writes): every endpoint's hints are first marked invalid
+/// (the datapath then makes every lookup), then the diff from nothing is
+/// written. The caller prunes stale entries and then writes
+/// [`lookup_hints_of`] `new`.
+pub fn diff_from_unknown(new: &DesiredState) -> Vec<MapOp> {
+    let invalidate = new.endpoints.keys().map(|ip| MapOp::SetLookupHints {
+        endpoint: *ip,
+        hints: 0,
+    });
+    let writes = diff(&DesiredState::default(), new)
+        .into_iter()
+        .filter(|op| !matches!(op, MapOp::SetLookupHints { .. }));
+    invalidate.chain(writes).collect()
+}
+
+/// Every endpoint's exact lookup hints in `state` (valid).
+pub fn lookup_hints_of(state: &DesiredState) -> Vec<MapOp> {
+    state
+        .endpoints
+        .iter()
+        .map(|(ip, policy)| MapOp::SetLookupHints {
+            endpoint: *ip,
+            hints: policy.lookup_hints(),
+        })
+        .collect()
+}
+
 /// The operations that turn `old` into `new`, in the safe order above.
 pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<MapOp> {
     let empty = Arc::new(EndpointPolicy::default());
@@ -105,12 +135,15 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<MapOp> {
     let mut stale = Vec::new();
 
     for (ip, new_ep) in &new.endpoints {
+        let known = old.endpoints.contains_key(ip);
         let old_ep = old.endpoints.get(ip).unwrap_or(&empty);
-        if Arc::ptr_eq(old_ep, new_ep) || old_ep == new_ep {
+        if known && (Arc::ptr_eq(old_ep, new_ep) || old_ep == new_ep) {
             continue;
         }
         let (old_hints, new_hints) = (old_ep.lookup_hints(), new_ep.lookup_hints());
-        if new_hints & !old_hints != 0 {
+        // An endpoint new to policy gets its hints (at least HINTS_VALID)
+        // whatever they are: until then the datapath makes every lookup.
+        if new_hints & !old_hints != 0 || !known {
             widen_hints.push(MapOp::SetLookupHints {
                 endpoint: *ip,
                 hints: old_hints | new_hints,
@@ -142,7 +175,7 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<MapOp> {
                 PolicyVerdict::Deny => denies.push(op),
             }
         }
-        if new_flags & !old_flags != 0 || (!old.endpoints.contains_key(ip) && new_flags != 0) {
+        if new_flags & !old_flags != 0 || (!known && new_flags != 0) {
             set_flags.push(MapOp::SetEnforcement {
                 endpoint: *ip,
                 flags: new_flags,

@@ -14,7 +14,7 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 use sluice_bpf_common::policy::{
     ANY_IDENTITY, IpcacheEntry, IpcacheKey, POLICY_PREFIX_FULL_BITS, PolicyEntry, PolicyKey,
-    PolicyVerdict, direction_flags,
+    PolicyVerdict, direction_flags, may_have_entries, may_have_wildcard,
 };
 
 use super::{diff::PolicyMaps, model::Direction};
@@ -167,11 +167,11 @@ pub fn evaluate(
     };
     let (enforce, entries, wildcard) = direction_flags(direction.to_bpf());
     let hints = maps.lookup_hints.get(&local_ep).copied().unwrap_or(0);
+    let look = may_have_entries(hints, entries);
     let found = [
-        (hints & entries != 0)
-            .then(|| lpm_policy(maps, &key(remote_identity.get())))
+        look.then(|| lpm_policy(maps, &key(remote_identity.get())))
             .flatten(),
-        (hints & entries != 0 && hints & wildcard != 0)
+        (look && may_have_wildcard(hints, wildcard))
             .then(|| lpm_policy(maps, &key(ANY_IDENTITY)))
             .flatten(),
     ];

@@ -19,7 +19,7 @@ mod state;
 mod universe;
 
 pub use compile::{CompileOutput, Engine};
-pub use diff::{MapOp, PolicyMaps, apply, diff};
+pub use diff::{MapOp, PolicyMaps, apply, diff, diff_from_unknown, lookup_hints_of};
 pub use inputs::{LocalEndpoint, PolicyInputs};
 pub use maps::{Decision, FakeMaps, Verdict, evaluate, lookup_identity};
 pub use model::{Direction, PolicyKind, PolicyRef, RuleRef, RuleSection};

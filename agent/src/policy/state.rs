@@ -4,7 +4,8 @@ use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
 
 use ipnet::Ipv4Net;
 use sluice_bpf_common::policy::{
-    ANY_IDENTITY, IpcacheEntry, IpcacheKey, PolicyEntry, PolicyKey, PolicyVerdict, direction_flags,
+    ANY_IDENTITY, ENDPOINT_F_HINTS_VALID, IpcacheEntry, IpcacheKey, PolicyEntry, PolicyKey,
+    PolicyVerdict, direction_flags,
 };
 
 use super::{model::RuleRef, ports::PortMatch};
@@ -73,18 +74,21 @@ pub struct EndpointPolicy {
 
 impl EndpointPolicy {
     /// The `ENDPOINT_F_ENTRIES_*` / `ENDPOINT_F_WILDCARD_*` lookup hints
-    /// these entries need: which lookups the datapath must not skip.
+    /// these entries need (which lookups the datapath must not skip), with
+    /// `ENDPOINT_F_HINTS_VALID`.
     pub fn lookup_hints(&self) -> u32 {
-        self.entries.keys().fold(0, |hints, key| {
-            let (_, entries, wildcard) = direction_flags(key.direction);
-            hints
-                | entries
-                | if key.identity == ANY_IDENTITY {
-                    wildcard
-                } else {
-                    0
-                }
-        })
+        self.entries
+            .keys()
+            .fold(ENDPOINT_F_HINTS_VALID, |hints, key| {
+                let (_, entries, wildcard) = direction_flags(key.direction);
+                hints
+                    | entries
+                    | if key.identity == ANY_IDENTITY {
+                        wildcard
+                    } else {
+                        0
+                    }
+            })
     }
 }
 

@@ -622,11 +622,16 @@ fn identities_for_remote_pods_are_released_when_unused() {
 }
 
 /// Every POLICY entry of an endpoint is covered by its lookup hints: the
-/// direction's ENTRIES bit, and the WILDCARD bit for ANY_IDENTITY entries.
+/// direction's ENTRIES bit, and the WILDCARD bit for ANY_IDENTITY entries
+/// (or the hints are not marked valid, so the datapath makes every lookup).
 fn hints_cover_entries(maps: &FakeMaps) -> Result<(), String> {
+    use sluice_bpf_common::policy::ENDPOINT_F_HINTS_VALID;
     for key in maps.policy.keys() {
         let endpoint = Ipv4Addr::from(key.endpoint.to_ne_bytes());
         let hints = maps.lookup_hints.get(&endpoint).copied().unwrap_or(0);
+        if hints & ENDPOINT_F_HINTS_VALID == 0 {
+            continue;
+        }
         let (_, entries, wildcard) = sluice_bpf_common::policy::direction_flags(key.direction);
         let needed = entries
             | if u32::from_be(key.identity_be) == sluice_bpf_common::policy::ANY_IDENTITY {
@@ -646,7 +651,8 @@ fn hints_cover_entries(maps: &FakeMaps) -> Result<(), String> {
 #[test]
 fn lookup_hints_cover_every_entry_at_every_step_and_shrink_last() {
     use sluice_bpf_common::policy::{
-        ENDPOINT_F_ENTRIES_EGRESS, ENDPOINT_F_ENTRIES_INGRESS, ENDPOINT_F_WILDCARD_INGRESS,
+        ENDPOINT_F_ENTRIES_EGRESS, ENDPOINT_F_ENTRIES_INGRESS, ENDPOINT_F_HINTS_VALID,
+        ENDPOINT_F_WILDCARD_INGRESS,
     };
     let from_api = netpol(
         "p",
@@ -660,6 +666,8 @@ fn lookup_hints_cover_every_entry_at_every_step_and_shrink_last() {
     // none → a peer-specific allow → an allow for any peer → none
     let steps = ["", from_api.as_str(), from_anyone.as_str(), ""];
     let mut h = Harness::new(steps[0]);
+    // Every endpoint policy knows gets valid hints, even without entries.
+    assert_eq!(h.maps.lookup_hints.get(&WEB), Some(&ENDPOINT_F_HINTS_VALID));
     let mut replay = FakeMaps::default();
     apply(&diff(&DesiredState::default(), &h.written), &mut replay).expect("apply");
     let mut hints_seen = Vec::new();
@@ -686,9 +694,9 @@ fn lookup_hints_cover_every_entry_at_every_step_and_shrink_last() {
     assert_eq!(
         hints_seen,
         [
-            ENDPOINT_F_ENTRIES_INGRESS,
-            ENDPOINT_F_ENTRIES_INGRESS | ENDPOINT_F_WILDCARD_INGRESS,
-            0
+            ENDPOINT_F_HINTS_VALID | ENDPOINT_F_ENTRIES_INGRESS,
+            ENDPOINT_F_HINTS_VALID | ENDPOINT_F_ENTRIES_INGRESS | ENDPOINT_F_WILDCARD_INGRESS,
+            ENDPOINT_F_HINTS_VALID
         ],
         "web's hints per step"
     );
@@ -702,10 +710,72 @@ fn lookup_hints_cover_every_entry_at_every_step_and_shrink_last() {
     h.sync();
     assert!(h.in_ok(WEB, API, 80));
     let mut hidden = h.maps.clone();
-    hidden.lookup_hints.clear();
+    hidden.lookup_hints.insert(WEB, ENDPOINT_F_HINTS_VALID);
     assert_eq!(
         evaluate(&hidden, WEB, API, Direction::Ingress, PROTO_TCP, 80).verdict,
         Verdict::DefaultDenied,
-        "without hints the allow entry is not looked up"
+        "with hints that deny entries exist, the allow entry is not looked up"
+    );
+    // Hints not (yet) marked valid, as an agent without hints left them:
+    // every lookup is made.
+    hidden.lookup_hints.clear();
+    assert!(
+        evaluate(&hidden, WEB, API, Direction::Ingress, PROTO_TCP, 80)
+            .verdict
+            .passes()
+    );
+}
+
+#[test]
+fn a_first_sync_over_an_earlier_agents_maps_looks_everywhere_until_stale_entries_are_gone() {
+    use sluice_bpf_common::policy::{
+        ENDPOINT_F_ENTRIES_INGRESS, ENDPOINT_F_HINTS_VALID, ENDPOINT_F_WILDCARD_INGRESS,
+    };
+    // The earlier agent allowed web's ingress from anyone (a wildcard
+    // entry); while it was down the policy changed to "from api only".
+    let earlier = Harness::new(&netpol(
+        "p",
+        "  podSelector: {matchLabels: {app: web}}\n  ingress: [{}]",
+    ));
+    let mut maps = earlier.maps.clone();
+    assert_eq!(
+        maps.lookup_hints[&WEB],
+        ENDPOINT_F_HINTS_VALID | ENDPOINT_F_ENTRIES_INGRESS | ENDPOINT_F_WILDCARD_INGRESS
+    );
+    let now = Harness::new(&netpol(
+        "p",
+        "  podSelector: {matchLabels: {app: web}}\n  \
+         ingress: [{from: [{podSelector: {matchLabels: {app: api}}}]}]",
+    ));
+    let ops = diff_from_unknown(&now.written);
+    assert!(
+        matches!(ops.first(), Some(MapOp::SetLookupHints { hints: 0, .. })),
+        "{ops:?}"
+    );
+    for op in &ops {
+        apply(std::slice::from_ref(op), &mut maps).expect("apply");
+        hints_cover_entries(&maps).unwrap_or_else(|e| panic!("after {op:?}: {e}"));
+        // api → web is allowed before and after: never dropped meanwhile.
+        assert!(
+            evaluate(&maps, WEB, API, Direction::Ingress, PROTO_TCP, 80)
+                .verdict
+                .passes(),
+            "after {op:?}"
+        );
+    }
+    // The controller prunes what the new state does not keep, then writes
+    // the exact hints.
+    let keep: std::collections::HashSet<_> = now.maps.policy.keys().copied().collect();
+    maps.policy.retain(|key, _| keep.contains(key));
+    apply(&lookup_hints_of(&now.written), &mut maps).expect("apply");
+    hints_cover_entries(&maps).expect("covered");
+    assert_eq!(
+        maps.lookup_hints[&WEB],
+        ENDPOINT_F_HINTS_VALID | ENDPOINT_F_ENTRIES_INGRESS
+    );
+    assert!(
+        evaluate(&maps, WEB, API, Direction::Ingress, PROTO_TCP, 80)
+            .verdict
+            .passes()
     );
 }

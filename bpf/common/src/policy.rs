@@ -134,6 +134,10 @@ pub const ENDPOINT_F_ENTRIES_INGRESS: u32 = 1 << 2;
 pub const ENDPOINT_F_ENTRIES_EGRESS: u32 = 1 << 3;
 pub const ENDPOINT_F_WILDCARD_INGRESS: u32 = 1 << 4;
 pub const ENDPOINT_F_WILDCARD_EGRESS: u32 = 1 << 5;
+/// The hint bits above are meaningful. Without it (an entry written before
+/// the policy engine first saw the endpoint, or by an agent that predates
+/// hints) the datapath makes every lookup.
+pub const ENDPOINT_F_HINTS_VALID: u32 = 1 << 6;
 
 /// Every bit of `EndpointInfo::flags` the policy engine owns.
 pub const ENDPOINT_F_POLICY_BITS: u32 = ENDPOINT_F_ENFORCE_INGRESS
@@ -141,7 +145,20 @@ pub const ENDPOINT_F_POLICY_BITS: u32 = ENDPOINT_F_ENFORCE_INGRESS
     | ENDPOINT_F_ENTRIES_INGRESS
     | ENDPOINT_F_ENTRIES_EGRESS
     | ENDPOINT_F_WILDCARD_INGRESS
-    | ENDPOINT_F_WILDCARD_EGRESS;
+    | ENDPOINT_F_WILDCARD_EGRESS
+    | ENDPOINT_F_HINTS_VALID;
+
+/// Whether endpoint `flags` may have POLICY entries in the direction whose
+/// `entries` bit is given.
+pub const fn may_have_entries(flags: u32, entries: u32) -> bool {
+    flags & ENDPOINT_F_HINTS_VALID == 0 || flags & entries != 0
+}
+
+/// Whether endpoint `flags` may have `ANY_IDENTITY` entries in the
+/// direction whose `wildcard` bit is given.
+pub const fn may_have_wildcard(flags: u32, wildcard: u32) -> bool {
+    flags & ENDPOINT_F_HINTS_VALID == 0 || flags & wildcard != 0
+}
 
 /// The (enforce, entries, wildcard) bits of `direction`.
 pub const fn direction_flags(direction: u8) -> (u32, u32, u32) {

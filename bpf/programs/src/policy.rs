@@ -15,7 +15,7 @@ use sluice_bpf_common::{
     metrics::{DropReason, Verdict},
     policy::{
         ANY_IDENTITY, DIRECTION_EGRESS, DIRECTION_INGRESS, POLICY_PREFIX_FULL_BITS, PolicyData,
-        PolicyVerdict, direction_flags,
+        PolicyVerdict, direction_flags, may_have_entries, may_have_wildcard,
     },
 };
 
@@ -87,7 +87,7 @@ fn check(
     };
     let (enforce, entries, wildcard) = direction_flags(direction);
     let flags = ep.flags;
-    if flags & entries == 0 {
+    if !may_have_entries(flags, entries) {
         // Nothing could match: the peer's identity does not matter.
         if flags & enforce != 0 {
             return denied(DropReason::PolicyDefaultDeny, 0);
@@ -102,7 +102,7 @@ fn check(
     if exact == deny && exact_audit == 0 {
         return denied(DropReason::PolicyDenied, exact_rule);
     }
-    let (any, any_audit, any_rule) = if flags & wildcard != 0 {
+    let (any, any_audit, any_rule) = if may_have_wildcard(flags, wildcard) {
         lookup(endpoint, ANY_IDENTITY, direction, flow)
     } else {
         (0, 0, 0)
