@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod netns;
 pub mod node_net;
 pub mod node_routes;
+pub mod pod_ports;
 pub mod policy;
 pub mod policy_controller;
 pub mod prefilter;

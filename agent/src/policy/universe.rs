@@ -129,18 +129,7 @@ pub fn cidr_labels(net: &Ipv4Net) -> SecurityLabels {
 }
 
 fn named_ports(pod: &Pod) -> BTreeSet<NamedPort> {
-    let spec = pod.spec.as_ref();
-    let containers = spec
-        .map(|s| s.containers.iter())
-        .into_iter()
-        .flatten()
-        .chain(
-            spec.and_then(|s| s.init_containers.as_ref())
-                .into_iter()
-                .flatten(),
-        );
-    containers
-        .flat_map(|c| c.ports.iter().flatten())
+    crate::pod_ports::container_ports(pod)
         .filter_map(|p| {
             let name = p.name.clone()?;
             let proto = protocol_number(p.protocol.as_deref())?;

@@ -77,18 +77,7 @@ pub fn desired(
 
 /// The named container ports of `pod`, sorted.
 pub fn named_ports(pod: &Pod) -> Vec<EndpointNamedPort> {
-    let spec = pod.spec.as_ref();
-    let containers = spec
-        .map(|s| s.containers.iter())
-        .into_iter()
-        .flatten()
-        .chain(
-            spec.and_then(|s| s.init_containers.as_ref())
-                .into_iter()
-                .flatten(),
-        );
-    let mut ports: Vec<EndpointNamedPort> = containers
-        .flat_map(|c| c.ports.iter().flatten())
+    let mut ports: Vec<EndpointNamedPort> = crate::pod_ports::container_ports(pod)
         .filter_map(|p| {
             Some(EndpointNamedPort {
                 name: p.name.clone()?,
