@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_vmtests::{netns::NetNs, topology, unique_suffix, workload::in_netns};
+use sluice_vmtests::{cluster, netns::NetNs, topology, unique_suffix, workload::in_netns};
 
 /// Directory of Debian's CNI plugins.
 pub const CNI_DIR: &str = "/usr/lib/cni";
@@ -31,21 +31,7 @@ impl Underlay {
     /// Plugs `node` in as its `eth0` with `ip/24`.
     pub fn plug(&self, node: &NetNs, ip: Ipv4Addr) {
         let port = format!("u{}", unique_suffix());
-        self.ns.ip(&[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            node.name(),
-        ]);
-        self.ns.ip(&["link", "set", &port, "master", "br0", "up"]);
-        node.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-        node.ip(&["link", "set", "eth0", "up"]);
+        cluster::attach_to_underlay(&self.ns, node, &port, ip);
     }
 }
 

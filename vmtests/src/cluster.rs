@@ -238,8 +238,9 @@ impl Cluster {
     }
 }
 
-/// Plugs `ns` into the underlay bridge as `eth0` with `ip/24`.
-fn attach_to_underlay(underlay: &NetNs, ns: &NetNs, port: &str, ip: Ipv4Addr) {
+/// Plugs `ns` into the underlay bridge (`br0` in `underlay`) as `eth0`
+/// with `ip/24`; `port` names the bridge side.
+pub fn attach_to_underlay(underlay: &NetNs, ns: &NetNs, port: &str, ip: Ipv4Addr) {
     underlay.ip(&[
         "link",
         "add",

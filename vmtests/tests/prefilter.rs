@@ -19,7 +19,7 @@ use sluice_api::agent::v1 as pb;
 use sluice_bpf_common::metrics::DropReason;
 use sluice_vmtests::{
     agent::{AgentProcess, PinRoot, agent_command, workspace_binary},
-    cluster::Cluster,
+    cluster::{Cluster, attach_to_underlay},
     eventually,
     netns::NetNs,
     packet::{Ipv4Flow, arp_request},
@@ -203,23 +203,7 @@ fn verdicts_on_crafted_frames_and_the_drop_counter() {
 fn outside_host(cluster: &Cluster, ip: Ipv4Addr) -> NetNs {
     let ns = NetNs::new(&format!("slt-out-{}", unique_suffix()));
     let port = format!("o{}", ip.octets()[3]);
-    cluster.underlay.ip(&[
-        "link",
-        "add",
-        &port,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        ns.name(),
-    ]);
-    cluster
-        .underlay
-        .ip(&["link", "set", &port, "master", "br0", "up"]);
-    ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-    ns.ip(&["link", "set", "eth0", "up"]);
+    attach_to_underlay(&cluster.underlay, &ns, &port, ip);
     ns
 }
 
