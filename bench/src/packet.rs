@@ -13,9 +13,8 @@
 use std::{collections::BTreeMap, fmt::Write as _, net::Ipv4Addr};
 
 use aya::{
-    TestRun,
     maps::{LpmTrie, Map, MapData, lpm_trie::Key},
-    programs::{SchedClassifier, TestRunOptions},
+    programs::SchedClassifier,
 };
 use serde_json::json;
 use sluice_agent::{
@@ -40,7 +39,7 @@ use sluice_bpf_common::{
 use sluice_vmtests::{
     agent::PinRoot,
     packet::{Ipv4Flow, TcpFlags, arp_request},
-    test_run::{TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS},
+    test_run::{TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, run_timed},
 };
 
 use crate::{
@@ -254,20 +253,9 @@ impl Rig {
         let program = self.datapath.prefilter_program().expect("prefilter");
         let samples: Vec<f64> = (0..runs)
             .map(|_| {
-                let mut out = vec![0u8; packet.len() + 256];
-                let result = program
-                    .test_run(TestRunOptions {
-                        data_in: Some(packet),
-                        data_out: Some(&mut out),
-                        repeat,
-                        ..TestRunOptions::new()
-                    })
-                    .expect("BPF_PROG_TEST_RUN");
-                assert_eq!(
-                    result.return_value, expected,
-                    "the prefilter's verdict changed"
-                );
-                result.duration.as_nanos() as f64
+                let (verdict, duration) = run_timed(program, packet, repeat);
+                assert_eq!(verdict, expected, "the prefilter's verdict changed");
+                duration.as_nanos() as f64
             })
             .collect();
         median(&samples)
@@ -279,20 +267,8 @@ impl Rig {
 
     /// (verdict, mean ns per run) of `repeat` runs on `packet`.
     fn run(&mut self, packet: &[u8], repeat: u32) -> (i32, f64) {
-        let mut out = vec![0u8; packet.len() + 256];
-        let result = self
-            .pod_program()
-            .test_run(TestRunOptions {
-                data_in: Some(packet),
-                data_out: Some(&mut out),
-                repeat,
-                ..TestRunOptions::new()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        (
-            result.return_value as i32,
-            result.duration.as_nanos() as f64,
-        )
+        let (verdict, duration) = run_timed(self.pod_program(), packet, repeat);
+        (verdict as i32, duration.as_nanos() as f64)
     }
 
     /// Median over `runs` of the mean ns/packet of `repeat` runs; checks

@@ -6,9 +6,9 @@ use aya::{
     programs::{SchedClassifier, TestRunOptions, Xdp},
 };
 
-/// Runs `program` once on `packet`: its return value and the packet it
-/// wrote back.
-fn run_once<P>(program: &P, packet: &[u8]) -> (u32, Vec<u8>)
+/// Runs `program` `repeat` times on `packet`: the kernel's result and the
+/// packet the last run wrote back.
+fn run<P>(program: &P, packet: &[u8], repeat: u32) -> (TestRunResult, Vec<u8>)
 where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
 {
@@ -18,12 +18,32 @@ where
         .test_run(TestRunOptions {
             data_in: Some(packet),
             data_out: Some(&mut out),
-            repeat: 1,
+            repeat,
             ..TestRunOptions::new()
         })
         .expect("BPF_PROG_TEST_RUN");
     out.truncate(result.data_size_out as usize);
+    (result, out)
+}
+
+/// Runs `program` once on `packet`: its return value and the packet it
+/// wrote back.
+fn run_once<P>(program: &P, packet: &[u8]) -> (u32, Vec<u8>)
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let (result, out) = run(program, packet, 1);
     (result.return_value, out)
+}
+
+/// Runs `program` `repeat` times on `packet` (the benchmarks): its return
+/// value and the kernel's mean time per run.
+pub fn run_timed<P>(program: &P, packet: &[u8], repeat: u32) -> (u32, std::time::Duration)
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let (result, _) = run(program, packet, repeat);
+    (result.return_value, result.duration)
 }
 
 /// tc verdicts as the kernel defines them (include/uapi/linux/pkt_cls.h).
