@@ -2,9 +2,10 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
-# Every cargo call below selects the same packages: cargo unifies dependency
-# features per invocation, so `-p a -p b` after `--workspace` compiles the whole
-# dependency graph a second time (time and gigabytes of disk).
+# The debug-build cargo calls below select the same packages: cargo unifies
+# dependency features per invocation, so `-p a -p b` after `--workspace`
+# compiles the whole dependency graph a second time (time and gigabytes of
+# disk). `make vmtests` alone still runs `-p sluice-vmtests`.
 WORKSPACE := --workspace --exclude sluice-bpf
 # CI builds once from a clean clone: incremental caches only cost disk there.
 ifeq ($(CI),true)
@@ -19,7 +20,7 @@ setup:
 
 ## build: every userspace binary, with the eBPF object embedded in the agent
 build: setup
-	$(CARGO) build
+	$(CARGO) build $(WORKSPACE)
 
 ## fmt: format the workspace
 fmt:
@@ -53,7 +54,7 @@ test: lint
 ## demo: the main job: a local two-node mesh with a 3-tier app, its
 ## connectivity test, then teardown (root)
 demo: setup
-	$(CARGO) build
+	$(CARGO) build $(WORKSPACE)
 	scripts/demo.sh
 
 ## bench: benchmarks, written to BENCHMARKS.md
