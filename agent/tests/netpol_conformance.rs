@@ -197,9 +197,13 @@ impl Cluster {
         }
     }
 
+    /// Admits the object as an API server would (the product's defaults,
+    /// e.g. `kubernetes.io/metadata.name` on Namespaces), then stores it.
     fn apply(&self, object: impl Into<sluice_agent::store::Object>) {
+        let mut object = object.into();
+        sluice_agent::apiserver::apply_defaults(&mut object);
         self.store
-            .apply(&self.scope, object.into())
+            .apply(&self.scope, object)
             .expect("store accepts object");
     }
 

@@ -28,7 +28,10 @@ use notify::{
 use serde::Deserialize;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::store::{InvalidObject, Kind, Object, ObjectKey, ReplaceSummary, Scope, Store};
+use crate::{
+    apiserver,
+    store::{InvalidObject, Kind, Object, ObjectKey, ReplaceSummary, Scope, Store},
+};
 
 /// How long the directory must be quiet before a rescan: an editor's save or
 /// `kubectl`-style rename-into-place is several events within a few
@@ -141,6 +144,7 @@ fn parse_document(
         object.metadata_mut().namespace = Some(DEFAULT_NAMESPACE.to_owned());
     }
     object.key().map_err(ManifestProblem::Invalid)?;
+    apiserver::apply_defaults(&mut object);
     Ok(Some(object))
 }
 
@@ -570,6 +574,23 @@ spec:
             .expect("ports")[0]
             .port;
         assert_eq!(port, 80);
+    }
+
+    #[test]
+    fn namespaces_get_the_name_label_an_api_server_sets() {
+        let objects = parse_manifests(Path::new("shop.yaml"), SHOP).expect("valid manifests");
+        let store = Store::default();
+        store
+            .replace_all(&Scope::new("t"), objects)
+            .expect("store accepts parsed objects");
+        let labels = store.namespace_labels("shop").expect("namespace shop");
+        assert_eq!(
+            labels
+                .get("kubernetes.io/metadata.name")
+                .map(String::as_str),
+            Some("shop")
+        );
+        assert_eq!(labels.get("team").map(String::as_str), Some("red"));
     }
 
     #[test]
