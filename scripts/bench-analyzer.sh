@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-output="$(cargo run --quiet --release -p sluice-control --example bench_analyze)"
+output="$(cargo run --quiet --release -p sluice-analyzer --example bench_analyze)"
 echo "$output"
 
 field() { echo "$output" | sed -n "s/^$1: //p"; }
@@ -21,7 +21,7 @@ rss="$(field peak_rss_mib)"
 section="$(cat <<MD
 ## Analyzer
 
-\`scripts/bench-analyzer.sh\` (release build of \`control/examples/bench_analyze.rs\`):
+\`scripts/bench-analyzer.sh\` (release build of \`control/analyzer/examples/bench_analyze.rs\`):
 generated manifests (${resources/ in / resources in }; namespaces with injection labels, Sidecars,
 default-deny and DNS NetworkPolicies; per app a Deployment, two Pods, a Service,
 a VirtualService, a DestinationRule, a NetworkPolicy and an AuthorizationPolicy;

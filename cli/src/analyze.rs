@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
-use sluice_control::{
+use sluice_analyzer::{
     analyzers,
     context::{ClusterSettings, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR},
     engine::{self, DEFAULT_ISTIO_NAMESPACE, Options, Suppression},

@@ -4,11 +4,11 @@
 //! AuthorizationPolicies), then parses and analyzes them with every analyzer.
 //!
 //! Prints wall time for parsing and analysis and the peak RSS (VmHWM).
-//! Run in release mode: `cargo run --release -p sluice-control --example bench_analyze`.
+//! Run in release mode: `cargo run --release -p sluice-analyzer --example bench_analyze`.
 
 use std::{fmt::Write as _, fs, time::Instant};
 
-use sluice_control::{
+use sluice_analyzer::{
     engine::{self, Options},
     resource::Loaded,
     snapshot::Snapshot,
@@ -157,7 +157,7 @@ fn main() {
     println!("messages: {}", messages.len());
     // BENCH_PER_ANALYZER=1 prints each analyzer's own time, to find hot spots.
     if std::env::var("BENCH_PER_ANALYZER").is_ok() {
-        for analyzer in sluice_control::analyzers::ALL {
+        for analyzer in sluice_analyzer::analyzers::ALL {
             let options = Options {
                 analyzers: vec![analyzer.name.to_string()],
                 ..Options::default()

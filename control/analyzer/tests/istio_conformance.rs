@@ -12,7 +12,7 @@ use std::{
 };
 
 use serde_json::Value;
-use sluice_control::{
+use sluice_analyzer::{
     engine::{self, Options},
     mesh::MeshDoc,
     resource::Loaded,
@@ -23,7 +23,7 @@ use sluice_control::{
 const MIN_PASSING: usize = 82;
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/istio-analyze")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/istio-analyze")
 }
 
 fn read(path: &Path) -> String {

@@ -1,7 +1,7 @@
 //! Sluice's own analyzers (`SLC0xxx`): a positive and a negative case each,
 //! run through the same engine entry point as `sluice analyze --analyzers`.
 
-use sluice_control::{
+use sluice_analyzer::{
     engine::{self, Options},
     resource::Loaded,
     snapshot::Snapshot,
