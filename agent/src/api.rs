@@ -28,7 +28,7 @@ use crate::{
     node_net::NodeNet,
     policy_controller::PolicyController,
     store::Store,
-    trace,
+    trace, trace_peers,
 };
 
 /// The gateway every pod routes through: a link-local address that the
@@ -142,27 +142,34 @@ impl AgentService {
         })
     }
 
-    /// An endpoint given as "namespace/name" (this node's, or any pod the
-    /// store knows) or as an IPv4 address.
-    fn resolve(&self, what: &str) -> Result<Ipv4Addr, Status> {
-        if let Ok(ip) = what.parse() {
-            return Ok(ip);
-        }
-        let (namespace, name) = what.split_once('/').ok_or_else(|| {
-            Status::invalid_argument(format!("{what:?}: give namespace/name or an IPv4 address"))
-        })?;
-        if let Some(e) = self
-            .registry
-            .list()
-            .into_iter()
-            .find(|e| e.pod_namespace == namespace && e.pod_name == name)
-        {
-            return Ok(e.ipv4);
-        }
-        self.store
-            .get::<k8s_openapi::api::core::v1::Pod>(Some(namespace), name)
-            .and_then(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok())
-            .ok_or_else(|| Status::not_found(format!("no pod {what} with an address")))
+    /// A pod name or an address, resolved with what this agent knows
+    /// (`policy trace`, `bpf policy get`).
+    fn trace_peer(&self, what: &str) -> Result<trace_peers::Peer, Status> {
+        use k8s_openapi::api::core::v1::{Node, Pod, Service};
+        let (pods, nodes, services) = (
+            self.store.list::<Pod>(),
+            self.store.list::<Node>(),
+            self.store.list::<Service>(),
+        );
+        let known = trace_peers::Known {
+            node: &self.node_name,
+            local: self
+                .registry
+                .list()
+                .into_iter()
+                .map(|e| (e.ipv4, format!("{}/{}", e.pod_namespace, e.pod_name)))
+                .collect(),
+            pods: &pods,
+            nodes: &nodes,
+            services: &services,
+        };
+        known.resolve(what).map_err(|e| match e {
+            trace_peers::PeerError::Syntax(_) => Status::invalid_argument(e.to_string()),
+            trace_peers::PeerError::UnknownPod(_) | trace_peers::PeerError::UnknownService(_) => {
+                Status::not_found(e.to_string())
+            }
+            trace_peers::PeerError::Service { .. } => Status::failed_precondition(e.to_string()),
+        })
     }
 
     fn ensure_ready(&self) -> Result<(), Status> {
@@ -266,7 +273,7 @@ impl Agent for AgentService {
         &self,
         request: Request<pb::GetEndpointPolicyRequest>,
     ) -> Result<Response<pb::GetEndpointPolicyResponse>, Status> {
-        let ip = self.resolve(&request.get_ref().endpoint)?;
+        let ip = self.trace_peer(&request.get_ref().endpoint)?.address;
         inspect::endpoint_policy(&self.pin_dir, ip, self.labels(), |id| self.rule_name(id))
             .map(Response::new)
             .map_err(|e| Status::not_found(format!("{e:#}")))
@@ -303,7 +310,7 @@ impl Agent for AgentService {
         request: Request<pb::TracePolicyRequest>,
     ) -> Result<Response<pb::TracePolicyResponse>, Status> {
         let r = request.into_inner();
-        let (from, to) = (self.resolve(&r.from)?, self.resolve(&r.to)?);
+        let (from, to) = (self.trace_peer(&r.from)?, self.trace_peer(&r.to)?);
         let proto = match r.protocol.to_ascii_uppercase().as_str() {
             "" | "TCP" => sluice_bpf_common::conntrack::PROTO_TCP,
             "UDP" => sluice_bpf_common::conntrack::PROTO_UDP,
@@ -314,31 +321,47 @@ impl Agent for AgentService {
             }
         };
         let port = u16::try_from(r.port)
-            .map_err(|_| Status::invalid_argument(format!("port {} is not a port", r.port)))?;
-        let traced = trace::trace(&self.pin_dir, from, to, proto, port).map_err(internal)?;
-        let step = |direction: &str, endpoint: Ipv4Addr, v: trace::StepVerdict| {
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| Status::invalid_argument(format!("port {} is not a port", r.port)))?;
+        let mut traced =
+            trace::trace(&self.pin_dir, from.address, to.address, proto, port).map_err(internal)?;
+        let elsewhere =
+            |peer: &trace_peers::Peer| peer.node.as_ref().is_some_and(|n| *n != self.node_name);
+        traced.egress = traced.egress.placed(elsewhere(&from));
+        traced.ingress = traced.ingress.placed(elsewhere(&to));
+        let step = |direction: &str, peer: &trace_peers::Peer, v: trace::StepVerdict| {
             let (policy, rule) = self.rule_name(v.rule()).unwrap_or_default();
+            let node = match v {
+                trace::StepVerdict::NoEndpoint => String::new(),
+                trace::StepVerdict::NotLocal => peer.node.clone().unwrap_or_default(),
+                _ => self.node_name.clone(),
+            };
             pb::TraceStep {
                 direction: direction.to_owned(),
-                endpoint: endpoint.to_string(),
+                endpoint: peer.address.to_string(),
                 verdict: v.name().to_owned(),
                 policy,
                 rule,
+                node,
             }
         };
+        let peer = |p: &trace_peers::Peer| pb::TracePeer {
+            address: p.address.to_string(),
+            pod: p.pod.clone().unwrap_or_default(),
+            node: p.node.clone().unwrap_or_default(),
+        };
         Ok(Response::new(pb::TracePolicyResponse {
-            verdict: if traced.allowed() {
-                "ALLOWED"
-            } else {
-                "DENIED"
-            }
-            .to_owned(),
+            verdict: traced.overall().name().to_owned(),
             steps: vec![
-                step("EGRESS", from, traced.egress),
-                step("INGRESS", to, traced.ingress),
+                step("EGRESS", &from, traced.egress),
+                step("INGRESS", &to, traced.ingress),
             ],
             source_identity: traced.source_identity,
             destination_identity: traced.destination_identity,
+            source: Some(peer(&from)),
+            destination: Some(peer(&to)),
+            node: self.node_name.clone(),
         }))
     }
 

@@ -31,3 +31,4 @@ pub mod sources;
 pub mod state_file;
 pub mod store;
 pub mod trace;
+pub mod trace_peers;

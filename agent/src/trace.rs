@@ -27,8 +27,11 @@ pub enum StepVerdict {
         rule: u32,
     },
     NotEnforced,
-    /// The end is not an endpoint of this node (its node decides).
+    /// The end is another node's pod: that node decides.
     NotLocal,
+    /// The end is a pod of no node (outside, a host): nothing enforces
+    /// policy there.
+    NoEndpoint,
 }
 
 impl StepVerdict {
@@ -47,6 +50,16 @@ impl StepVerdict {
             StepVerdict::Audit { .. } => "AUDIT",
             StepVerdict::NotEnforced => "NOT_ENFORCED",
             StepVerdict::NotLocal => "NOT_LOCAL",
+            StepVerdict::NoEndpoint => "NO_ENDPOINT",
+        }
+    }
+
+    /// A step this node has no endpoint for is another node's to decide
+    /// when the end lives on another node, else nobody's.
+    pub fn placed(self, on_another_node: bool) -> StepVerdict {
+        match self {
+            StepVerdict::NotLocal if !on_another_node => StepVerdict::NoEndpoint,
+            other => other,
         }
     }
 
@@ -103,9 +116,39 @@ pub struct Trace {
     pub ingress: StepVerdict,
 }
 
+/// A flow's verdict from its two steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overall {
+    Allowed,
+    Denied,
+    /// No step denies, but one is another node's to decide.
+    Undecided,
+}
+
+impl Overall {
+    pub fn of(egress: StepVerdict, ingress: StepVerdict) -> Overall {
+        let steps = [egress, ingress];
+        if !steps.iter().all(|s| s.passes()) {
+            Overall::Denied
+        } else if steps.contains(&StepVerdict::NotLocal) {
+            Overall::Undecided
+        } else {
+            Overall::Allowed
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Overall::Allowed => "ALLOWED",
+            Overall::Denied => "DENIED",
+            Overall::Undecided => "UNDECIDED",
+        }
+    }
+}
+
 impl Trace {
-    pub fn allowed(&self) -> bool {
-        self.egress.passes() && self.ingress.passes()
+    pub fn overall(&self) -> Overall {
+        Overall::of(self.egress, self.ingress)
     }
 }
 
@@ -208,5 +251,23 @@ mod tests {
         assert_eq!(decide(None, None, true), StepVerdict::DefaultDenied);
         assert_eq!(decide(None, None, false), StepVerdict::NotEnforced);
         assert!(!StepVerdict::DefaultDenied.passes() && StepVerdict::Audit { rule: 1 }.passes());
+    }
+
+    #[test]
+    fn a_step_of_another_node_leaves_the_flow_undecided_unless_this_one_denies() {
+        use StepVerdict::*;
+        assert_eq!(
+            Overall::of(Allowed { rule: 1 }, NotEnforced),
+            Overall::Allowed
+        );
+        assert_eq!(Overall::of(NotEnforced, NotLocal), Overall::Undecided);
+        assert_eq!(Overall::of(NotLocal, Audit { rule: 2 }), Overall::Undecided);
+        assert_eq!(Overall::of(Denied { rule: 3 }, NotLocal), Overall::Denied);
+        assert_eq!(Overall::of(NotLocal, DefaultDenied), Overall::Denied);
+        // Outside the cluster nothing decides: the local step is the flow's.
+        assert_eq!(Overall::of(NotEnforced, NoEndpoint), Overall::Allowed);
+        assert_eq!(NotLocal.placed(false), NoEndpoint);
+        assert_eq!(NotLocal.placed(true), NotLocal);
+        assert_eq!(DefaultDenied.placed(false), DefaultDenied);
     }
 }

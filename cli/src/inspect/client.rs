@@ -18,36 +18,46 @@ const DEFAULT_MESH: &str = "default";
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// The agent's API socket.
-    #[arg(
-        long,
-        global = true,
-        env = "SLUICE_AGENT_SOCKET",
-        default_value = DEFAULT_AGENT_SOCKET,
-        value_name = "PATH"
-    )]
-    pub socket: PathBuf,
+    /// The agent's API socket [default: /run/sluice/agent.sock].
+    #[arg(long, global = true, env = "SLUICE_AGENT_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Talk to this node's agent in the local mesh (`sluice mesh up`), e.g.
     /// `node-2`; takes precedence over --socket.
     #[arg(long, global = true, value_name = "NAME")]
     pub node: Option<String>,
-    /// The local mesh --node looks in (`sluice mesh --name`).
-    #[arg(
-        long,
-        global = true,
-        env = "SLUICE_MESH_NAME",
-        default_value = DEFAULT_MESH,
-        value_name = "NAME"
-    )]
-    pub mesh: String,
+    /// The local mesh --node looks in (`sluice mesh --name`) [default:
+    /// default].
+    #[arg(long, global = true, env = "SLUICE_MESH_NAME", value_name = "NAME")]
+    pub mesh: Option<String>,
 }
 
 impl AgentArgs {
+    fn mesh_name(&self) -> &str {
+        self.mesh.as_deref().unwrap_or(DEFAULT_MESH)
+    }
+
     /// The socket these flags name.
     pub fn socket_path(&self) -> Result<PathBuf> {
-        match &self.node {
-            Some(node) => mesh_node_socket(&self.mesh, node),
-            None => Ok(self.socket.clone()),
+        match (&self.node, &self.socket) {
+            (Some(node), _) => mesh_node_socket(self.mesh_name(), node),
+            (None, Some(socket)) => Ok(socket.clone()),
+            (None, None) => Ok(PathBuf::from(DEFAULT_AGENT_SOCKET)),
+        }
+    }
+
+    /// Every node of the local mesh, when these flags pick a whole mesh
+    /// rather than one agent: neither --socket nor --node, and the mesh
+    /// (--mesh, else the default one) is up. A --mesh that is not up is an
+    /// error; the default mesh not being up means "the local agent".
+    pub fn whole_mesh(&self) -> Result<Option<(String, Vec<MeshNode>)>> {
+        if self.node.is_some() || self.socket.is_some() {
+            return Ok(None);
+        }
+        let name = self.mesh_name();
+        match read_mesh_state(name) {
+            Ok(state) => Ok(Some((name.to_owned(), state.nodes))),
+            Err(_) if self.mesh.is_none() && !mesh_state_file(name)?.exists() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }
@@ -59,10 +69,10 @@ struct MeshState {
     nodes: Vec<MeshNode>,
 }
 
-#[derive(Deserialize)]
-struct MeshNode {
-    name: String,
-    api_socket: PathBuf,
+#[derive(Deserialize, Clone, Debug)]
+pub struct MeshNode {
+    pub name: String,
+    pub api_socket: PathBuf,
 }
 
 /// Where mesh `mesh` keeps its state: `/run/sluice-mesh` for the default
@@ -83,7 +93,7 @@ fn mesh_state_file(mesh: &str) -> Result<PathBuf> {
     Ok(dir.join("state.json"))
 }
 
-fn mesh_node_socket(mesh: &str, node: &str) -> Result<PathBuf> {
+fn read_mesh_state(mesh: &str) -> Result<MeshState> {
     let file = mesh_state_file(mesh)?;
     let bytes = match std::fs::read(&file) {
         Ok(bytes) => bytes,
@@ -96,8 +106,12 @@ fn mesh_node_socket(mesh: &str, node: &str) -> Result<PathBuf> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
     };
-    let state: MeshState = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a mesh state file", file.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a mesh state file", file.display()))
+}
+
+fn mesh_node_socket(mesh: &str, node: &str) -> Result<PathBuf> {
+    let state = read_mesh_state(mesh)?;
     if let Some(found) = state.nodes.iter().find(|n| n.name == node) {
         return Ok(found.api_socket.clone());
     }
@@ -149,6 +163,20 @@ impl Agent {
             .block_on(rpc(self.api.clone()))
             .map(Response::into_inner)
             .map_err(status_error)
+    }
+
+    /// Makes one unary call and keeps the agent's status (callers that
+    /// branch on its code, e.g. NOT_FOUND).
+    pub fn call_status<T, Fut>(
+        &self,
+        rpc: impl FnOnce(AgentClient<Channel>) -> Fut,
+    ) -> Result<T, Status>
+    where
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.runtime
+            .block_on(rpc(self.api.clone()))
+            .map(Response::into_inner)
     }
 
     /// Runs `work` (e.g. reading a stream) to completion on this client's runtime.
