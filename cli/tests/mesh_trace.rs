@@ -12,8 +12,8 @@ use std::process::Command;
 use mesh_support::{Mesh, require_root, sluice};
 use serde_json::Value;
 
-/// a and b on node-1, c on node-2. c accepts a and denies b on 8080;
-/// b accepts a on 8080; a may not send to c on 9090.
+/// a and b on node-1, c on node-2 (behind Service web). c accepts a and
+/// denies b on 8080; b accepts a on 8080; a may not send to c on 9090.
 const MANIFESTS: &str = "
 apiVersion: v1
 kind: Namespace
@@ -35,6 +35,13 @@ metadata: {name: c, namespace: tr, labels: {app: c}}
 spec:
   nodeName: node-2
   containers: [{name: w, image: w, ports: [{containerPort: 8080}, {containerPort: 9090}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: tr}
+spec:
+  selector: {app: c}
+  ports: [{port: 80, targetPort: 8080}]
 ---
 apiVersion: sluice.io/v1alpha1
 kind: SluiceNetworkPolicy
@@ -117,7 +124,12 @@ const PAIRS: [Pair; 4] = [
         to: "tr/c",
         port: "8080/tcp",
         allowed: true,
-        decided_by: ("INGRESS", "node-2", "SluiceNetworkPolicy tr/c-in", "Ingress[0]"),
+        decided_by: (
+            "INGRESS",
+            "node-2",
+            "SluiceNetworkPolicy tr/c-in",
+            "Ingress[0]",
+        ),
     },
     Pair {
         from: "tr/b",
@@ -148,7 +160,12 @@ const PAIRS: [Pair; 4] = [
         to: "tr/b",
         port: "8080/tcp",
         allowed: true,
-        decided_by: ("INGRESS", "node-1", "SluiceNetworkPolicy tr/b-in", "Ingress[0]"),
+        decided_by: (
+            "INGRESS",
+            "node-1",
+            "SluiceNetworkPolicy tr/b-in",
+            "Ingress[0]",
+        ),
     },
 ];
 
@@ -198,16 +215,53 @@ fn trace_without_node_agrees_with_probe_across_nodes_and_one_agent_is_undecided(
         );
     }
 
+    // Addresses trace as the names do.
+    let (_, named) = trace(&mesh, "tr/b", "tr/c", "8080/tcp", &[]);
+    let (from, to) = (
+        named["from"]["address"].as_str().unwrap(),
+        named["to"]["address"].as_str().unwrap(),
+    );
+    let (code, json) = trace(&mesh, from, to, "8080/tcp", &[]);
+    assert_eq!((code, &json["deciding"]), (1, &named["deciding"]), "{json}");
+
     // One agent alone cannot decide node-2's ingress step: never ALLOWED.
     let (code, json) = trace(&mesh, "tr/a", "tr/c", "8080/tcp", &["--node", "node-1"]);
-    assert_eq!((code, json["verdict"].as_str()), (3, Some("UNDECIDED")), "{json}");
+    assert_eq!(
+        (code, json["verdict"].as_str()),
+        (3, Some("UNDECIDED")),
+        "{json}"
+    );
     assert_eq!(json["undecided"]["direction"], "INGRESS", "{json}");
     assert_eq!(json["undecided"]["node"], "node-2", "{json}");
     // ...unless its own step denies.
     let (code, json) = trace(&mesh, "tr/a", "tr/c", "9090/tcp", &["--node", "node-1"]);
-    assert_eq!((code, json["verdict"].as_str()), (1, Some("DENIED")), "{json}");
+    assert_eq!(
+        (code, json["verdict"].as_str()),
+        (1, Some("DENIED")),
+        "{json}"
+    );
     // The destination's node alone resolves the remote source by name.
     let (code, json) = trace(&mesh, "tr/b", "tr/c", "8080/tcp", &["--node", "node-2"]);
-    assert_eq!((code, json["verdict"].as_str()), (1, Some("DENIED")), "{json}");
+    assert_eq!(
+        (code, json["verdict"].as_str()),
+        (1, Some("DENIED")),
+        "{json}"
+    );
     assert_eq!(json["from"]["node"], "node-1", "{json}");
+
+    // Bad input: a clear error, exit 2.
+    for (to, says) in [
+        ("tr/nope", "no agent of mesh"),
+        ("svc/tr/web", "trace to a backend pod instead: tr/c"),
+    ] {
+        let out = Command::new(sluice())
+            .args(["policy", "trace", "--mesh", &mesh.name, "--from", "tr/a"])
+            .args(["--to", to, "--port", "80"])
+            .env_remove("SLUICE_AGENT_SOCKET")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{to}: {stderr}");
+        assert!(stderr.contains(says), "{to}: {stderr}");
+    }
 }

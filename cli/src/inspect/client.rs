@@ -214,4 +214,35 @@ mod tests {
         );
         assert!(mesh_state_file("../etc").is_err());
     }
+
+    fn args(socket: Option<&str>, node: Option<&str>, mesh: Option<&str>) -> AgentArgs {
+        AgentArgs {
+            socket: socket.map(PathBuf::from),
+            node: node.map(str::to_owned),
+            mesh: mesh.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn one_agent_unless_neither_socket_nor_node_is_given() {
+        let one = args(Some("/tmp/a.sock"), None, Some("nosuchmesh"));
+        assert!(one.whole_mesh().unwrap().is_none());
+        assert_eq!(one.socket_path().unwrap(), PathBuf::from("/tmp/a.sock"));
+        let node = args(None, Some("node-1"), Some("nosuchmesh"));
+        assert!(node.whole_mesh().unwrap().is_none());
+        assert!(node.socket_path().is_err(), "the mesh is not up");
+        assert_eq!(
+            args(None, None, None).socket_path().unwrap(),
+            PathBuf::from(DEFAULT_AGENT_SOCKET)
+        );
+        // A mesh asked for by name must be up.
+        let error = args(None, None, Some("nosuchmesh"))
+            .whole_mesh()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("no local mesh \"nosuchmesh\" is up"),
+            "{error}"
+        );
+    }
 }
