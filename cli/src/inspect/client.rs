@@ -25,8 +25,8 @@ pub struct AgentArgs {
     /// `node-2`; takes precedence over --socket.
     #[arg(long, global = true, value_name = "NAME")]
     pub node: Option<String>,
-    /// The local mesh --node looks in (`sluice mesh --name`) [default:
-    /// default].
+    /// The local mesh that --node, and `policy trace` without it, look in
+    /// (`sluice mesh --name`) [default: default].
     #[arg(long, global = true, env = "SLUICE_MESH_NAME", value_name = "NAME")]
     pub mesh: Option<String>,
 }
