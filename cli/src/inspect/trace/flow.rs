@@ -175,7 +175,9 @@ impl MeshAgents<'_> {
                 Err(status) if status.code() == Code::NotFound => {
                     unknown.push(format!("{node}: {}", status.message()));
                 }
-                Err(status) => return Err(status_error(status)),
+                Err(status) => {
+                    return Err(status_error(status)).with_context(|| format!("node {node}"));
+                }
             }
         }
         bail!(
