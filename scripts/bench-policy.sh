@@ -28,8 +28,8 @@ with except and a port range, named ports) over $(field pods) pods in 200 namesp
 $(field nodes) nodes of 100 pods. An edit rewrites one policy's ports (half of them in a
 namespace with pods on the measured node) and is timed from the store update through
 compile, diff and apply to the real POLICY/IPCACHE/endpoint maps on a scratch pin root
-(\`KernelPolicyMaps\`), as the agent's policy controller does it (without its 50 ms coalescing
-window and the files source's 200 ms debounce).
+(\`KernelPolicyMaps\`), as the agent's policy controller does it (without its $(field policy_coalesce_ms) ms coalescing
+window and the files source's $(field files_debounce_ms) ms debounce).
 
 | measure | value | budget |
 | --- | --- | --- |

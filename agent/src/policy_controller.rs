@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Changes arriving within this window are handled in one sync.
-const COALESCE: Duration = Duration::from_millis(20);
+pub const COALESCE: Duration = Duration::from_millis(20);
 
 struct Applied {
     engine: Engine,

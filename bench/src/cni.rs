@@ -11,7 +11,7 @@ use sluice_vmtests::{agent::workspace_binary, cluster::Cluster, netns::NetNs, un
 
 use crate::{
     net::{CNI_DIR, bridge_config, cni_exec},
-    report::{Mode, Section, fmt_num, fmt_ratio},
+    report::{Bound, Mode, Section, fmt_num, fmt_ratio},
     stats::{percentile, ratio},
 };
 
@@ -317,7 +317,8 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
             &format!("Sluice ADD p50 ≤ 0.5× bridge chain ({m})"),
             "≤ 0.5×",
             fmt_ratio(r),
-            r <= 0.5,
+            r,
+            Bound::AtMost(0.5),
             "per ADD: the plugin's start (exec of a ~7 MB binary, about 1 ms here), two API \
              round trips, the veth pair and the pod side's address and routes (netlink in the \
              pod's namespace), and in the agent a route, a tc filter, an endpoint entry and \

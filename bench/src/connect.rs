@@ -14,6 +14,7 @@ use std::{
 };
 
 use serde_json::json;
+use sluice_bpf_common::metrics::Verdict;
 use sluice_vmtests::{
     cgroup::{CGROUP2_ROOT, Cgroup},
     cluster::Cluster,
@@ -24,7 +25,7 @@ use sluice_vmtests::{
 use crate::{
     manifests, maps,
     net::{RoutedCluster, connect_times, wait_for},
-    report::{Mode, Section, fmt_num, fmt_ratio},
+    report::{Bound, Mode, Section, fmt_num, fmt_ratio},
     stats::{percentile, ratio},
 };
 
@@ -154,7 +155,43 @@ struct Setup {
     target: SocketAddr,
     /// The client runs inside this cgroup (socket-level LB applies).
     cgroup: Option<PathBuf>,
+    /// For a setup on Sluice's node: its pin dir, whose socket-LB counter
+    /// tells whether connects were translated at connect() time.
+    sluice_pins: Option<PathBuf>,
     _guards: Option<(RoutedCluster, Server)>,
+}
+
+/// How many connect()/sendmsg() calls Sluice's socket LB has translated on
+/// the node whose maps are pinned at `pin_dir`.
+fn socket_translations(pin_dir: &Path) -> anyhow::Result<u64> {
+    let counters = sluice_agent::datapath::maps::read_counters(pin_dir)?;
+    Ok(counters.verdict(Verdict::SocketTranslated).packets)
+}
+
+/// The path a setup's connects must take, checked from the socket-LB
+/// counter: every connect translated at connect() time, or none (the
+/// packet path). A run whose setups did not take the path they are named
+/// after measures something else, so it fails.
+pub fn check_socket_lb_path(
+    setup: &str,
+    expect_socket_lb: bool,
+    connects: u64,
+    translated: u64,
+) -> anyhow::Result<()> {
+    if expect_socket_lb {
+        anyhow::ensure!(
+            translated >= connects,
+            "{setup}: socket LB translated {translated} of {connects} connects: the client's \
+             sockets are not in the cgroup the programs are attached to"
+        );
+    } else {
+        anyhow::ensure!(
+            translated == 0,
+            "{setup}: socket LB translated {translated} connects of a setup meant to measure \
+             the packet path"
+        );
+    }
+    Ok(())
 }
 
 /// Runs `f` with this whole process moved into `cgroup` (cgroup v2 moves
@@ -209,6 +246,7 @@ fn baseline(
         client,
         target,
         cgroup: None,
+        sluice_pins: None,
         _guards: Some((routed, server_process)),
     })
 }
@@ -281,6 +319,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         client: client_ns.clone(),
         target: SocketAddr::from((server_ip, 8080)),
         cgroup: None,
+        sluice_pins: Some(pin_dir.clone()),
         _guards: None,
     });
     setups.push(Setup {
@@ -289,6 +328,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         client: client_ns.clone(),
         target: SocketAddr::from((VIP, 80)),
         cgroup: Some(node_cgroup.path().to_owned()),
+        sluice_pins: Some(pin_dir.clone()),
         _guards: None,
     });
     setups.push(Setup {
@@ -297,17 +337,38 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         client: client_ns,
         target: SocketAddr::from((VIP, 80)),
         cgroup: None,
+        sluice_pins: Some(pin_dir.clone()),
         _guards: None,
     });
 
     let rounds = mode.pick(1, 10, 10);
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+    let mut translated = vec![0u64; setups.len()];
     for round in 0..rounds {
         eprintln!("connects: round {}/{rounds}", round + 1);
-        for (setup, out) in setups.iter().zip(&mut samples) {
-            out.extend(in_cgroup(setup.cgroup.as_deref(), || {
+        for (i, setup) in setups.iter().enumerate() {
+            let before = setup
+                .sluice_pins
+                .as_deref()
+                .map(socket_translations)
+                .transpose()?;
+            samples[i].extend(in_cgroup(setup.cgroup.as_deref(), || {
                 connect_times(&setup.client, setup.target, warmup, n / rounds)
             }));
+            if let (Some(pins), Some(before)) = (setup.sluice_pins.as_deref(), before) {
+                translated[i] += socket_translations(pins)? - before;
+            }
+        }
+    }
+    for (setup, translated) in setups.iter().zip(&translated) {
+        if setup.sluice_pins.is_some() {
+            eprintln!("{}: {translated} socket-LB translations", setup.name);
+            check_socket_lb_path(
+                &setup.name,
+                setup.cgroup.is_some(),
+                (rounds * (warmup + n / rounds)) as u64,
+                *translated,
+            )?;
         }
     }
     let rows: Vec<Row> = setups
@@ -341,9 +402,10 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
          services as Service + EndpointSlice manifests in its files source, pods made by \
          `sluice-cni`. \"load\" is the time to program all services (rules loaded; for Sluice, \
          from writing the manifest to every frontend and backend slot in LB_SERVICES, which \
-         includes the files source's 25 ms debounce).\n\n\
+         includes the files source's {debounce} ms debounce).\n\n\
          | setup | p50 | p99 | Sluice ClusterIP p50 / this p50 | load |\n| --- | ---: | ---: | ---: | ---: |\n",
         svc = fmt_num(f64::from(services)),
+        debounce = sluice_agent::sources::files::DEFAULT_DEBOUNCE.as_millis(),
     );
     for r in &rows {
         let p50 = percentile(&r.samples, 50.0);
@@ -368,7 +430,8 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         ),
         "≤ 1.0× iptables-nft p50",
         fmt_ratio(ratio(sluice_p50, ipt_p50)),
-        sluice_p50 <= ipt_p50,
+        ratio(sluice_p50, ipt_p50),
+        Bound::AtMost(1.0),
         "per-connection DNAT in tc plus the pod-to-pod path",
     );
     let socket_over_direct = ratio(socket_p50, sluice_direct_p50);
@@ -380,7 +443,8 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
             fmt_ratio(socket_over_direct),
             fmt_ratio(over_direct)
         ),
-        socket_over_direct <= 1.1,
+        socket_over_direct,
+        Bound::AtMost(1.1),
         "the packet path translates the SYN and SYN-ACK in tc; socket LB needs the client in the node's cgroup",
     );
     let _ = write!(
@@ -403,4 +467,19 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         })).collect::<Vec<_>>(),
     });
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setup_that_did_not_take_its_path_fails_the_run() {
+        check_socket_lb_path("socket LB", true, 100, 100).unwrap();
+        check_socket_lb_path("packet path", false, 100, 0).unwrap();
+        let err = check_socket_lb_path("socket LB", true, 100, 0).unwrap_err();
+        assert!(err.to_string().contains("translated 0 of 100"), "{err}");
+        assert!(check_socket_lb_path("socket LB", true, 100, 99).is_err());
+        assert!(check_socket_lb_path("packet path", false, 100, 1).is_err());
+    }
 }

@@ -5,7 +5,10 @@ use std::{path::PathBuf, time::Instant};
 use clap::Parser;
 use sluice_bench::{
     SECTIONS, goals,
-    report::{Machine, Mode, merge_json, write_section, write_section_first},
+    report::{
+        Machine, Mode, check_may_replace, merge_json, read_results, write_section,
+        write_section_first,
+    },
     run_section,
 };
 
@@ -42,6 +45,11 @@ fn main() -> anyhow::Result<()> {
         let machine = Machine::describe();
         let start = Instant::now();
         eprintln!("== {name} ({} mode)", args.mode.name());
+        let results_path = args.root.join("bench/results.json");
+        if args.write {
+            // Before measuring: a smaller run must not replace larger results.
+            check_may_replace(&read_results(&results_path)?, name, args.mode)?;
+        }
         let section = run_section(name, args.mode)?;
         let elapsed = start.elapsed();
         let markdown = section.markdown(args.mode, name, elapsed, &machine);
@@ -49,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         if args.write {
             write_section(&args.root.join("BENCHMARKS.md"), section.title, &markdown)?;
             merge_json(
-                &args.root.join("bench/results.json"),
+                &results_path,
                 name,
                 section.json_with_meta(args.mode, elapsed, &machine),
             )?;

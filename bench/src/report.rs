@@ -3,10 +3,11 @@
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
+use anyhow::Context as _;
 use serde_json::{Value, json};
 
-/// How big a run is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How big a run is (ordered: a larger mode measures at a larger scale).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Mode {
     /// Minimal sizes: the smoke test (proves every section still runs).
     Tiny,
@@ -25,6 +26,13 @@ impl Mode {
         }
     }
 
+    /// The mode named `name` (as [`Mode::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Mode::Tiny, Mode::Quick, Mode::Full]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+
     /// Picks the size for this mode.
     pub fn pick<T>(self, tiny: T, quick: T, full: T) -> T {
         match self {
@@ -35,14 +43,67 @@ impl Mode {
     }
 }
 
-/// A goal of issue 11 and whether this run met it.
+/// How a goal's figure must compare with its threshold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bound {
+    AtMost(f64),
+    Below(f64),
+    AtLeast(f64),
+}
+
+impl Bound {
+    /// Whether `value` meets the bound; never for NaN or ±∞.
+    pub fn holds(self, value: f64) -> bool {
+        value.is_finite()
+            && match self {
+                Bound::AtMost(t) => value <= t,
+                Bound::Below(t) => value < t,
+                Bound::AtLeast(t) => value >= t,
+            }
+    }
+
+    fn op(self) -> (&'static str, f64) {
+        match self {
+            Bound::AtMost(t) => ("<=", t),
+            Bound::Below(t) => ("<", t),
+            Bound::AtLeast(t) => (">=", t),
+        }
+    }
+
+    /// The bound as stored in `results.json` (`op`, `threshold`).
+    pub fn from_json(op: &str, threshold: f64) -> Option<Self> {
+        match op {
+            "<=" => Some(Bound::AtMost(threshold)),
+            "<" => Some(Bound::Below(threshold)),
+            ">=" => Some(Bound::AtLeast(threshold)),
+            _ => None,
+        }
+    }
+}
+
+/// A goal and the figure this run measured for it. Whether it is met is
+/// always computed from the figure ([`Goal::met`]), never stored.
 pub struct Goal {
     pub what: String,
     pub target: String,
     pub measured: String,
-    pub met: bool,
-    /// Why it is missed (what limits it); empty when met.
+    /// The figure compared with the bound (NaN when it could not be
+    /// measured: the goal is then missed).
+    pub value: f64,
+    pub bound: Bound,
+    /// The smallest mode whose sizes the goal names: a smaller run never
+    /// meets it, whatever it measured.
+    pub scale: Mode,
+    /// What limits it, shown when it is missed.
     pub limit: String,
+}
+
+impl Goal {
+    /// Met by a run of `mode`: the figure is finite, meets the bound, and
+    /// was measured at the scale the goal names.
+    pub fn met(&self, mode: Mode) -> bool {
+        mode >= self.scale && self.bound.holds(self.value)
+    }
 }
 
 /// One section's results.
@@ -69,13 +130,24 @@ impl Section {
         }
     }
 
-    pub fn goal(&mut self, what: &str, target: &str, measured: String, met: bool, limit: &str) {
+    /// Adds a goal met when `value` meets `bound` in a full-mode run.
+    pub fn goal(
+        &mut self,
+        what: &str,
+        target: &str,
+        measured: String,
+        value: f64,
+        bound: Bound,
+        limit: &str,
+    ) {
         self.goals.push(Goal {
             what: what.to_owned(),
             target: target.to_owned(),
             measured,
-            met,
-            limit: if met { String::new() } else { limit.to_owned() },
+            value,
+            bound,
+            scale: Mode::Full,
+            limit: limit.to_owned(),
         });
     }
 
@@ -91,14 +163,24 @@ impl Section {
         if !self.goals.is_empty() {
             md.push_str("\n\n| goal | target | measured | met | what limits it |\n| --- | --- | --- | --- | --- |\n");
             for g in &self.goals {
+                let met = g.met(mode);
+                let limit = match (met, mode >= g.scale) {
+                    (true, _) => String::new(),
+                    (false, false) => format!(
+                        "a {} run cannot meet a goal of {} scale",
+                        mode.name(),
+                        g.scale.name()
+                    ),
+                    (false, true) => g.limit.clone(),
+                };
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} |",
                     g.what,
                     g.target,
                     g.measured,
-                    if g.met { "yes" } else { "**no**" },
-                    g.limit
+                    if met { "yes" } else { "**no**" },
+                    limit
                 );
             }
         }
@@ -136,7 +218,11 @@ impl Section {
             .goals
             .iter()
             .map(|g| {
-                json!({"goal": g.what, "target": g.target, "measured": g.measured, "met": g.met, "limit": g.limit})
+                let (op, threshold) = g.bound.op();
+                // serde_json writes NaN and ±∞ as null: a missing figure.
+                json!({"goal": g.what, "target": g.target, "measured": g.measured,
+                       "value": g.value, "op": op, "threshold": threshold,
+                       "scale": g.scale.name(), "limit": g.limit})
             })
             .collect();
         json!({
@@ -204,10 +290,21 @@ pub fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// The text of `markdown_file`, or a fresh heading when it does not exist
+/// yet (any other error is one: a section is never written over an
+/// unread file).
+fn read_markdown(markdown_file: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(markdown_file) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("# Benchmarks\n".into()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", markdown_file.display())),
+    }
+}
+
 /// Replaces the `## <title>` section of `markdown_file` (up to the next
 /// `## `), or appends it; every other section is kept as it is.
 pub fn write_section(markdown_file: &Path, title: &str, section: &str) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(markdown_file).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let text = read_markdown(markdown_file)?;
     let heading = format!("## {title}\n");
     let mut out = String::new();
     let mut replaced = false;
@@ -237,7 +334,7 @@ pub fn write_section(markdown_file: &Path, title: &str, section: &str) -> anyhow
 /// Like [`write_section`], but a section that is not there yet goes
 /// before the first `## ` section instead of last.
 pub fn write_section_first(markdown_file: &Path, title: &str, section: &str) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(markdown_file).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let text = read_markdown(markdown_file)?;
     if text.lines().any(|l| l.trim_end() == format!("## {title}")) {
         return write_section(markdown_file, title, section);
     }
@@ -254,15 +351,41 @@ pub fn write_section_first(markdown_file: &Path, title: &str, section: &str) -> 
     Ok(())
 }
 
+/// Reads the JSON object file `path`: `{}` when there is none yet, an
+/// error when it cannot be read or is not a JSON object (nothing in it is
+/// thrown away).
+pub fn read_results(path: &Path) -> anyhow::Result<Value> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(json!({})),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let all: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    anyhow::ensure!(all.is_object(), "{} is not a JSON object", path.display());
+    Ok(all)
+}
+
+/// Fails when a run of `mode` would replace `key`'s results from a larger
+/// mode: a smaller run measures less and must not overwrite them.
+pub fn check_may_replace(results: &Value, key: &str, mode: Mode) -> anyhow::Result<()> {
+    let Some(recorded) = results[key]["mode"].as_str() else {
+        return Ok(());
+    };
+    let recorded_mode = Mode::from_name(recorded)
+        .with_context(|| format!("results of {key} have an unknown mode {recorded:?}"))?;
+    anyhow::ensure!(
+        mode >= recorded_mode,
+        "a {} run would overwrite the {recorded}-mode results of {key} in bench/results.json \
+         and BENCHMARKS.md; run it without --write, or in {recorded} mode",
+        mode.name()
+    );
+    Ok(())
+}
+
 /// Sets `key` in the JSON object file `path` (other keys kept).
 pub fn merge_json(path: &Path, key: &str, value: Value) -> anyhow::Result<()> {
-    let mut all: Value = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| json!({}));
-    if !all.is_object() {
-        all = json!({});
-    }
+    let mut all = read_results(path)?;
     all[key] = value;
     std::fs::write(path, serde_json::to_string_pretty(&all)? + "\n")?;
     Ok(())
@@ -331,6 +454,49 @@ mod tests {
             std::fs::read_to_string(&file).unwrap(),
             "# Benchmarks\n\n## S\n\ns2\n\n## A\n\nnew a\n\n## B\n\nb\n\n## C\n\nc\n"
         );
+    }
+
+    #[test]
+    fn a_goal_is_met_only_at_its_scale_with_a_finite_figure() {
+        let mut section = Section::new("S");
+        section.goal("g", "≤ 1.1×", "0.9×".into(), 0.9, Bound::AtMost(1.1), "why");
+        section.goal(
+            "nan",
+            "≤ 1.1×",
+            "n/a".into(),
+            f64::NAN,
+            Bound::AtMost(1.1),
+            "why",
+        );
+        let [g, nan] = &section.goals[..] else {
+            unreachable!()
+        };
+        assert!(g.met(Mode::Full));
+        assert!(!g.met(Mode::Quick) && !g.met(Mode::Tiny));
+        assert!(!nan.met(Mode::Full));
+        let md = section.markdown(Mode::Tiny, "s", Duration::ZERO, &Machine::describe());
+        assert!(md.contains(
+            "| g | ≤ 1.1× | 0.9× | **no** | a tiny run cannot meet a goal of full scale |"
+        ));
+        let json = section.json_with_meta(Mode::Full, Duration::ZERO, &Machine::describe());
+        assert!(json["goals"][0].get("met").is_none(), "met is never stored");
+        assert_eq!(json["goals"][0]["value"], 0.9);
+        assert!(json["goals"][1]["value"].is_null());
+    }
+
+    #[test]
+    fn results_that_cannot_be_read_are_kept_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("results.json");
+        merge_json(&file, "a", json!({"mode": "full"})).unwrap();
+        merge_json(&file, "b", json!(1)).unwrap();
+        assert_eq!(
+            read_results(&file).unwrap(),
+            json!({"a": {"mode": "full"}, "b": 1})
+        );
+        std::fs::write(&file, "{ truncated").unwrap();
+        assert!(merge_json(&file, "a", json!(2)).is_err());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "{ truncated");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use sluice_vmtests::{cluster::Cluster, netns::NetNs};
 
 use crate::{
     net::{BridgeCluster, Metric, RoutedCluster, measure},
-    report::{Mode, Section, fmt_num, fmt_ratio},
+    report::{Bound, Mode, Section, fmt_num, fmt_ratio},
     stats::{median, ratio},
 };
 
@@ -204,7 +204,8 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
             &format!("{path}: throughput and packet rate ≥ kernel routing"),
             "≥ 1.0× (worst of TCP 1, TCP 4, UDP)",
             fmt_ratio(tput),
-            tput >= 1.0,
+            tput,
+            Bound::AtLeast(1.0),
             "not analysed: the machine is shared and busy (2 CPUs), and the programs' \
              per-packet work is not offset when the node's stack is not the bottleneck",
         );
@@ -213,7 +214,8 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
             &format!("{path}: TCP request/response latency ≤ 0.95× kernel routing"),
             "≤ 0.95×",
             fmt_ratio(rr),
-            rr <= 0.95,
+            rr,
+            Bound::AtMost(0.95),
             if *path == "same node" {
                 "not analysed: the redirect skips the node's IP stack, but the programs' own \
                  per-packet cost (see Per-packet cost) is paid twice per round trip; busy machine"

@@ -124,6 +124,15 @@ fn main() {
     println!("pods: {}", size.pods);
     println!("nodes: {}", size.pods / size.pods_per_node);
     println!("policies: {policies}");
+    // What the measured path leaves out, from the code (not typed by hand).
+    println!(
+        "policy_coalesce_ms: {}",
+        sluice_agent::policy_controller::COALESCE.as_millis()
+    );
+    println!(
+        "files_debounce_ms: {}",
+        sluice_agent::sources::files::DEFAULT_DEBOUNCE.as_millis()
+    );
 
     // One node's view: its 100 pods local, the rest in the ipcache.
     let pins = PinRoot::new();

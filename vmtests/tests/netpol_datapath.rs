@@ -35,8 +35,9 @@ use sluice_vmtests::{
 /// Per probe: denied probes cost this much, so keep it short; a slow
 /// allowed probe is simply retried by the convergence loop.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
-/// The files source debounces 200 ms and the policy controller coalesces
-/// 50 ms: probing earlier could see the previous state and pass on it.
+/// Longer than the files source's debounce (`DEFAULT_DEBOUNCE`, 25 ms)
+/// plus the policy controller's coalescing (20 ms), with room for a loaded
+/// machine: probing earlier could see the previous state and pass on it.
 const SETTLE: Duration = Duration::from_millis(500);
 /// How long a step may take to reach the datapath.
 const CONVERGE: Duration = Duration::from_secs(10);

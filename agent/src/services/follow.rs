@@ -12,7 +12,7 @@ use super::{
 use crate::store::{Object, Store};
 
 /// Changes arriving within this window are handled in one sync.
-const COALESCE: Duration = Duration::from_millis(10);
+pub const COALESCE: Duration = Duration::from_millis(10);
 
 fn relevant(object: &Object) -> bool {
     matches!(
