@@ -26,7 +26,8 @@ use sluice_vmtests::{
     cluster::Cluster,
     netpol::{
         Action, Case, Corpus, Expectation, Labels, Protocol, corpus_or_skip, mismatches,
-        namespace_manifest, pod_manifest, policy_key, resolve_placeholders, service_manifest,
+        namespace_manifest, pod_manifest, policy_key, resolve_placeholders, select_cases,
+        service_manifest,
     },
     require_root,
     workload::{Server, serve_ports, tcp_connects},
@@ -342,13 +343,6 @@ fn run_case(h: &mut Harness, case: &Case) -> Outcome {
     }
 }
 
-fn selected(case: &Case) -> bool {
-    match std::env::var("SLUICE_NETPOL_CASES") {
-        Ok(list) => list.split(',').any(|id| id.trim() == case.id),
-        Err(_) => true,
-    }
-}
-
 #[test]
 fn kubernetes_netpol_model_on_the_real_datapath() {
     require_root();
@@ -356,12 +350,9 @@ fn kubernetes_netpol_model_on_the_real_datapath() {
         return;
     };
     let started = Instant::now();
-    let cases: Vec<Case> = corpus
-        .cases
-        .iter()
-        .filter(|c| selected(c))
-        .cloned()
-        .collect();
+    let selection = std::env::var("SLUICE_NETPOL_CASES").ok();
+    let cases: Vec<Case> =
+        select_cases(&corpus.cases, selection.as_deref()).unwrap_or_else(|e| panic!("{e}"));
     let mut h = Harness::new(corpus);
     println!(
         "cluster up in {:.1}s; pods on nodes {:?}",

@@ -361,6 +361,12 @@ fn probe_child(
     })
 }
 
+/// Whether the test passed: at least one check ran and every check passed
+/// (a mesh that offers nothing to check fails rather than passes).
+pub fn all_passed(results: &[CheckResult]) -> bool {
+    !results.is_empty() && results.iter().all(|r| r.passed)
+}
+
 pub fn print(results: &[CheckResult]) {
     let mut rows = vec![
         ["CHECK", "FROM", "TO", "PORT", "RESULT", "REPLY", "MS", ""]
@@ -387,4 +393,39 @@ pub fn print(results: &[CheckResult]) {
     let failed = results.iter().filter(|r| !r.passed).count();
     println!();
     println!("{} passed, {failed} failed", results.len() - failed);
+    if results.is_empty() {
+        println!("no check could be planned (no pods?): the test fails");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(passed: bool) -> CheckResult {
+        CheckResult {
+            check: Check {
+                name: "c".into(),
+                from: "default/a".into(),
+                to: "default/b".into(),
+                ip: Ipv4Addr::new(10, 244, 1, 2),
+                port: PortSpec {
+                    port: 80,
+                    protocol: Protocol::Tcp,
+                },
+                expect: Expect::Blocked,
+            },
+            result: Outcome::Timeout,
+            reply: String::new(),
+            ms: 1,
+            passed,
+        }
+    }
+
+    #[test]
+    fn no_check_or_any_failed_check_fails_the_test() {
+        assert!(!all_passed(&[]), "zero checks must not pass");
+        assert!(all_passed(&[result(true), result(true)]));
+        assert!(!all_passed(&[result(true), result(false)]));
+    }
 }

@@ -107,7 +107,8 @@ enum MeshCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = ProbeOutput::Text)]
         output: ProbeOutput,
     },
-    /// The connectivity test: pass/fail table, non-zero exit on failure.
+    /// The connectivity test: pass/fail table, non-zero exit on a failure
+    /// or when no check could be planned.
     Test {
         /// Per-probe timeout.
         #[arg(long, value_name = "MS", default_value_t = 2000)]
@@ -218,7 +219,7 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
                 ProbeOutput::Json => println!("{}", serde_json::to_string_pretty(&results)?),
                 ProbeOutput::Text => conntest::print(&results),
             }
-            Ok(if results.iter().all(|r| r.passed) {
+            Ok(if conntest::all_passed(&results) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
