@@ -649,7 +649,7 @@ impl Agent for AgentService {
 fn prefilter_status(e: crate::prefilter::PrefilterError) -> Status {
     use crate::prefilter::PrefilterError;
     match e {
-        PrefilterError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+        PrefilterError::Invalid(_) => Status::invalid_argument(e.to_string()),
         PrefilterError::Full { .. } => Status::resource_exhausted(e.to_string()),
         PrefilterError::FromFlag { .. } => Status::failed_precondition(e.to_string()),
         other => Status::internal(other.to_string()),

@@ -238,7 +238,7 @@ pub struct AgentConfig {
         env = "SLUICE_PREFILTER_DENY",
         value_name = "CIDR",
         value_delimiter = ',',
-        value_parser = crate::prefilter::parse_flag
+        value_parser = crate::cidr::parse_flag
     )]
     pub prefilter_deny: Vec<ipnet::Ipv4Net>,
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod api_metrics;
 pub mod apiserver;
 pub mod boot_state;
+pub mod cidr;
 pub mod config;
 pub mod conntrack_gc;
 pub mod daemon;

@@ -26,6 +26,7 @@ pub use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use sluice_bpf_common::{pin::PREFILTER_MAP, prefilter::PrefilterEntry};
 
+use crate::cidr::{InvalidCidr, parse_cidr};
 use crate::{
     config::AgentConfig,
     datapath::{
@@ -94,8 +95,8 @@ pub trait PrefilterMap: Send {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrefilterError {
-    #[error("invalid CIDR {input:?}: {reason}")]
-    Invalid { input: String, reason: String },
+    #[error(transparent)]
+    Invalid(#[from] InvalidCidr),
     #[error(
         "the prefilter deny list is full: {entries} of {capacity} entries in use, {wanted} more \
          asked for (raise --prefilter-map-size, which needs `sluice-agent unpin`)"
@@ -113,38 +114,6 @@ pub enum PrefilterError {
     State(#[from] StateFileError),
     #[error("{0:#}")]
     Map(anyhow::Error),
-}
-
-/// Parses a deny-list entry: `a.b.c.d/len`, or a bare address for a /32.
-/// Host bits must be zero, so a typo cannot widen or narrow the entry
-/// silently.
-pub fn parse_cidr(input: &str) -> Result<Ipv4Net, PrefilterError> {
-    let invalid = |reason: String| PrefilterError::Invalid {
-        input: input.to_owned(),
-        reason,
-    };
-    let text = input.trim();
-    let net = if text.contains('/') {
-        text.parse::<Ipv4Net>()
-            .map_err(|_| invalid("expected an IPv4 CIDR like 192.0.2.0/24".into()))?
-    } else {
-        let addr: std::net::Ipv4Addr = text
-            .parse()
-            .map_err(|_| invalid("expected an IPv4 CIDR like 192.0.2.0/24".into()))?;
-        Ipv4Net::from(addr)
-    };
-    if net.trunc() != net {
-        return Err(invalid(format!(
-            "host bits are set; did you mean {}?",
-            net.trunc()
-        )));
-    }
-    Ok(net)
-}
-
-/// clap's value parser for `--prefilter-deny`.
-pub fn parse_flag(input: &str) -> Result<Ipv4Net, String> {
-    parse_cidr(input).map_err(|e| e.to_string())
 }
 
 /// Why an entry is in the deny list.
@@ -372,10 +341,10 @@ impl Prefilter {
 
 fn parse_all(inputs: &[String]) -> Result<Vec<Ipv4Net>, PrefilterError> {
     if inputs.is_empty() {
-        return Err(PrefilterError::Invalid {
+        return Err(PrefilterError::Invalid(InvalidCidr {
             input: String::new(),
             reason: "give at least one CIDR".into(),
-        });
+        }));
     }
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
@@ -634,23 +603,6 @@ mod tests {
             err.contains("--prefilter-deny") && err.contains("did you mean 10.0.0.0/8"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn cidrs_parse_strictly() {
-        assert_eq!(parse_cidr("192.0.2.0/24").unwrap(), net("192.0.2.0/24"));
-        assert_eq!(parse_cidr(" 192.0.2.7 ").unwrap(), net("192.0.2.7/32"));
-        assert_eq!(parse_cidr("0.0.0.0/0").unwrap(), net("0.0.0.0/0"));
-        for (bad, says) in [
-            ("192.0.2.7/24", "did you mean 192.0.2.0/24"),
-            ("192.0.2.0/33", "IPv4 CIDR"),
-            ("2001:db8::/32", "IPv4 CIDR"),
-            ("example.com", "IPv4 CIDR"),
-            ("", "IPv4 CIDR"),
-        ] {
-            let err = parse_cidr(bad).expect_err(bad).to_string();
-            assert!(err.contains(says) && err.contains(bad), "{bad}: {err}");
-        }
     }
 
     #[test]
