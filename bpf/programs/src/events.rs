@@ -9,11 +9,18 @@ use sluice_bpf_common::{
 };
 
 use crate::{
+    counters::count,
+    identity::identity_of,
     maps::{DROP_RATE, EVENTS, POLICY_SCRATCH},
-    metrics,
     packet::{Flow, parse_flow, parse_ipv4},
-    policy::identity_of,
 };
+
+/// Counts the packet under `verdict` (as `metrics::verdict` does; events
+/// count through `counters` so that `metrics` may report drops here).
+#[inline(always)]
+fn count_verdict(ctx: &TcContext, verdict: Verdict) {
+    count(verdict.slot(), ctx.len());
+}
 
 #[inline(always)]
 fn emit(ctx: &TcContext, event: FlowEvent) {
@@ -22,7 +29,7 @@ fn emit(ctx: &TcContext, event: FlowEvent) {
             slot.write(event);
             slot.submit(0);
         }
-        None => metrics::verdict(ctx, Verdict::EventsLost),
+        None => count_verdict(ctx, Verdict::EventsLost),
     }
 }
 
@@ -113,7 +120,7 @@ pub fn dropped(ctx: &TcContext, reason: DropReason) {
         }
     }
     if !drop_allowed(event.saddr, now) {
-        metrics::verdict(ctx, Verdict::EventsRateLimited);
+        count_verdict(ctx, Verdict::EventsRateLimited);
         return;
     }
     if matches!(

@@ -11,11 +11,13 @@
 #![no_main]
 
 mod conntrack;
+mod counters;
 mod events;
 mod fib;
 mod forward;
 mod from_pod;
 mod from_uplink;
+mod identity;
 mod maps;
 mod metrics;
 mod nat;

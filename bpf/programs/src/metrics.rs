@@ -10,21 +10,10 @@ use aya_ebpf::{
 };
 use sluice_bpf_common::metrics::{DropReason, Verdict};
 
-use crate::maps::METRICS;
+use crate::counters::count;
 
 /// Let the packet continue, uncounted.
 pub const PASS: i32 = TC_ACT_OK as i32;
-
-#[inline(always)]
-fn count(slot: u32, bytes: u32) {
-    if let Some(value) = METRICS.get_ptr_mut(slot) {
-        // Per-CPU slot: no other program instance touches it concurrently.
-        unsafe {
-            (*value).packets += 1;
-            (*value).bytes += u64::from(bytes);
-        }
-    }
-}
 
 /// Counts a socket call (no packet: bytes stay 0).
 #[inline(always)]

@@ -21,25 +21,11 @@ use sluice_bpf_common::{
 
 use crate::{
     events,
-    maps::{ENDPOINTS, IPCACHE, POLICY, POLICY_SCRATCH},
+    identity::identity_of,
+    maps::{ENDPOINTS, POLICY, POLICY_SCRATCH},
     metrics,
     packet::Flow,
 };
-
-/// The reserved identity of anything no map knows.
-const WORLD: u32 = 2;
-
-/// Security identity of `addr` (network order): a local endpoint's, else
-/// the ipcache's longest match, else world.
-#[inline(always)]
-pub fn identity_of(addr: u32) -> u32 {
-    if let Some(ep) = unsafe { ENDPOINTS.get(EndpointKey { ipv4: addr }) } {
-        return ep.identity;
-    }
-    IPCACHE
-        .get(&Key::new(32, addr))
-        .map_or(WORLD, |e| e.identity)
-}
 
 /// The matching entry's (verdict, audit, rule), or zeros when none
 /// matches. Plain integers rather than `Option`s keep the verifier happy:
