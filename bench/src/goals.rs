@@ -3,6 +3,12 @@
 //! `sluice-bench` section) and the budget columns of the sections written
 //! by other scripts (`| measure | value | budget |` tables: analyzer,
 //! policy scale). Nothing in it is typed by hand; rerun after any section.
+//!
+//! It cannot pass by accident: a missing or unreadable results file is an
+//! error; each goal is recomputed from its recorded figure, bound and scale
+//! and the mode of the run that measured it (a stored "met" is never read);
+//! a missing or non-finite figure, a section with no results, or a run
+//! smaller than the goal's scale makes the goal missed.
 
 use std::{fmt::Write as _, path::Path};
 
