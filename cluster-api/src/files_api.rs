@@ -362,14 +362,10 @@ impl ClusterApi for FilesApi {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-        uid: Option<&'a str>,
+        precondition: &'a Precondition,
     ) -> ApiFuture<'a, ()> {
         async move {
-            let precondition = Precondition {
-                uid: uid.map(str::to_owned),
-                resource_version: None,
-            };
-            self.delete::<SluiceEndpoint>(&self.endpoint_path(namespace, name)?, &precondition)
+            self.delete::<SluiceEndpoint>(&self.endpoint_path(namespace, name)?, precondition)
         }
         .boxed()
     }

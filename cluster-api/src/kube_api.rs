@@ -166,15 +166,11 @@ impl ClusterApi for KubeApi {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-        uid: Option<&'a str>,
+        precondition: &'a Precondition,
     ) -> ApiFuture<'a, ()> {
         async move {
-            let precondition = Precondition {
-                uid: uid.map(str::to_owned),
-                resource_version: None,
-            };
             self.endpoints(namespace)
-                .delete(name, &delete_params(&precondition))
+                .delete(name, &delete_params(precondition))
                 .await
                 .map_err(from_kube)?;
             Ok(())

@@ -97,13 +97,13 @@ pub trait ClusterApi: Send + Sync {
     /// Creates or replaces the record (server-side apply, forced).
     fn apply_endpoint<'a>(&'a self, endpoint: &'a SluiceEndpoint)
     -> ApiFuture<'a, SluiceEndpoint>;
-    /// [`ApiError::NotFound`] if absent, [`ApiError::Conflict`] if `uid`
-    /// is given and differs.
+    /// [`ApiError::NotFound`] if absent, [`ApiError::Conflict`] if the
+    /// precondition fails.
     fn delete_endpoint<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
-        uid: Option<&'a str>,
+        precondition: &'a Precondition,
     ) -> ApiFuture<'a, ()>;
     fn watch_endpoints(&self) -> WatchStream<SluiceEndpoint>;
 }

@@ -43,6 +43,13 @@ fn endpoint(namespace: &str, name: &str, node: &str, number: u32) -> SluiceEndpo
     }
 }
 
+fn uid(uid: &str) -> Precondition {
+    Precondition {
+        uid: Some(uid.to_owned()),
+        resource_version: None,
+    }
+}
+
 fn block<T>(future: impl std::future::Future<Output = T>) -> T {
     futures::executor::block_on(future)
 }
@@ -168,13 +175,13 @@ fn endpoints_apply_list_by_node_and_delete_by_uid() {
     assert_eq!(node1[0].spec.identity, 258);
     assert_eq!(block(api.list_endpoints(None)).unwrap().len(), 2);
     assert!(
-        block(api.delete_endpoint("vis", "front", Some("old-uid")))
+        block(api.delete_endpoint("vis", "front", &uid("old-uid")))
             .unwrap_err()
             .is_conflict()
     );
-    block(api.delete_endpoint("vis", "front", first.metadata.uid.as_deref())).unwrap();
+    block(api.delete_endpoint("vis", "front", &uid(first.metadata.uid.as_deref().unwrap()))).unwrap();
     assert!(
-        block(api.delete_endpoint("vis", "front", None))
+        block(api.delete_endpoint("vis", "front", &Precondition::default()))
             .unwrap_err()
             .is_not_found()
     );
