@@ -243,7 +243,10 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
         println!(
             "operator:  {}",
             if alive {
-                format!("pid {} (files mode: identity and endpoint GC)", operator.pid)
+                format!(
+                    "pid {} (files mode: identity and endpoint GC)",
+                    operator.pid
+                )
             } else {
                 "NOT RUNNING".to_owned()
             }

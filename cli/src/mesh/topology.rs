@@ -16,8 +16,8 @@ use super::{
     binaries, cgroup,
     journal::{Journal, Resource},
     layout::{
-        AGENT_METRICS_ADDR, INFRA_SERVER_PORT, OPERATOR_METRICS_ADDR, Layout, OUTSIDE_ADDRESS, ROUTER_ADDRESS,
-        UNDERLAY_PREFIX_LEN, netns_path, node_address, node_pod_cidr,
+        AGENT_METRICS_ADDR, INFRA_SERVER_PORT, Layout, OPERATOR_METRICS_ADDR, OUTSIDE_ADDRESS,
+        ROUTER_ADDRESS, UNDERLAY_PREFIX_LEN, netns_path, node_address, node_pod_cidr,
     },
     netns::{self, ip_in},
     process::{self, in_netns, spawn_detached},

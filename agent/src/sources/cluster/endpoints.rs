@@ -192,10 +192,7 @@ impl EndpointPublisher {
 
     /// Brings the records in line with `desired`; what fails is retried at
     /// the next sync. Returns the first error.
-    pub async fn sync(
-        &mut self,
-        desired: &BTreeMap<EndpointKey, Desired>,
-    ) -> Result<(), ApiError> {
+    pub async fn sync(&mut self, desired: &BTreeMap<EndpointKey, Desired>) -> Result<(), ApiError> {
         let plan = plan(&self.written, desired);
         let mut first_error = None;
         for key in plan.delete {
@@ -240,7 +237,11 @@ impl EndpointPublisher {
             uid,
             resource_version: None,
         };
-        match self.api.delete_endpoint(&key.0, &key.1, &precondition).await {
+        match self
+            .api
+            .delete_endpoint(&key.0, &key.1, &precondition)
+            .await
+        {
             Ok(()) => Ok(()),
             // 404: already gone; 409: a precondition failed, i.e. the
             // record was re-created (by a newer writer): not ours to delete.

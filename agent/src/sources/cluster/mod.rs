@@ -20,6 +20,8 @@
 //! runs and numbers stay node-local.
 
 pub mod endpoints;
+#[cfg(test)]
+mod files_tests;
 pub mod identities;
 pub mod remote;
 #[cfg(test)]
