@@ -127,9 +127,10 @@ impl FilesApi {
         let _ = fs::remove_file(&temp);
         match linked {
             Ok(()) => Ok(object),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(ApiError::Conflict(
-                format!("{} already exists", path.display()),
-            )),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(ApiError::Conflict(format!(
+                "{} already exists",
+                path.display()
+            ))),
             Err(e) => Err(io_error(path)(e)),
         }
     }
@@ -164,7 +165,10 @@ impl FilesApi {
             return Err(ApiError::NotFound(path.display().to_string()));
         };
         let meta = existing.meta();
-        let holds = precondition.uid.as_ref().is_none_or(|u| meta.uid.as_ref() == Some(u))
+        let holds = precondition
+            .uid
+            .as_ref()
+            .is_none_or(|u| meta.uid.as_ref() == Some(u))
             && precondition
                 .resource_version
                 .as_ref()
@@ -222,19 +226,21 @@ impl FilesApi {
         Ok(all
             .into_iter()
             .map(|(_, endpoint)| endpoint)
-            .filter(|e| node.is_none_or(|n| e.labels().get(NODE_LABEL).map(String::as_str) == Some(n)))
+            .filter(|e| {
+                node.is_none_or(|n| e.labels().get(NODE_LABEL).map(String::as_str) == Some(n))
+            })
             .collect())
     }
 }
 
 /// Names become file names: no separators, nothing hidden, a sane length.
 fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
-    let bad = name.is_empty()
-        || name.len() > 253
-        || name.starts_with('.')
-        || name.contains(['/', '\0']);
+    let bad =
+        name.is_empty() || name.len() > 253 || name.starts_with('.') || name.contains(['/', '\0']);
     if bad {
-        return Err(ApiError::Invalid(format!("{what} {name:?} cannot be stored")));
+        return Err(ApiError::Invalid(format!(
+            "{what} {name:?} cannot be stored"
+        )));
     }
     Ok(())
 }
@@ -257,11 +263,10 @@ fn write_temp<K: Serialize>(path: &Path, object: &K) -> Result<PathBuf, ApiError
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(".tmp-{}", new_uid()));
     let mut file = File::create(&temp).map_err(io_error(&temp))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| {
-            let _ = fs::remove_file(&temp);
-            io_error(&temp)(e)
-        })?;
+    file.write_all(text.as_bytes()).map_err(|e| {
+        let _ = fs::remove_file(&temp);
+        io_error(&temp)(e)
+    })?;
     Ok(temp)
 }
 
@@ -351,10 +356,7 @@ impl ClusterApi for FilesApi {
         async move { self.list_endpoints_of(node) }.boxed()
     }
 
-    fn apply_endpoint<'a>(
-        &'a self,
-        endpoint: &'a SluiceEndpoint,
-    ) -> ApiFuture<'a, SluiceEndpoint> {
+    fn apply_endpoint<'a>(&'a self, endpoint: &'a SluiceEndpoint) -> ApiFuture<'a, SluiceEndpoint> {
         async move { self.apply(endpoint) }.boxed()
     }
 

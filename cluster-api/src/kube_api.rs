@@ -146,10 +146,7 @@ impl ClusterApi for KubeApi {
         .boxed()
     }
 
-    fn apply_endpoint<'a>(
-        &'a self,
-        endpoint: &'a SluiceEndpoint,
-    ) -> ApiFuture<'a, SluiceEndpoint> {
+    fn apply_endpoint<'a>(&'a self, endpoint: &'a SluiceEndpoint) -> ApiFuture<'a, SluiceEndpoint> {
         async move {
             let namespace = endpoint.metadata.namespace.as_deref().unwrap_or_default();
             let name = endpoint.metadata.name.as_deref().unwrap_or_default();

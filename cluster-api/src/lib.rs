@@ -95,8 +95,7 @@ pub trait ClusterApi: Send + Sync {
     /// Every `SluiceEndpoint`, or those labelled [`NODE_LABEL`]`=node`.
     fn list_endpoints<'a>(&'a self, node: Option<&'a str>) -> ApiFuture<'a, Vec<SluiceEndpoint>>;
     /// Creates or replaces the record (server-side apply, forced).
-    fn apply_endpoint<'a>(&'a self, endpoint: &'a SluiceEndpoint)
-    -> ApiFuture<'a, SluiceEndpoint>;
+    fn apply_endpoint<'a>(&'a self, endpoint: &'a SluiceEndpoint) -> ApiFuture<'a, SluiceEndpoint>;
     /// [`ApiError::NotFound`] if absent, [`ApiError::Conflict`] if the
     /// precondition fails.
     fn delete_endpoint<'a>(

@@ -123,7 +123,10 @@ fn status_updates_and_deletes_check_preconditions() {
     block(api.set_identity_unused_since("256", Some("2025-01-01T00:00:00Z"))).unwrap();
     let marked = block(api.get_identity("256")).unwrap().unwrap();
     assert_eq!(
-        marked.status.as_ref().and_then(|s| s.unused_since.as_deref()),
+        marked
+            .status
+            .as_ref()
+            .and_then(|s| s.unused_since.as_deref()),
         Some("2025-01-01T00:00:00Z")
     );
     assert_eq!(marked.metadata.resource_version.as_deref(), Some("2"));
@@ -142,12 +145,20 @@ fn status_updates_and_deletes_check_preconditions() {
         uid: created.metadata.uid.clone(),
         resource_version: Some("1".to_owned()),
     };
-    assert!(block(api.delete_identity("256", &stale)).unwrap_err().is_conflict());
+    assert!(
+        block(api.delete_identity("256", &stale))
+            .unwrap_err()
+            .is_conflict()
+    );
     let other = Precondition {
         uid: Some("someone-else".to_owned()),
         resource_version: None,
     };
-    assert!(block(api.delete_identity("256", &other)).unwrap_err().is_conflict());
+    assert!(
+        block(api.delete_identity("256", &other))
+            .unwrap_err()
+            .is_conflict()
+    );
     assert!(block(api.get_identity("256")).unwrap().is_some());
     let current = Precondition {
         uid: created.metadata.uid.clone(),
@@ -155,7 +166,11 @@ fn status_updates_and_deletes_check_preconditions() {
     };
     block(api.delete_identity("256", &current)).unwrap();
     assert!(block(api.get_identity("256")).unwrap().is_none());
-    assert!(block(api.delete_identity("256", &current)).unwrap_err().is_not_found());
+    assert!(
+        block(api.delete_identity("256", &current))
+            .unwrap_err()
+            .is_not_found()
+    );
     // The number is free again: a new incarnation with a new uid.
     let again = block(api.create_identity(&identity("256", &["k8s:app=db"]))).unwrap();
     assert_ne!(again.metadata.uid, created.metadata.uid);
@@ -168,7 +183,10 @@ fn endpoints_apply_list_by_node_and_delete_by_uid() {
     let first = block(api.apply_endpoint(&endpoint("vis", "front", "node-1", 256))).unwrap();
     block(api.apply_endpoint(&endpoint("vis", "back", "node-2", 257))).unwrap();
     let updated = block(api.apply_endpoint(&endpoint("vis", "front", "node-1", 258))).unwrap();
-    assert_eq!(updated.metadata.uid, first.metadata.uid, "apply keeps the uid");
+    assert_eq!(
+        updated.metadata.uid, first.metadata.uid,
+        "apply keeps the uid"
+    );
     assert_eq!(updated.metadata.resource_version.as_deref(), Some("2"));
     let node1 = block(api.list_endpoints(Some("node-1"))).unwrap();
     assert_eq!(node1.len(), 1);
@@ -179,7 +197,8 @@ fn endpoints_apply_list_by_node_and_delete_by_uid() {
             .unwrap_err()
             .is_conflict()
     );
-    block(api.delete_endpoint("vis", "front", &uid(first.metadata.uid.as_deref().unwrap()))).unwrap();
+    block(api.delete_endpoint("vis", "front", &uid(first.metadata.uid.as_deref().unwrap())))
+        .unwrap();
     assert!(
         block(api.delete_endpoint("vis", "front", &Precondition::default()))
             .unwrap_err()
@@ -194,7 +213,10 @@ fn names_that_are_not_file_names_are_refused() {
     let api = FilesApi::open(dir.path()).unwrap();
     for bad in ["", "../256", ".hidden", "a/b"] {
         let result = block(api.create_identity(&identity(bad, &["k8s:app=x"])));
-        assert!(matches!(result, Err(ApiError::Invalid(_))), "{bad:?}: {result:?}");
+        assert!(
+            matches!(result, Err(ApiError::Invalid(_))),
+            "{bad:?}: {result:?}"
+        );
     }
     let result = block(api.apply_endpoint(&endpoint("a.b", "front", "node-1", 256)));
     assert!(matches!(result, Err(ApiError::Invalid(_))), "{result:?}");

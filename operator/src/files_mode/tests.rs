@@ -59,11 +59,20 @@ async fn unused_identities_are_marked_then_deleted_after_the_grace_period() {
     let (metrics, _) = metrics();
     api.create_identity(&identity(256, "web")).await.unwrap();
     api.create_identity(&identity(257, "old")).await.unwrap();
-    api.apply_endpoint(&endpoint("front", "u1", 256)).await.unwrap();
+    api.apply_endpoint(&endpoint("front", "u1", 256))
+        .await
+        .unwrap();
 
     let t0 = at("2025-01-01T00:00:00Z");
     let round = collect_identities(&api, GRACE, t0, &metrics).await.unwrap();
-    assert_eq!(round, IdentityRound { marked: 1, unmarked: 0, deleted: 0 });
+    assert_eq!(
+        round,
+        IdentityRound {
+            marked: 1,
+            unmarked: 0,
+            deleted: 0
+        }
+    );
     let marked = api.get_identity("257").await.unwrap().unwrap();
     assert_eq!(
         marked.status.and_then(|s| s.unused_since),
@@ -94,11 +103,20 @@ async fn an_identity_used_again_is_unmarked_and_kept() {
     api.create_identity(&identity(256, "web")).await.unwrap();
     let t0 = at("2025-01-01T00:00:00Z");
     collect_identities(&api, GRACE, t0, &metrics).await.unwrap();
-    api.apply_endpoint(&endpoint("front", "u1", 256)).await.unwrap();
+    api.apply_endpoint(&endpoint("front", "u1", 256))
+        .await
+        .unwrap();
     let round = collect_identities(&api, GRACE, at("2025-01-01T01:00:00Z"), &metrics)
         .await
         .unwrap();
-    assert_eq!(round, IdentityRound { marked: 0, unmarked: 1, deleted: 0 });
+    assert_eq!(
+        round,
+        IdentityRound {
+            marked: 0,
+            unmarked: 1,
+            deleted: 0
+        }
+    );
     let kept = api.get_identity("256").await.unwrap().unwrap();
     assert_eq!(kept.status.and_then(|s| s.unused_since), None);
 }
@@ -126,9 +144,15 @@ async fn endpoints_of_gone_or_replaced_pods_are_deleted() {
         "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: vis}\n",
     )
     .unwrap();
-    api.apply_endpoint(&endpoint("front", "u1", 256)).await.unwrap();
-    api.apply_endpoint(&endpoint("back", "u2-old", 256)).await.unwrap();
-    api.apply_endpoint(&endpoint("gone", "u3", 256)).await.unwrap();
+    api.apply_endpoint(&endpoint("front", "u1", 256))
+        .await
+        .unwrap();
+    api.apply_endpoint(&endpoint("back", "u2-old", 256))
+        .await
+        .unwrap();
+    api.apply_endpoint(&endpoint("gone", "u3", 256))
+        .await
+        .unwrap();
 
     let pods = pods_in_manifests(manifests.path()).unwrap();
     assert_eq!(pods.len(), 2);
@@ -148,7 +172,11 @@ async fn endpoints_of_gone_or_replaced_pods_are_deleted() {
 fn a_manifest_that_does_not_parse_stops_endpoint_gc() {
     let manifests = tempfile::tempdir().unwrap();
     write_pod(manifests.path(), "front", "u1");
-    std::fs::write(manifests.path().join("broken.yaml"), "kind: Pod\nmetadata: [").unwrap();
+    std::fs::write(
+        manifests.path().join("broken.yaml"),
+        "kind: Pod\nmetadata: [",
+    )
+    .unwrap();
     let error = pods_in_manifests(manifests.path()).unwrap_err();
     assert!(format!("{error:#}").contains("broken.yaml"), "{error:#}");
 }
