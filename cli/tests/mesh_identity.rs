@@ -177,7 +177,9 @@ fn flow_identities(mesh: &Mesh, node: &str, src_ip: &str, dst_ip: &str) -> Vec<(
 }
 
 /// Stops `node`'s agent and starts it again with the same command line,
-/// then waits until it reports ready.
+/// then waits until it reports ready. The new agent is detached (`setsid
+/// --fork`, as `up` detaches agents); `down` stops it, since it lives in
+/// the node's namespace.
 fn restart_agent(mesh: &Mesh, node: &str) {
     let state: Value = serde_json::from_str(
         &std::fs::read_to_string(mesh.state_dir().join("state.json")).expect("mesh state"),
@@ -215,13 +217,15 @@ fn restart_agent(mesh: &Mesh, node: &str) {
         .append(true)
         .open(mesh.state_dir().join(format!("logs/agent-{node}.log")))
         .expect("agent log");
-    Command::new(&args[0])
-        .args(&args[1..])
+    let forked = Command::new("setsid")
+        .arg("--fork")
+        .args(&args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
-        .spawn()
-        .expect("restart the agent");
+        .status()
+        .expect("restart the agent (setsid --fork)");
+    assert!(forked.success(), "setsid --fork: {forked}");
     let runtime = runtime();
     let socket = mesh.agent_socket(node);
     let deadline = Instant::now() + Duration::from_secs(30);
