@@ -195,6 +195,13 @@ pub struct AgentConfig {
     #[arg(long, env = "SLUICE_MANIFESTS", required_if_eq("source", "files"))]
     pub manifests: Option<PathBuf>,
 
+    /// With `--source files`: the directory of cluster state shared with the
+    /// other agents and the operator (`SluiceIdentity` and `SluiceEndpoint`
+    /// files), so pod identities are cluster-wide as with `--source
+    /// kubernetes`. Without it, numbers are node-local.
+    #[arg(long, env = "SLUICE_CLUSTER_STATE", requires = "manifests")]
+    pub cluster_state: Option<PathBuf>,
+
     /// What to do when a state file is unreadable or corrupt.
     #[arg(long, env = "SLUICE_ON_CORRUPT_STATE", value_enum, default_value_t = CorruptStatePolicy::Fail)]
     pub on_corrupt_state: CorruptStatePolicy,

@@ -226,8 +226,9 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     })?;
     let on_corrupt = config.on_corrupt_state.into();
     // In a cluster, pod identities are the cluster's SluiceIdentity numbers.
-    let mut cluster = match config.source {
-        SourceKind::Kubernetes => Some(Cluster::connect().await?),
+    let mut cluster = match (config.source, &config.cluster_state) {
+        (SourceKind::Kubernetes, _) => Some(Cluster::connect().await?),
+        (SourceKind::Files, Some(dir)) => Some(Cluster::files(dir).await?),
         _ => None,
     };
     let identities = Arc::new(match &cluster {

@@ -127,9 +127,10 @@ fn spawn_watch<K>(
 }
 
 /// Applies a watcher's events to the store until the stream ends.
-pub async fn apply_watch_events<K, S>(stream: S, scope: Scope, store: Arc<Store>)
+pub async fn apply_watch_events<K, S, E>(stream: S, scope: Scope, store: Arc<Store>)
 where
-    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+    S: Stream<Item = Result<Event<K>, E>>,
+    E: std::fmt::Display,
     Object: From<K>,
 {
     let mut stream = std::pin::pin!(stream);

@@ -59,8 +59,9 @@ pub struct MeshArgs {
 
 #[derive(Subcommand, Debug)]
 enum MeshCommand {
-    /// Build the mesh: underlay, nodes with their agents, then the manifests
-    /// (the built-in 3-tier example when no -f is given).
+    /// Build the mesh: underlay, the operator (identity and endpoint GC
+    /// over the shared cluster state), nodes with their agents, then the
+    /// manifests (the built-in 3-tier example when no -f is given).
     Up {
         /// Number of nodes (node-1 … node-N).
         #[arg(long, default_value_t = 2)]
@@ -85,7 +86,7 @@ enum MeshCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = get::Output::Table)]
         output: get::Output,
     },
-    /// Nodes, agents and pods, and whether they are healthy.
+    /// Nodes, agents, the operator and pods, and whether they are healthy.
     Status,
     /// Run a command inside a pod's network namespace and its node's cgroup.
     Exec {

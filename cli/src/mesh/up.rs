@@ -53,6 +53,9 @@ pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
     ));
     topology::build_underlay(layout, &journal)?;
     let internet = topology::build_internet(layout, &journal)?;
+    progress("operator (files mode: identity and endpoint GC)");
+    fs::create_dir_all(layout.cluster_state_dir())?;
+    let operator = topology::start_operator(layout, &journal)?;
 
     // Every Node object exists before the first agent reads the directory.
     for index in 1..=nodes {
@@ -72,6 +75,7 @@ pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
     let mut state = MeshState {
         name: layout.name().to_owned(),
         internet: Some(internet),
+        operator: Some(operator),
         ..MeshState::default()
     };
     for index in 1..=nodes {
