@@ -141,6 +141,19 @@ pub enum LbMode {
     Maglev,
 }
 
+/// How pod traffic reaches other nodes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RoutingMode {
+    /// The underlay routes pod addresses: the agent installs a route per
+    /// other node's pod CIDR via that node's address.
+    #[default]
+    Native,
+    /// VXLAN between nodes (UDP 8472) for underlays that cannot route pod
+    /// addresses; the source identity travels in the VNI; pods get the
+    /// uplink's MTU minus 50.
+    Tunnel,
+}
+
 /// What to do with a state file that cannot be read.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CorruptStatePolicy {
@@ -208,6 +221,11 @@ pub struct AgentConfig {
     /// --node-ip says otherwise.
     #[arg(long, env = "SLUICE_UPLINK")]
     pub uplink: Option<String>,
+
+    /// How pod traffic reaches other nodes: `native` (the underlay routes
+    /// pod CIDRs) or `tunnel` (VXLAN over the uplink; needs --uplink).
+    #[arg(long, env = "SLUICE_ROUTING", value_enum, default_value_t = RoutingMode::Native)]
+    pub routing: RoutingMode,
 
     /// The node's address (masquerade target); default: the uplink's.
     #[arg(long, env = "SLUICE_NODE_IP")]

@@ -126,6 +126,7 @@ async fn node_config(config: &AgentConfig, net: &NodeNet) -> anyhow::Result<Node
         cluster_net: be(config.cluster_cidr.network()),
         cluster_mask: be(config.cluster_cidr.netmask()),
         maglev_table_size: config.maglev_table_size,
+        tunnel_ifindex: 0,
     })
 }
 
@@ -190,7 +191,10 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         let outcome = datapath.attach_pod_device(iface)?;
         info!(iface, ?outcome, "attached");
     }
-    let node_config = node_config(&config, &node_net).await?;
+    let pin_dir = datapath.pin_dir().to_owned();
+    let routing = crate::routing::set_up(&config, &node_net, &mut datapath, &pin_dir).await?;
+    let mut node_config = node_config(&config, &node_net).await?;
+    node_config.tunnel_ifindex = routing.tunnel_ifindex;
     datapath.set_node_config(node_config)?;
     if let Some(uplink) = &config.uplink {
         datapath.attach_uplink(uplink)?;
@@ -208,7 +212,6 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         }
     }
     let prefilter = Arc::new(crate::prefilter::start(&config, &mut datapath).await?);
-    let pin_dir = datapath.pin_dir().to_owned();
     info!(pin_dir = %pin_dir.display(), "datapath loaded");
     let kernel_node_ip = node_config.node_ip;
     let lb_maps = KernelLbMaps::open(&pin_dir, config.maglev_table_size)?;
@@ -292,6 +295,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         store.clone(),
         config.node_name.clone(),
         NodeNet::connect()?,
+        routing.routing,
     ));
     let services_revision = services::follow::SyncedRevision::default();
     tokio::spawn(services::follow::follow(
@@ -330,6 +334,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         identities,
         services_revision,
         prefilter,
+        pod_mtu: routing.pod_mtu,
     };
     let listener = bind_api_socket(&config.api_socket)?;
     let api = tokio::spawn(

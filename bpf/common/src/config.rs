@@ -13,11 +13,19 @@ pub struct NodeConfig {
     pub cluster_mask: u32,
     /// Entries per service in the Maglev map (a prime; 0 = no Maglev).
     pub maglev_table_size: u32,
+    /// Tunnel routing: the ifindex of the node's VXLAN device, where pod
+    /// traffic for other nodes is sent; 0 = native routing (the node's
+    /// routes carry it).
+    pub tunnel_ifindex: u32,
 }
 
 impl NodeConfig {
     pub const fn in_cluster(&self, addr: u32) -> bool {
         addr & self.cluster_mask == self.cluster_net
+    }
+
+    pub const fn tunnel_mode(&self) -> bool {
+        self.tunnel_ifindex != 0
     }
 }
 

@@ -16,3 +16,4 @@ pub mod nat;
 pub mod pin;
 pub mod policy;
 pub mod prefilter;
+pub mod tunnel;
