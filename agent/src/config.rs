@@ -154,6 +154,22 @@ pub enum RoutingMode {
     Tunnel,
 }
 
+/// What ingress policy decides on for a packet from the tunnel.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TunnelIdentity {
+    /// `carried` when identity numbers are cluster-wide (`--source
+    /// kubernetes`: SluiceIdentity objects), else `lookup`.
+    #[default]
+    Auto,
+    /// The source identity in the packet's VNI, put there by the sending
+    /// node (every node must number identities alike).
+    Carried,
+    /// The identity the ipcache gives the inner source address, as in
+    /// native routing (node-local numbers, or an underlay where others can
+    /// send VXLAN to the nodes).
+    Lookup,
+}
+
 /// What to do with a state file that cannot be read.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CorruptStatePolicy {
@@ -226,6 +242,13 @@ pub struct AgentConfig {
     /// pod CIDRs) or `tunnel` (VXLAN over the uplink; needs --uplink).
     #[arg(long, env = "SLUICE_ROUTING", value_enum, default_value_t = RoutingMode::Native)]
     pub routing: RoutingMode,
+
+    /// Tunnel routing: what ingress policy decides on for packets from
+    /// other nodes: `carried` (the identity in the VNI), `lookup` (the
+    /// source address's identity), `auto` (carried when identities are
+    /// cluster-wide).
+    #[arg(long, env = "SLUICE_TUNNEL_IDENTITY", value_enum, default_value_t = TunnelIdentity::Auto)]
+    pub tunnel_identity: TunnelIdentity,
 
     /// The node's address (masquerade target); default: the uplink's.
     #[arg(long, env = "SLUICE_NODE_IP")]

@@ -127,6 +127,7 @@ async fn node_config(config: &AgentConfig, net: &NodeNet) -> anyhow::Result<Node
         cluster_mask: be(config.cluster_cidr.netmask()),
         maglev_table_size: config.maglev_table_size,
         tunnel_ifindex: 0,
+        flags: 0,
     })
 }
 
@@ -195,6 +196,13 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     let routing = crate::routing::set_up(&config, &node_net, &mut datapath, &pin_dir).await?;
     let mut node_config = node_config(&config, &node_net).await?;
     node_config.tunnel_ifindex = routing.tunnel_ifindex;
+    // Numbers are cluster-wide only with the Kubernetes source.
+    let cluster_wide_identities = config.source == SourceKind::Kubernetes;
+    if routing.tunnel_ifindex != 0
+        && crate::routing::decides_on_carried_identity(config.tunnel_identity, cluster_wide_identities)
+    {
+        node_config.flags |= sluice_bpf_common::config::CONFIG_CARRIED_IDENTITY;
+    }
     datapath.set_node_config(node_config)?;
     if let Some(uplink) = &config.uplink {
         datapath.attach_uplink(uplink)?;

@@ -12,11 +12,20 @@ use sluice_bpf_common::tunnel::TUNNEL_DEVICE;
 use tracing::info;
 
 use crate::{
-    config::{AgentConfig, RoutingMode},
+    config::{AgentConfig, RoutingMode, TunnelIdentity},
     datapath::{Datapath, tunnel_map::TunnelMap},
     node_net::NodeNet,
     node_routes::Routing,
 };
+
+/// Whether the datapath decides tunnel ingress on the identity in the VNI.
+pub fn decides_on_carried_identity(setting: TunnelIdentity, cluster_wide_numbers: bool) -> bool {
+    match setting {
+        TunnelIdentity::Auto => cluster_wide_numbers,
+        TunnelIdentity::Carried => true,
+        TunnelIdentity::Lookup => false,
+    }
+}
 
 /// What the rest of the agent needs from the routing set-up.
 pub struct RoutingSetup {
@@ -69,5 +78,18 @@ pub async fn set_up(
                 pod_mtu: device.mtu,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_trusts_the_vni_only_with_cluster_wide_numbers() {
+        assert!(decides_on_carried_identity(TunnelIdentity::Auto, true));
+        assert!(!decides_on_carried_identity(TunnelIdentity::Auto, false));
+        assert!(decides_on_carried_identity(TunnelIdentity::Carried, false));
+        assert!(!decides_on_carried_identity(TunnelIdentity::Lookup, true));
     }
 }

@@ -17,7 +17,14 @@ pub struct NodeConfig {
     /// traffic for other nodes is sent; 0 = native routing (the node's
     /// routes carry it).
     pub tunnel_ifindex: u32,
+    /// `CONFIG_*` bits.
+    pub flags: u32,
 }
+
+/// Tunnel routing: ingress policy decides on the source identity a packet
+/// carries in its VNI (the numbers agree on every node); without it, on
+/// the ipcache's identity of the inner source address.
+pub const CONFIG_CARRIED_IDENTITY: u32 = 1;
 
 impl NodeConfig {
     pub const fn in_cluster(&self, addr: u32) -> bool {
@@ -26,6 +33,10 @@ impl NodeConfig {
 
     pub const fn tunnel_mode(&self) -> bool {
         self.tunnel_ifindex != 0
+    }
+
+    pub const fn trusts_carried_identity(&self) -> bool {
+        self.flags & CONFIG_CARRIED_IDENTITY != 0
     }
 }
 

@@ -86,10 +86,14 @@ pub fn to_remote_node(ctx: &TcContext, daddr: u32) -> Option<i32> {
 }
 
 /// The source identity a decapsulated packet carries in its VNI; the
-/// sender's host identity becomes remote-node. 0 when the packet has no
-/// tunnel key (then policy falls back to the source address).
+/// sender's host identity becomes remote-node. 0 (policy looks the source
+/// address up) when the node does not decide on carried identities or the
+/// packet has no tunnel key.
 #[inline(always)]
 pub fn carried_identity(ctx: &TcContext) -> u32 {
+    if !CONFIG.get(0).is_some_and(|c| c.trusts_carried_identity()) {
+        return 0;
+    }
     let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
     let size = core::mem::size_of::<bpf_tunnel_key>() as u32;
     if unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb as *mut _, &mut key, size, 0) } != 0 {
