@@ -15,6 +15,7 @@ use sluice_bpf_common::{
     },
     policy::{IPCACHE_MAP_SIZE, POLICY_MAP_SIZE},
     prefilter::PREFILTER_MAP_SIZE,
+    reject::DEFAULT_REFUSALS_PER_SECOND,
 };
 
 /// Default capacity of the endpoint map (Cilium's default).
@@ -282,6 +283,13 @@ pub struct AgentConfig {
         value_parser = crate::cidr::parse_flag
     )]
     pub prefilter_deny: Vec<ipnet::Ipv4Net>,
+
+    /// Answers (TCP RST, ICMP port unreachable) the node sends per second
+    /// to connections refused for lack of a backend; over it, refused
+    /// packets are only dropped (so a flood cannot make the node an
+    /// amplifier). Split evenly over the CPUs. 0: unlimited.
+    #[arg(long, env = "SLUICE_REFUSAL_RATE", default_value_t = DEFAULT_REFUSALS_PER_SECOND)]
+    pub refusal_rate: u32,
 
     /// How new service connections pick a backend.
     #[arg(long, env = "SLUICE_LB_MODE", value_enum, default_value_t = LbMode::Random)]

@@ -128,7 +128,22 @@ async fn node_config(config: &AgentConfig, net: &NodeNet) -> anyhow::Result<Node
         maglev_table_size: config.maglev_table_size,
         tunnel_ifindex: 0,
         flags: 0,
+        refusals_per_cpu_second: per_cpu_rate(config.refusal_rate, online_cpus()),
     })
+}
+
+fn online_cpus() -> u32 {
+    aya::util::online_cpus().map_or(1, |cpus| cpus.len().max(1) as u32)
+}
+
+/// A node-wide rate split over `cpus` (each CPU has its own bucket), at
+/// least 1 per CPU unless the rate is 0 (unlimited).
+fn per_cpu_rate(node_rate: u32, cpus: u32) -> u32 {
+    if node_rate == 0 {
+        0
+    } else {
+        (node_rate / cpus.max(1)).max(1)
+    }
 }
 
 /// The service manager's starting point: the ids already in the maps.
@@ -412,4 +427,17 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_cpu_rate;
+
+    #[test]
+    fn the_refusal_rate_is_split_over_the_cpus() {
+        assert_eq!(per_cpu_rate(1000, 2), 500);
+        assert_eq!(per_cpu_rate(1000, 3), 333);
+        assert_eq!(per_cpu_rate(1, 4), 1, "at least one per CPU");
+        assert_eq!(per_cpu_rate(0, 4), 0, "unlimited stays unlimited");
+    }
 }

@@ -19,6 +19,9 @@ pub struct NodeConfig {
     pub tunnel_ifindex: u32,
     /// `CONFIG_*` bits.
     pub flags: u32,
+    /// Answers to refused connections (RST, ICMP port unreachable) each
+    /// CPU may send per second; 0 = unlimited (see `reject`).
+    pub refusals_per_cpu_second: u32,
 }
 
 /// Tunnel routing: ingress policy decides on the source identity a packet

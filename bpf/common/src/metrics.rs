@@ -32,10 +32,15 @@ pub enum Verdict {
     /// Tunnel routing: sent to another node through the VXLAN device, the
     /// source identity in the VNI.
     Tunneled = 10,
+    /// A connection to a frontend without backends was answered (RST or
+    /// ICMP port unreachable).
+    Refused = 11,
+    /// Such an answer was not sent: the node's refusal rate was exceeded.
+    RefusalsRateLimited = 12,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 11] = [
+    pub const ALL: [Verdict; 13] = [
         Verdict::Forwarded,
         Verdict::ToStack,
         Verdict::Masqueraded,
@@ -47,6 +52,8 @@ impl Verdict {
         Verdict::EventsRateLimited,
         Verdict::SocketTranslated,
         Verdict::Tunneled,
+        Verdict::Refused,
+        Verdict::RefusalsRateLimited,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -62,6 +69,8 @@ impl Verdict {
             Verdict::EventsRateLimited => "EVENTS_RATE_LIMITED",
             Verdict::SocketTranslated => "SOCKET_TRANSLATED",
             Verdict::Tunneled => "TUNNELED",
+            Verdict::Refused => "REFUSED",
+            Verdict::RefusalsRateLimited => "REFUSALS_RATE_LIMITED",
         }
     }
 

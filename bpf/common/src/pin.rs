@@ -31,9 +31,10 @@ pub const POLICY_SCRATCH_MAP: &str = "POLICY_SCRATCH";
 pub const LB_SOCK_REVNAT_MAP: &str = "LB_SOCK_REVNAT";
 pub const PREFILTER_MAP: &str = "PREFILTER";
 pub const TUNNEL_MAP: &str = "TUNNEL";
+pub const REFUSAL_RATE_MAP: &str = "REFUSAL_RATE";
 
 /// Every pinned map, for tools that list or remove them.
-pub const ALL_MAPS: [&str; 19] = [
+pub const ALL_MAPS: [&str; 20] = [
     ENDPOINTS_MAP,
     METRICS_MAP,
     CONFIG_MAP,
@@ -53,6 +54,7 @@ pub const ALL_MAPS: [&str; 19] = [
     LB_SOCK_REVNAT_MAP,
     PREFILTER_MAP,
     TUNNEL_MAP,
+    REFUSAL_RATE_MAP,
 ];
 
 /// Names of the programs in the object file.

@@ -20,6 +20,7 @@ use sluice_bpf_common::{
     nat::{NAT_MAP_SIZE, NatEntry, NatKey},
     policy::{IPCACHE_MAP_SIZE, IpcacheEntry, POLICY_MAP_SIZE, PolicyData, PolicyEntry},
     prefilter::{PREFILTER_MAP_SIZE, PrefilterEntry},
+    reject::RefusalBucket,
     tunnel::{TUNNEL_MAP_SIZE, TunnelEndpoint},
 };
 
@@ -111,3 +112,7 @@ pub static PREFILTER: LpmTrie<u32, PrefilterEntry, { PREFILTER_MAP_SIZE as usize
 /// underlay address (see `sluice_bpf_common::tunnel`).
 #[btf_map]
 pub static TUNNEL: LpmTrie<u32, TunnelEndpoint, { TUNNEL_MAP_SIZE as usize }> = LpmTrie::new();
+
+/// Per-CPU credit for answering refused connections (rate limit).
+#[btf_map]
+pub static REFUSAL_RATE: PerCpuArray<RefusalBucket, 1> = PerCpuArray::new();
