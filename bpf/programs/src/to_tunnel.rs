@@ -2,8 +2,10 @@
 //! stack routes to another node's pods (the node's own traffic, NodePort
 //! connections forwarded to a remote backend) gets its tunnel key here:
 //! the destination node from the tunnel map, the source identity (the
-//! host's, or a local pod's) as VNI. Packets `from_pod` redirected here
-//! already carry their key.
+//! host's, or a local pod's) as VNI. The key is set here for every packet,
+//! also those `from_pod` redirected with theirs (the same key again): an
+//! answer sent back into the tunnel from `from_tunnel` (a refusal) still
+//! holds the receive-side key, which the device would not send.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sluice_bpf_common::metrics::{DropReason, Verdict};
@@ -20,9 +22,6 @@ pub fn to_tunnel(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
-    if tunnel::has_key(ctx) {
-        return Ok(metrics::PASS);
-    }
     // Not IPv4 (the device does no ARP): the device drops what has no key.
     let Some(ip) = parse_ipv4(ctx)? else {
         return Ok(metrics::PASS);

@@ -10,11 +10,10 @@ use aya_ebpf::{
     helpers::generated::{bpf_redirect, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
     programs::TcContext,
 };
-use sluice_bpf_common::{endpoint::EndpointKey, metrics::Verdict, tunnel::MAX_VNI};
+use sluice_bpf_common::{endpoint::EndpointKey, tunnel::MAX_VNI};
 
 use crate::{
     maps::{CONFIG, ENDPOINTS, TUNNEL},
-    metrics,
     packet::IP_SADDR_OFF,
 };
 
@@ -58,14 +57,6 @@ pub fn set_key(ctx: &TcContext, node_ip: u32, identity: u32) -> bool {
     unsafe { bpf_skb_set_tunnel_key(ctx.skb.skb as *mut _, &mut key, size, flags) == 0 }
 }
 
-/// Whether a tunnel key is already set (by `from_pod`).
-#[inline(always)]
-pub fn has_key(ctx: &TcContext) -> bool {
-    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
-    let size = core::mem::size_of::<bpf_tunnel_key>() as u32;
-    unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb as *mut _, &mut key, size, 0) == 0 }
-}
-
 /// In tunnel mode, sends a packet for another node's pod (or the node
 /// itself) straight to the VXLAN device with its key set; `None` when the
 /// node routes natively or `daddr` is not on another node.
@@ -81,7 +72,8 @@ pub fn to_remote_node(ctx: &TcContext, daddr: u32) -> Option<i32> {
     if !set_key(ctx, node_ip, source_identity(saddr)) {
         return None;
     }
-    metrics::verdict(ctx, Verdict::Tunneled);
+    // Counted as TUNNELED by `to_tunnel`, which every packet for the
+    // device passes.
     Some(unsafe { bpf_redirect(tunnel_ifindex, 0) as i32 })
 }
 
