@@ -214,7 +214,10 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     // Numbers are cluster-wide only with the Kubernetes source.
     let cluster_wide_identities = config.source == SourceKind::Kubernetes;
     if routing.tunnel_ifindex != 0
-        && crate::routing::decides_on_carried_identity(config.tunnel_identity, cluster_wide_identities)
+        && crate::routing::decides_on_carried_identity(
+            config.tunnel_identity,
+            cluster_wide_identities,
+        )
     {
         node_config.flags |= sluice_bpf_common::config::CONFIG_CARRIED_IDENTITY;
     }

@@ -210,7 +210,10 @@ impl NodeNet {
                 .execute()
                 .await
                 .with_context(|| {
-                    format!("adding route {} ({target:?}, node {})", route.pod_cidr, route.via)
+                    format!(
+                        "adding route {} ({target:?}, node {})",
+                        route.pod_cidr, route.via
+                    )
                 })?;
         }
         Ok(())

@@ -20,7 +20,10 @@ use crate::{
 pub enum Routing {
     Native,
     /// Through the VXLAN device `ifindex`; `map` is the datapath's tunnel map.
-    Tunnel { ifindex: u32, map: TunnelMap },
+    Tunnel {
+        ifindex: u32,
+        map: TunnelMap,
+    },
 }
 
 /// The pod CIDR (IPv4) and InternalIP of a node, if it has both.

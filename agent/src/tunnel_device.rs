@@ -7,7 +7,9 @@
 
 use anyhow::{Context, bail};
 use futures::TryStreamExt;
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
+};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVxlan};
 use sluice_bpf_common::tunnel::{TUNNEL_DEVICE, VXLAN_OVERHEAD, VXLAN_PORT};
 

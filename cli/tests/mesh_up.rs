@@ -250,7 +250,16 @@ fn connectivity_test_passes_with_tunnel_routing() {
     require_root();
     let mesh = Mesh::new();
     mesh.ok(&["up", "--routing", "tunnel", "--nodes", "3"]);
-    let routes = mesh.ok(&["exec", "node/node-1", "--", "ip", "route", "show", "proto", "213"]);
+    let routes = mesh.ok(&[
+        "exec",
+        "node/node-1",
+        "--",
+        "ip",
+        "route",
+        "show",
+        "proto",
+        "213",
+    ]);
     assert!(
         routes.contains("10.244.2.0/24 dev sluice_vxlan")
             && routes.contains("10.244.3.0/24 dev sluice_vxlan")

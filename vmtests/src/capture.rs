@@ -41,7 +41,11 @@ impl Capture {
                     i32::from(ETH_P_ALL.to_be()),
                 )
             };
-            assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
             unsafe { OwnedFd::from_raw_fd(fd) }
         });
         let timeout = libc::timeval {

@@ -290,7 +290,10 @@ impl Cluster {
             crate::eventually(
                 &format!("route {expected} on {}", self.nodes[node].name),
                 std::time::Duration::from_secs(10),
-                || ns.ip(&["route", "show", "proto", "213"]).contains(&expected),
+                || {
+                    ns.ip(&["route", "show", "proto", "213"])
+                        .contains(&expected)
+                },
             );
         }
     }

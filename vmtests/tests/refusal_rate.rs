@@ -121,8 +121,6 @@ fn a_flood_to_a_frontend_without_backends_gets_at_most_the_configured_answers() 
         FLOOD - answered
     );
     assert_eq!(counters.drop(DropReason::NoServiceBackend).packets, FLOOD);
-    eprintln!(
-        "{FLOOD} refused datagrams in {elapsed:?}: {answered} answered (bound {bound})"
-    );
+    eprintln!("{FLOOD} refused datagrams in {elapsed:?}: {answered} answered (bound {bound})");
     assert!(elapsed < Duration::from_secs(60));
 }

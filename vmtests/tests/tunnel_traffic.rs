@@ -80,7 +80,10 @@ fn pods_talk_across_nodes_over_vxlan_only() {
         let device = node.ns.ip(&["-d", "link", "show", "sluice_vxlan"]);
         assert!(device.contains("mtu 1450"), "{device}");
         assert!(device.contains("external"), "collect-metadata: {device}");
-        assert!(device.contains(&format!("dstport {VXLAN_PORT}")), "{device}");
+        assert!(
+            device.contains(&format!("dstport {VXLAN_PORT}")),
+            "{device}"
+        );
     }
     for pod in &cluster.pods {
         let link = pod.ns.ip(&["link", "show", "eth0"]);
@@ -170,7 +173,9 @@ fn send_syn(cluster: &Cluster, vni: u32, src: Ipv4Addr, dst: Ipv4Addr, sport: u1
     let to = (cluster.nodes[1].ip, VXLAN_PORT);
     in_netns(&cluster.nodes[0].ns.path(), move || {
         let socket = UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
-        socket.send_to(&datagram, to).expect("send the VXLAN datagram");
+        socket
+            .send_to(&datagram, to)
+            .expect("send the VXLAN datagram");
     });
 }
 
@@ -208,7 +213,10 @@ fn ingress_policy_decides_on_the_identity_the_packet_carries() {
     let _server = serve(&cluster.pods[db].ns, "db", 8080);
     let db_ip = cluster.pods[db].ip;
     // api and web live on node-1 as objects only: their packets are crafted.
-    let (api_ip, web_ip) = (Ipv4Addr::new(10, 244, 1, 200), Ipv4Addr::new(10, 244, 1, 201));
+    let (api_ip, web_ip) = (
+        Ipv4Addr::new(10, 244, 1, 200),
+        Ipv4Addr::new(10, 244, 1, 201),
+    );
     let pods = [
         manifests::pod("db", "db", "node-2", db_ip),
         manifests::pod("api", "api", "node-1", api_ip),
@@ -253,9 +261,11 @@ fn ingress_policy_decides_on_the_identity_the_packet_carries() {
     sport += 1;
     let before = denied();
     send_syn(&cluster, web_id, api_ip, db_ip, sport);
-    eventually("the drop of the flow carried as web", Duration::from_secs(2), || {
-        denied() > before
-    });
+    eventually(
+        "the drop of the flow carried as web",
+        Duration::from_secs(2),
+        || denied() > before,
+    );
     assert!(!tracked(&cluster, api_ip, db_ip, sport));
 
     // With `lookup` the same packet is judged by its source address.
@@ -263,7 +273,9 @@ fn ingress_policy_decides_on_the_identity_the_packet_carries() {
     sport += 1;
     let before = denied();
     send_syn(&cluster, api_id, web_ip, db_ip, sport);
-    eventually("the lookup verdict", Duration::from_secs(2), || denied() > before);
+    eventually("the lookup verdict", Duration::from_secs(2), || {
+        denied() > before
+    });
     assert!(!tracked(&cluster, web_ip, db_ip, sport));
     set_carried_identity(&cluster, true);
 
@@ -271,7 +283,11 @@ fn ingress_policy_decides_on_the_identity_the_packet_carries() {
     // node-1 host (remote-node on node-2) is not allowed by the policy.
     let node_ns = cluster.nodes[0].ns.path();
     assert_eq!(
-        in_netns(&node_ns, move || tcp_name(db_ip, 8080, Duration::from_millis(500))),
+        in_netns(&node_ns, move || tcp_name(
+            db_ip,
+            8080,
+            Duration::from_millis(500)
+        )),
         Reply::Timeout
     );
 }

@@ -33,7 +33,10 @@ impl TunnelMap {
         let mut out = BTreeMap::new();
         for item in self.map.iter() {
             let (key, value) = item.context("reading the tunnel map")?;
-            let prefix = Ipv4Net::new(Ipv4Addr::from(key.data().to_ne_bytes()), key.prefix_len() as u8)?;
+            let prefix = Ipv4Net::new(
+                Ipv4Addr::from(key.data().to_ne_bytes()),
+                key.prefix_len() as u8,
+            )?;
             out.insert(prefix, Ipv4Addr::from(value.node_ip.to_ne_bytes()));
         }
         Ok(out)

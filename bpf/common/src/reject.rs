@@ -34,7 +34,11 @@ impl RefusalBucket {
         let elapsed = now_ns.saturating_sub(self.last_ns);
         self.last_ns = now_ns;
         let credit = self.credit_ns.saturating_add(elapsed);
-        self.credit_ns = if credit > SECOND_NS { SECOND_NS } else { credit };
+        self.credit_ns = if credit > SECOND_NS {
+            SECOND_NS
+        } else {
+            credit
+        };
         let cost = SECOND_NS / u64::from(rate);
         if self.credit_ns >= cost {
             self.credit_ns -= cost;

@@ -145,5 +145,12 @@ pub fn ingress_carried(
     identity: u32,
     flow: &Flow,
 ) -> Result<u32, DropReason> {
-    check(ctx, flow.tuple.daddr, source, identity, DIRECTION_INGRESS, flow)
+    check(
+        ctx,
+        flow.tuple.daddr,
+        source,
+        identity,
+        DIRECTION_INGRESS,
+        flow,
+    )
 }

@@ -306,7 +306,10 @@ fn refusal_checks(mesh: &Mesh, pods: &[&PodState]) -> Result<Vec<Check>> {
             };
             if let Some(port) = number("port") {
                 checks.push(Check {
-                    name: format!("refused: service {name} without backends ({})", protocol.as_str()),
+                    name: format!(
+                        "refused: service {name} without backends ({})",
+                        protocol.as_str()
+                    ),
                     from: src.key(),
                     to: format!("svc/{name}"),
                     ip,
@@ -316,7 +319,10 @@ fn refusal_checks(mesh: &Mesh, pods: &[&PodState]) -> Result<Vec<Check>> {
             }
             if let (Some(node_port), Some(node)) = (number("nodePort"), other_node) {
                 checks.push(Check {
-                    name: format!("refused: NodePort {name} on another node ({})", protocol.as_str()),
+                    name: format!(
+                        "refused: NodePort {name} on another node ({})",
+                        protocol.as_str()
+                    ),
                     from: format!("node/{}", src.node),
                     to: format!("node/{}", node.name),
                     ip: node.address,
