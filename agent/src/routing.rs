@@ -18,6 +18,11 @@ use crate::{
     node_routes::Routing,
 };
 
+/// The device VXLAN runs over: tunnel routing needs an uplink.
+pub fn tunnel_uplink(uplink: Option<&str>) -> anyhow::Result<&str> {
+    uplink.context("--routing tunnel needs --uplink (the device VXLAN runs over)")
+}
+
 /// Whether the datapath decides tunnel ingress on the identity in the VNI.
 pub fn decides_on_carried_identity(setting: TunnelIdentity, cluster_wide_numbers: bool) -> bool {
     match setting {
@@ -57,10 +62,7 @@ pub async fn set_up(
             })
         }
         RoutingMode::Tunnel => {
-            let uplink = config
-                .uplink
-                .as_deref()
-                .context("--routing tunnel needs --uplink (the device VXLAN runs over)")?;
+            let uplink = tunnel_uplink(config.uplink.as_deref())?;
             let device = net.ensure_tunnel_device(uplink).await?;
             datapath.attach_tunnel(TUNNEL_DEVICE)?;
             info!(
@@ -84,6 +86,13 @@ pub async fn set_up(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tunnel_routing_without_an_uplink_is_refused() {
+        let err = tunnel_uplink(None).unwrap_err().to_string();
+        assert!(err.contains("--uplink"), "{err}");
+        assert_eq!(tunnel_uplink(Some("eth0")).unwrap(), "eth0");
+    }
 
     #[test]
     fn auto_trusts_the_vni_only_with_cluster_wide_numbers() {
