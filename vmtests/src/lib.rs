@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod capture;
 pub mod cgroup;
 pub mod cluster;
 pub mod containerd;

@@ -66,6 +66,11 @@ enum MeshCommand {
         /// Number of nodes (node-1 … node-N).
         #[arg(long, default_value_t = 2)]
         nodes: u32,
+        /// How pods reach other nodes: `native` (routes on the underlay)
+        /// or `tunnel` (VXLAN on UDP 8472; the underlay never sees a pod
+        /// address; pod MTU 1450).
+        #[arg(long, value_enum, default_value_t = topology::Routing::Native)]
+        routing: topology::Routing,
         /// Manifest files or directories.
         #[arg(short = 'f', long = "file", value_name = "FILE|DIR")]
         files: Vec<PathBuf>,
@@ -173,8 +178,12 @@ fn report(result: Result<ExitCode>) -> ExitCode {
 
 fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
     match command {
-        MeshCommand::Up { nodes, files } => {
-            let mesh = up::up(layout, nodes, &files)?;
+        MeshCommand::Up {
+            nodes,
+            routing,
+            files,
+        } => {
+            let mesh = up::up(layout, nodes, routing, &files)?;
             println!(
                 "mesh {:?} is up: {} nodes, {} pods. Try `sluice mesh get pods{flag}`, \
                  `sluice mesh test{flag}`; tear down with `sluice mesh down{flag}`.",

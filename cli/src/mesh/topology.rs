@@ -35,6 +35,26 @@ const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Seconds between the operator's checks for endpoints of gone pods.
 const OPERATOR_ENDPOINT_GC_SECS: &str = "10";
 
+/// How the nodes' agents route pod traffic between nodes (`--routing`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Routing {
+    /// The agents route other nodes' pod CIDRs via the node addresses.
+    #[default]
+    Native,
+    /// VXLAN between the nodes: the underlay carries only UDP 8472.
+    Tunnel,
+}
+
+impl Routing {
+    /// The agent's `--routing` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Routing::Native => "native",
+            Routing::Tunnel => "tunnel",
+        }
+    }
+}
+
 /// Creates a namespace, journaled first.
 fn create_netns(journal: &Journal, name: &str) -> Result<()> {
     journal.record(&Resource::Netns {
@@ -182,6 +202,7 @@ pub fn build_node(
     journal: &Journal,
     index: u32,
     cgroup2: Option<&Path>,
+    routing: Routing,
 ) -> Result<NodeState> {
     let name = Layout::node_name(index);
     let ns = layout.node_netns(&name);
@@ -231,6 +252,7 @@ pub fn build_node(
         .args(["--metrics-addr", AGENT_METRICS_ADDR, "--source", "files"])
         // The node's underlay device: masquerade and delivery from other nodes.
         .args(["--uplink", UPLINK, "--cluster-cidr", CLUSTER_CIDR])
+        .args(["--routing", routing.flag()])
         .arg("--manifests")
         .arg(layout.manifests_dir())
         // Cluster-wide identities: the protocol of a cluster over a shared

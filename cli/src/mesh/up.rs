@@ -19,7 +19,12 @@ use super::{
 /// The default example: a 3-tier app spread over the nodes.
 pub const DEFAULT_EXAMPLE: &str = include_str!("../../../examples/three-tier.yaml");
 
-pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
+pub fn up(
+    layout: &Layout,
+    nodes: u32,
+    routing: topology::Routing,
+    files: &[PathBuf],
+) -> Result<Mesh> {
     if nodes == 0 || nodes > MAX_NODES {
         bail!("--nodes must be between 1 and {MAX_NODES}");
     }
@@ -79,12 +84,16 @@ pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
         ..MeshState::default()
     };
     for index in 1..=nodes {
-        progress(&format!("node-{index}: namespace, uplink, agent"));
+        progress(&format!(
+            "node-{index}: namespace, uplink, agent ({} routing)",
+            routing.flag()
+        ));
         state.nodes.push(topology::build_node(
             layout,
             &journal,
             index,
             cgroup2.as_deref(),
+            routing,
         )?);
         state.save(&layout.state_file())?;
     }
