@@ -158,8 +158,9 @@ pub enum RoutingMode {
 /// What ingress policy decides on for a packet from the tunnel.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TunnelIdentity {
-    /// `carried` when identity numbers are cluster-wide (`--source
-    /// kubernetes`: SluiceIdentity objects), else `lookup`.
+    /// `carried` when identity numbers are cluster-wide (SluiceIdentity
+    /// objects: `--source kubernetes`, or `--cluster-state` as in the local
+    /// mesh), else `lookup`.
     #[default]
     Auto,
     /// The source identity in the packet's VNI, put there by the sending

@@ -211,8 +211,10 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     let routing = crate::routing::set_up(&config, &node_net, &mut datapath, &pin_dir).await?;
     let mut node_config = node_config(&config, &node_net).await?;
     node_config.tunnel_ifindex = routing.tunnel_ifindex;
-    // Numbers are cluster-wide only with the Kubernetes source.
-    let cluster_wide_identities = config.source == SourceKind::Kubernetes;
+    // Numbers are cluster-wide with the Kubernetes source and with a shared
+    // cluster-state directory (the local mesh): SluiceIdentity objects.
+    let cluster_wide_identities =
+        config.source == SourceKind::Kubernetes || config.cluster_state.is_some();
     if routing.tunnel_ifindex != 0
         && crate::routing::decides_on_carried_identity(
             config.tunnel_identity,
