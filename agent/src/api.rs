@@ -367,6 +367,24 @@ impl Agent for AgentService {
         }))
     }
 
+    async fn list_rejected(
+        &self,
+        _: Request<pb::ListRejectedRequest>,
+    ) -> Result<Response<pb::ListRejectedResponse>, Status> {
+        let objects = self
+            .policy
+            .rejected()
+            .into_iter()
+            .map(|r| pb::RejectedObject {
+                kind: format!("{:?}", r.policy.kind),
+                namespace: r.policy.namespace.unwrap_or_default(),
+                name: r.policy.name,
+                reasons: r.reasons,
+            })
+            .collect();
+        Ok(Response::new(pb::ListRejectedResponse { objects }))
+    }
+
     async fn status(
         &self,
         _: Request<pb::StatusRequest>,
