@@ -257,6 +257,32 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_examples_are_admitted() {
+        for (name, text) in [
+            (
+                "three-tier",
+                include_str!("../../../examples/three-tier.yaml"),
+            ),
+            (
+                "netpol-model",
+                include_str!("../../../examples/netpol-model.yaml"),
+            ),
+            (
+                "deny-ingress-x-a-except-y",
+                include_str!("../../../examples/netpol/deny-ingress-x-a-except-y.yaml"),
+            ),
+        ] {
+            let objects = parse_text(text, Path::new(name)).expect("parses");
+            let existing = BTreeSet::from(["x".to_owned(), "y".to_owned(), "z".to_owned()]);
+            assert_eq!(
+                problems(&objects, &existing),
+                Vec::<String>::new(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
