@@ -371,7 +371,7 @@ impl Agent for AgentService {
         &self,
         _: Request<pb::ListRejectedRequest>,
     ) -> Result<Response<pb::ListRejectedResponse>, Status> {
-        let objects = self
+        let policies = self
             .policy
             .rejected()
             .into_iter()
@@ -380,8 +380,21 @@ impl Agent for AgentService {
                 namespace: r.policy.namespace.unwrap_or_default(),
                 name: r.policy.name,
                 reasons: r.reasons,
-            })
-            .collect();
+            });
+        let services = self
+            .store
+            .list::<k8s_openapi::api::core::v1::Service>()
+            .into_iter()
+            .filter_map(|service| {
+                let reasons = crate::services::model::unsupported(&service);
+                (!reasons.is_empty()).then(|| pb::RejectedObject {
+                    kind: "Service".to_owned(),
+                    namespace: service.metadata.namespace.clone().unwrap_or_default(),
+                    name: service.metadata.name.clone().unwrap_or_default(),
+                    reasons,
+                })
+            });
+        let objects = policies.chain(services).collect();
         Ok(Response::new(pb::ListRejectedResponse { objects }))
     }
 

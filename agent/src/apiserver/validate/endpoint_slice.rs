@@ -101,9 +101,13 @@ pub fn validate(slice: &EndpointSlice, errors: &mut Errors) {
 
 fn address_of_type(errors: &mut Errors, at: &str, address: &str, address_type: &str) {
     let problem = match address_type {
-        "IPv4" => (!address.parse::<std::net::Ipv4Addr>().is_ok())
+        "IPv4" => address
+            .parse::<std::net::Ipv4Addr>()
+            .is_err()
             .then_some("must be a valid IPv4 address"),
-        "IPv6" => (!address.parse::<std::net::Ipv6Addr>().is_ok())
+        "IPv6" => address
+            .parse::<std::net::Ipv6Addr>()
+            .is_err()
             .then_some("must be a valid IPv6 address"),
         "FQDN" => {
             for message in dns1123_subdomain(address) {
