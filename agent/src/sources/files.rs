@@ -10,6 +10,11 @@
 //! Sluice CRDs (`sluice.io/v1alpha1`) parse like any other kind: the store's
 //! kind list decides what a manifest may contain.
 //!
+//! Objects are admitted as an API server admits them ([`crate::apiserver`]):
+//! an object it would refuse (field rules, CRD schema) makes the file
+//! invalid; admitted objects get its defaults; and the `default` Namespace
+//! exists whether or not a file declares it.
+//!
 //! [`FilesSource`] watches the directory (inotify through `notify`), waits for
 //! the changes to settle (debounce), rescans and applies the diff.
 
