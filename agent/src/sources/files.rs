@@ -51,7 +51,7 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(25);
 const MAX_DEBOUNCE_FACTOR: u32 = 10;
 
 /// Namespace given to namespaced objects that name none, as `kubectl` does.
-pub const DEFAULT_NAMESPACE: &str = "default";
+pub const DEFAULT_NAMESPACE: &str = apiserver::defaults::DEFAULT_NAMESPACE;
 
 /// One problem with one document of one manifest file.
 #[derive(Debug, thiserror::Error)]
@@ -163,11 +163,7 @@ fn parse_document(
 /// The `default` Namespace always exists, as on an API server: a manifest
 /// may define it (e.g. to label it), and without one it is still there.
 fn implicit_default_namespace_key() -> ObjectKey {
-    ObjectKey::new(
-        Kind::Namespace,
-        None,
-        apiserver::defaults::DEFAULT_NAMESPACE,
-    )
+    ObjectKey::new(Kind::Namespace, None, DEFAULT_NAMESPACE)
 }
 
 fn implicit_object(key: &ObjectKey) -> Option<Object> {
