@@ -3,6 +3,12 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
-        .compile_protos(&["proto/sluice/agent/v1/agent.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/sluice/agent/v1/agent.proto",
+                "proto/sluice/relay/v1/relay.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -13,6 +13,13 @@ pub mod agent {
     }
 }
 
+/// The management plane's relay and management API (`sluice-control`).
+pub mod relay {
+    pub mod v1 {
+        tonic::include_proto!("sluice.relay.v1");
+    }
+}
+
 /// Default path of the agent's API socket.
 pub const DEFAULT_AGENT_SOCKET: &str = "/run/sluice/agent.sock";
 
