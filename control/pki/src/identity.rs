@@ -88,7 +88,10 @@ fn verify_with(
 }
 
 /// Renew once half of the lifetime has passed (and always once expired).
+/// The lifetime counts from issuance: notBefore plus the clock skew it was
+/// backdated by.
 pub fn renewal_due(not_before: SystemTime, not_after: SystemTime, now: SystemTime) -> bool {
+    let not_before = (not_before + Duration::from_secs(crate::CLOCK_SKEW_SECS)).min(not_after);
     let lifetime = not_after
         .duration_since(not_before)
         .unwrap_or(Duration::ZERO);

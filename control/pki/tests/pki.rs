@@ -150,9 +150,14 @@ fn the_authority_is_kept_on_disk_and_an_own_root_is_used() {
 
 #[test]
 fn renewal_is_due_at_half_life() {
-    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let end = start + Duration::from_secs(100);
-    assert!(!renewal_due(start, end, start + Duration::from_secs(49)));
-    assert!(renewal_due(start, end, start + Duration::from_secs(50)));
+    // notBefore is backdated by the clock skew allowance.
+    let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let start = issued - Duration::from_secs(sluice_pki::CLOCK_SKEW_SECS);
+    let end = issued + Duration::from_secs(100);
+    let start_plus = |s| issued + Duration::from_secs(s);
+    assert!(!renewal_due(start, end, start_plus(49)));
+    assert!(renewal_due(start, end, start_plus(50)));
     assert!(renewal_due(start, end, end + Duration::from_secs(1)));
+    let start = issued;
+    assert!(renewal_due(start, end, start_plus(100)));
 }
