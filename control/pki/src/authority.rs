@@ -61,7 +61,9 @@ impl Authority {
     /// A new root CA and relay intermediate.
     pub fn generate(now: SystemTime) -> Result<Self, PkiError> {
         let root_key = KeyPair::generate()?;
-        let mut params = ca_params("Sluice Root CA", now, ROOT_CA_SECS, None)?;
+        // A name of its own: a chain from another Sluice installation then
+        // fails as "unknown CA", not as a bad signature under a same-named CA.
+        let mut params = ca_params(&format!("Sluice Root CA {}", random_hex(4)?), now, ROOT_CA_SECS, None)?;
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let root_cert = params.self_signed(&root_key)?;
         Self::with_root(root_cert.pem(), root_key.serialize_pem(), now)
@@ -77,7 +79,8 @@ impl Authority {
         let root_key = KeyPair::from_pem(&root_key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&root_cert_pem, &root_key)?;
         let relay_key = KeyPair::generate()?;
-        let mut params = ca_params("Sluice Relay Intermediate CA", now, RELAY_INTERMEDIATE_SECS, Some(0))?;
+        let name = format!("Sluice Relay Intermediate CA {}", random_hex(4)?);
+        let mut params = ca_params(&name, now, RELAY_INTERMEDIATE_SECS, Some(0))?;
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.use_authority_key_identifier_extension = true;
         let relay_cert = params.signed_by(&relay_key, &issuer)?;
@@ -259,6 +262,14 @@ fn random_serial() -> Result<SerialNumber, PkiError> {
     bytes[0] &= 0x7f; // positive
     bytes[0] |= 0x01; // and without a leading zero byte
     Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn random_hex(n: usize) -> Result<String, PkiError> {
+    let mut bytes = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| PkiError::BadCert("no randomness for a CA name".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {

@@ -370,7 +370,23 @@ fn status_text(status: &tonic::Status) -> String {
         text.push_str(": ");
         text.push_str(&error_chain(source));
     }
+    if let Some(hint) = tls_hint(&text) {
+        text.push_str(" (");
+        text.push_str(hint);
+        text.push(')');
+    }
     text
+}
+
+/// What a TLS alert from the server means for the operator.
+fn tls_hint(text: &str) -> Option<&'static str> {
+    if text.contains("alert: CertificateExpired") {
+        Some("this cluster's relay certificate expired: remove relay.crt and relay.key from the state directory and register again with a token")
+    } else if text.contains("alert: UnknownCA") || text.contains("alert: DecryptError") || text.contains("alert: BadCertificate") {
+        Some("the management server does not trust this cluster's certificate: it was issued by another CA; register again with a token")
+    } else {
+        None
+    }
 }
 
 /// Somewhere in [d/2, d].
