@@ -30,14 +30,18 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sluice/control.sock";
 pub async fn connect_unix(
     path: impl AsRef<Path>,
 ) -> Result<agent::v1::agent_client::AgentClient<Channel>, tonic::transport::Error> {
-    Ok(agent::v1::agent_client::AgentClient::new(unix_channel(path).await?))
+    Ok(agent::v1::agent_client::AgentClient::new(
+        unix_channel(path).await?,
+    ))
 }
 
 /// A client of sluice-control's management API on the unix socket at `path`.
 pub async fn connect_management(
     path: impl AsRef<Path>,
 ) -> Result<relay::v1::management_client::ManagementClient<Channel>, tonic::transport::Error> {
-    Ok(relay::v1::management_client::ManagementClient::new(unix_channel(path).await?))
+    Ok(relay::v1::management_client::ManagementClient::new(
+        unix_channel(path).await?,
+    ))
 }
 
 async fn unix_channel(path: impl AsRef<Path>) -> Result<Channel, tonic::transport::Error> {

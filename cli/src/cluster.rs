@@ -119,7 +119,11 @@ fn run_inner(args: ClusterArgs) -> Result<()> {
                     .into_inner();
                 let view = ClusterList {
                     safe_mode: response.safe_mode,
-                    clusters: response.clusters.into_iter().map(ClusterView::from).collect(),
+                    clusters: response
+                        .clusters
+                        .into_iter()
+                        .map(ClusterView::from)
+                        .collect(),
                 };
                 emit(args.output.format, &view)
             }
@@ -217,14 +221,26 @@ impl From<ClusterInfo> for ClusterView {
             push_status: c
                 .push_status
                 .into_iter()
-                .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v))))
+                .map(|(k, v)| {
+                    (
+                        k,
+                        serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v)),
+                    )
+                })
                 .collect(),
         }
     }
 }
 
 impl Row for ClusterView {
-    const HEADERS: &'static [&'static str] = &["NAME", "RELAY", "LAST SNAPSHOT", "RESOURCES", "AGENTS", "VERSION"];
+    const HEADERS: &'static [&'static str] = &[
+        "NAME",
+        "RELAY",
+        "LAST SNAPSHOT",
+        "RESOURCES",
+        "AGENTS",
+        "VERSION",
+    ];
     fn cells(&self) -> Vec<String> {
         let relay = match (self.connected, self.warm) {
             (true, true) => "connected/warm",
@@ -244,9 +260,17 @@ impl Row for ClusterView {
         let resources = if self.resource_counts.is_empty() {
             "-".to_string()
         } else {
-            self.resource_counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+            self.resource_counts
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
         };
-        let version = if self.sluice_version.is_empty() { "-".into() } else { self.sluice_version.clone() };
+        let version = if self.sluice_version.is_empty() {
+            "-".into()
+        } else {
+            self.sluice_version.clone()
+        };
         vec![
             self.name.clone(),
             relay.into(),

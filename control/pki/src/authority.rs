@@ -8,8 +8,7 @@ use std::{
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
@@ -63,7 +62,12 @@ impl Authority {
         let root_key = KeyPair::generate()?;
         // A name of its own: a chain from another Sluice installation then
         // fails as "unknown CA", not as a bad signature under a same-named CA.
-        let mut params = ca_params(&format!("Sluice Root CA {}", random_hex(4)?), now, ROOT_CA_SECS, None)?;
+        let mut params = ca_params(
+            &format!("Sluice Root CA {}", random_hex(4)?),
+            now,
+            ROOT_CA_SECS,
+            None,
+        )?;
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let root_cert = params.self_signed(&root_key)?;
         Self::with_root(root_cert.pem(), root_key.serialize_pem(), now)
@@ -235,8 +239,12 @@ fn leaf_params(
 ) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(vec![])?;
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::OrganizationName, "Sluice");
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Sluice");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.not_before = to_time(now - Duration::from_secs(CLOCK_SKEW_SECS));
     params.not_after = to_time(now + Duration::from_secs(lifetime_secs));
     params.serial_number = Some(random_serial()?);

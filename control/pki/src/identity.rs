@@ -72,7 +72,12 @@ pub fn verify_chain(root_pem: &str, chain_pem: &str, now: SystemTime) -> Result<
     let since_epoch = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    verify_with(&verifier, leaf, intermediates, UnixTime::since_unix_epoch(since_epoch))
+    verify_with(
+        &verifier,
+        leaf,
+        intermediates,
+        UnixTime::since_unix_epoch(since_epoch),
+    )
 }
 
 fn verify_with(

@@ -90,7 +90,9 @@ pub fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(root_pem)?);
     let mut config = match client {
-        Some((chain, key)) => builder.with_client_auth_cert(parse_certs(chain)?, parse_key(key)?)?,
+        Some((chain, key)) => {
+            builder.with_client_auth_cert(parse_certs(chain)?, parse_key(key)?)?
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![ALPN_H2.to_vec()];

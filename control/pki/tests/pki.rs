@@ -54,7 +54,10 @@ fn a_signed_csr_chains_to_the_root_and_names_the_cluster() {
 
     let info = cert_info(&issued.chain_pem).unwrap();
     assert_eq!(info.cluster.as_deref(), Some("cluster-1"));
-    assert_eq!(cluster_spiffe_id("cluster-1"), "spiffe://sluice/cluster/cluster-1");
+    assert_eq!(
+        cluster_spiffe_id("cluster-1"),
+        "spiffe://sluice/cluster/cluster-1"
+    );
     assert!(info.not_after > now && info.not_before < now);
     assert_eq!(info.serial.len(), 32, "128-bit serial: {}", info.serial);
 }
@@ -66,7 +69,10 @@ fn the_csr_cannot_choose_its_own_names() {
     // The CSR says cluster-2; the server signs for the cluster the token named.
     let (_key, csr) = new_key_and_csr("cluster-2").unwrap();
     let issued = ca.sign_cluster_csr(&csr, "cluster-1", now, HOUR).unwrap();
-    assert_eq!(cert_info(&issued.chain_pem).unwrap().cluster.as_deref(), Some("cluster-1"));
+    assert_eq!(
+        cert_info(&issued.chain_pem).unwrap().cluster.as_deref(),
+        Some("cluster-1")
+    );
 }
 
 #[test]
@@ -75,13 +81,18 @@ fn a_chain_from_another_ca_is_refused_by_us_and_by_openssl() {
     let ours = Authority::generate(now).unwrap();
     let foreign = Authority::generate(now).unwrap();
     let (_key, csr) = new_key_and_csr("cluster-1").unwrap();
-    let issued = foreign.sign_cluster_csr(&csr, "cluster-1", now, HOUR).unwrap();
+    let issued = foreign
+        .sign_cluster_csr(&csr, "cluster-1", now, HOUR)
+        .unwrap();
 
     let err = verify_chain(ours.root_pem(), &issued.chain_pem, now).unwrap_err();
     // Same subject names, other keys: webpki finds the "issuer" and its
     // signature does not match; with other names it is UnknownIssuer.
     let text = err.to_string();
-    assert!(text.contains("BadSignature") || text.contains("UnknownIssuer"), "{text}");
+    assert!(
+        text.contains("BadSignature") || text.contains("UnknownIssuer"),
+        "{text}"
+    );
     let (ok, text) = openssl_verify(ours.root_pem(), &issued.chain_pem);
     assert!(!ok, "openssl accepted a foreign chain: {text}");
 }
@@ -104,7 +115,9 @@ fn an_expired_certificate_is_refused() {
 fn a_tampered_csr_is_a_clear_error() {
     let now = SystemTime::now();
     let ca = Authority::generate(now).unwrap();
-    let err = ca.sign_cluster_csr("not a csr", "cluster-1", now, HOUR).unwrap_err();
+    let err = ca
+        .sign_cluster_csr("not a csr", "cluster-1", now, HOUR)
+        .unwrap_err();
     assert!(matches!(err, PkiError::BadCsr(_)), "{err}");
 
     // Flip one base64 character inside the signed body.
@@ -127,7 +140,10 @@ fn the_authority_is_kept_on_disk_and_an_own_root_is_used() {
     assert_eq!(first.root_pem(), again.root_pem());
     assert_eq!(first.relay_pem(), again.relay_pem());
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("root.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("root.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     // The user's own root (files): a new intermediate under it.
@@ -137,7 +153,10 @@ fn the_authority_is_kept_on_disk_and_an_own_root_is_used() {
     let state = tempfile::tempdir().unwrap();
     let with_own = Authority::load_or_create(
         state.path(),
-        Some((&own_dir.path().join("root.crt"), &own_dir.path().join("root.key"))),
+        Some((
+            &own_dir.path().join("root.crt"),
+            &own_dir.path().join("root.key"),
+        )),
         now,
     )
     .unwrap();

@@ -92,7 +92,10 @@ pub enum AgentError {
     #[error("{0}")]
     Pki(#[from] sluice_pki::PkiError),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 struct Identity {
@@ -116,7 +119,10 @@ impl RelayAgent {
     }
 
     pub fn report(&self) -> AgentReport {
-        self.report.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn update(&self, f: impl FnOnce(&mut AgentReport)) {
@@ -187,7 +193,10 @@ impl RelayAgent {
             .into_inner();
         self.check_issued(&response.chain_pem)?;
         self.save_identity(&key_pem, &response.chain_pem)?;
-        tracing::info!(cluster = self.config.cluster, "registered with the management server");
+        tracing::info!(
+            cluster = self.config.cluster,
+            "registered with the management server"
+        );
         let info = cert_info(&response.chain_pem)?;
         self.update(|r| r.cert_not_after = Some(info.not_after));
         Ok(Identity {
@@ -239,10 +248,13 @@ impl RelayAgent {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel::<AgentMessage>(16);
         let (objects, _) = files::read_objects(&self.config.manifests);
-        send(&tx, Msg::Hello(Hello {
-            sluice_version: env!("CARGO_PKG_VERSION").into(),
-            agents: Some(agents_status(&objects)),
-        }))
+        send(
+            &tx,
+            Msg::Hello(Hello {
+                sluice_version: env!("CARGO_PKG_VERSION").into(),
+                agents: Some(agents_status(&objects)),
+            }),
+        )
         .await?;
         let mut inbound = client
             .channel(ReceiverStream::new(rx))
@@ -329,18 +341,25 @@ async fn send(tx: &mpsc::Sender<AgentMessage>, msg: Msg) -> Result<(), AgentErro
         .map_err(|_| AgentError::Ended("the connection closed".into()))
 }
 
-async fn send_snapshot(tx: &mpsc::Sender<AgentMessage>, id: u64, objects: &ObjectMap) -> Result<(), AgentError> {
+async fn send_snapshot(
+    tx: &mpsc::Sender<AgentMessage>,
+    id: u64,
+    objects: &ObjectMap,
+) -> Result<(), AgentError> {
     let all = files::to_objects(objects);
     let chunks: Vec<_> = all.chunks(SNAPSHOT_CHUNK_OBJECTS).collect();
     let count = chunks.len().max(1);
     for index in 0..count {
         let objects = chunks.get(index).map(|c| c.to_vec()).unwrap_or_default();
-        send(tx, Msg::Snapshot(SnapshotChunk {
-            snapshot_id: id,
-            index: index as u32,
-            last: index + 1 == count,
-            objects,
-        }))
+        send(
+            tx,
+            Msg::Snapshot(SnapshotChunk {
+                snapshot_id: id,
+                index: index as u32,
+                last: index + 1 == count,
+                objects,
+            }),
+        )
         .await?;
     }
     Ok(())
@@ -356,9 +375,10 @@ fn agents_status(objects: &ObjectMap) -> AgentsStatus {
         }
         status.total += 1;
         let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-        let ready = value["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        let ready = value["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
         status.ready += u32::from(ready);
     }
     status
@@ -381,9 +401,16 @@ fn status_text(status: &tonic::Status) -> String {
 /// What a TLS alert from the server means for the operator.
 fn tls_hint(text: &str) -> Option<&'static str> {
     if text.contains("alert: CertificateExpired") {
-        Some("this cluster's relay certificate expired: remove relay.crt and relay.key from the state directory and register again with a token")
-    } else if text.contains("alert: UnknownCA") || text.contains("alert: DecryptError") || text.contains("alert: BadCertificate") {
-        Some("the management server does not trust this cluster's certificate: it was issued by another CA; register again with a token")
+        Some(
+            "this cluster's relay certificate expired: remove relay.crt and relay.key from the state directory and register again with a token",
+        )
+    } else if text.contains("alert: UnknownCA")
+        || text.contains("alert: DecryptError")
+        || text.contains("alert: BadCertificate")
+    {
+        Some(
+            "the management server does not trust this cluster's certificate: it was issued by another CA; register again with a token",
+        )
     } else {
         None
     }

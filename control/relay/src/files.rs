@@ -47,7 +47,10 @@ pub fn read_objects(dir: &Path) -> (ObjectMap, Vec<String>) {
     for path in files {
         match fs::metadata(&path) {
             Ok(m) if m.len() > MAX_MANIFEST_FILE => {
-                errors.push(format!("{}: larger than {MAX_MANIFEST_FILE} bytes", path.display()));
+                errors.push(format!(
+                    "{}: larger than {MAX_MANIFEST_FILE} bytes",
+                    path.display()
+                ));
                 continue;
             }
             Err(e) => {
@@ -73,11 +76,16 @@ pub fn read_objects(dir: &Path) -> (ObjectMap, Vec<String>) {
                 }
             };
             let Some((kind, key)) = object_key(&value) else {
-                errors.push(format!("{}: a document without kind or metadata.name", path.display()));
+                errors.push(format!(
+                    "{}: a document without kind or metadata.name",
+                    path.display()
+                ));
                 continue;
             };
             if objects.len() >= MAX_OBJECTS {
-                errors.push(format!("more than {MAX_OBJECTS} objects: the rest is ignored"));
+                errors.push(format!(
+                    "more than {MAX_OBJECTS} objects: the rest is ignored"
+                ));
                 return (objects, errors);
             }
             objects.insert((kind, key), value.to_string());
@@ -91,7 +99,9 @@ pub fn read_objects(dir: &Path) -> (ObjectMap, Vec<String>) {
 /// `default`, as an API server would put them.
 pub fn object_key(value: &Value) -> Option<(String, String)> {
     let kind = value["kind"].as_str().filter(|k| !k.is_empty())?;
-    let name = value["metadata"]["name"].as_str().filter(|n| !n.is_empty())?;
+    let name = value["metadata"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())?;
     let key = if CLUSTER_SCOPED.contains(&kind) {
         name.to_string()
     } else {
@@ -111,11 +121,16 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(file_type) = entry.file_type() else { continue };
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
         if file_type.is_dir() {
             collect_files(&path, out, errors);
         } else if file_type.is_file()
-            && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+            && matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
         {
             out.push(path);
         }
@@ -176,14 +191,24 @@ pub fn write_managed(manifests: &Path, objects: &[Object]) -> Vec<ResourceStatus
             }
         };
         if object_key(&value).is_none() || value["apiVersion"].as_str().is_none() {
-            statuses.push(status(object, State::Invalid, "an object needs apiVersion, kind and metadata.name".into()));
+            statuses.push(status(
+                object,
+                State::Invalid,
+                "an object needs apiVersion, kind and metadata.name".into(),
+            ));
             continue;
         }
-        let file = format!("{}-{}.yaml", object.kind.to_lowercase(), object.key.replace('/', "_"));
+        let file = format!(
+            "{}-{}.yaml",
+            object.kind.to_lowercase(),
+            object.key.replace('/', "_")
+        );
         let path = dir.join(&file);
         let written = serde_yaml::to_string(&value)
             .map_err(|e| e.to_string())
-            .and_then(|yaml| write_atomic(&path, &yaml).map_err(|e| format!("{}: {e}", path.display())));
+            .and_then(|yaml| {
+                write_atomic(&path, &yaml).map_err(|e| format!("{}: {e}", path.display()))
+            });
         match written {
             Ok(()) => {
                 wanted.push(file);
@@ -241,7 +266,10 @@ mod tests {
         let keys: Vec<_> = old.keys().cloned().collect();
         assert_eq!(
             keys,
-            [("Namespace".to_string(), "db".to_string()), ("Pod".to_string(), "default/p".to_string())]
+            [
+                ("Namespace".to_string(), "db".to_string()),
+                ("Pod".to_string(), "default/p".to_string())
+            ]
         );
         fs::write(
             dir.path().join("a.yaml"),
@@ -251,7 +279,13 @@ mod tests {
         let (new, _) = read_objects(dir.path());
         let (upserts, deletes) = diff(&old, &new);
         assert_eq!(upserts.len(), 1);
-        assert_eq!(deletes, [ObjectRef { kind: "Namespace".into(), key: "db".into() }]);
+        assert_eq!(
+            deletes,
+            [ObjectRef {
+                kind: "Namespace".into(),
+                key: "db".into()
+            }]
+        );
     }
 
     #[test]
@@ -260,12 +294,25 @@ mod tests {
         let object = |name: &str| Object {
             kind: "InsightsConfig".into(),
             key: name.into(),
-            json: format!(r#"{{"apiVersion":"control.sluice.io/v1alpha1","kind":"InsightsConfig","metadata":{{"name":"{name}"}}}}"#),
+            json: format!(
+                r#"{{"apiVersion":"control.sluice.io/v1alpha1","kind":"InsightsConfig","metadata":{{"name":"{name}"}}}}"#
+            ),
         };
-        let bad = Object { kind: "X".into(), key: "y".into(), json: "{}".into() };
+        let bad = Object {
+            kind: "X".into(),
+            key: "y".into(),
+            json: "{}".into(),
+        };
         let statuses = write_managed(dir.path(), &[object("a"), object("b"), bad]);
         let states: Vec<_> = statuses.iter().map(|s| s.state).collect();
-        assert_eq!(states, [State::Accepted as i32, State::Accepted as i32, State::Invalid as i32]);
+        assert_eq!(
+            states,
+            [
+                State::Accepted as i32,
+                State::Accepted as i32,
+                State::Invalid as i32
+            ]
+        );
         write_managed(dir.path(), &[object("b")]);
         let mut files: Vec<_> = fs::read_dir(dir.path().join(MANAGED_DIR))
             .unwrap()

@@ -37,9 +37,13 @@ pub enum RegistryError {
     Exists(String),
     #[error("cluster {0:?} is not registered")]
     NotRegistered(String),
-    #[error("invalid cluster name {0:?}: use 1-63 lower-case letters, digits and '-', starting with a letter")]
+    #[error(
+        "invalid cluster name {0:?}: use 1-63 lower-case letters, digits and '-', starting with a letter"
+    )]
     BadName(String),
-    #[error("the relay identity token for cluster {0:?} is not valid (wrong, or a one-time token already used)")]
+    #[error(
+        "the relay identity token for cluster {0:?} is not valid (wrong, or a one-time token already used)"
+    )]
     BadToken(String),
     #[error("registry file {path}: {reason}")]
     File { path: String, reason: String },
@@ -136,7 +140,8 @@ impl Registry {
     }
 
     fn save(&self) -> Result<(), RegistryError> {
-        let json = serde_json::to_vec_pretty(&self.clusters).map_err(|e| file_err(&self.path, e))?;
+        let json =
+            serde_json::to_vec_pretty(&self.clusters).map_err(|e| file_err(&self.path, e))?;
         let tmp = self.path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             let mut file = fs::OpenOptions::new()
@@ -170,10 +175,12 @@ pub fn validate_name(name: &str) -> Result<(), RegistryError> {
 
 fn new_token() -> Result<String, RegistryError> {
     let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| RegistryError::File {
-        path: "(random)".into(),
-        reason: "no randomness for a token".into(),
-    })?;
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| RegistryError::File {
+            path: "(random)".into(),
+            reason: "no randomness for a token".into(),
+        })?;
     Ok(hex(&bytes))
 }
 
@@ -207,11 +214,23 @@ mod tests {
         let mut registry = Registry::load(&path).unwrap();
         let once = registry.register("c1", "", false, false, 10).unwrap();
         let long = registry.register("c2", "c2.local", true, true, 10).unwrap();
-        assert_eq!(registry.register("c1", "", false, false, 10), Err(RegistryError::Exists("c1".into())));
-        assert_eq!(registry.redeem_token("c1", "wrong"), Err(RegistryError::BadToken("c1".into())));
-        assert_eq!(registry.redeem_token("c2", &once), Err(RegistryError::BadToken("c2".into())));
+        assert_eq!(
+            registry.register("c1", "", false, false, 10),
+            Err(RegistryError::Exists("c1".into()))
+        );
+        assert_eq!(
+            registry.redeem_token("c1", "wrong"),
+            Err(RegistryError::BadToken("c1".into()))
+        );
+        assert_eq!(
+            registry.redeem_token("c2", &once),
+            Err(RegistryError::BadToken("c2".into()))
+        );
         registry.redeem_token("c1", &once).unwrap();
-        assert_eq!(registry.redeem_token("c1", &once), Err(RegistryError::BadToken("c1".into())));
+        assert_eq!(
+            registry.redeem_token("c1", &once),
+            Err(RegistryError::BadToken("c1".into()))
+        );
         registry.redeem_token("c2", &long).unwrap();
         registry.redeem_token("c2", &long).unwrap();
 
@@ -222,7 +241,10 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&long), "the token itself is never stored");
 
-        assert_eq!(registry.deregister("nope"), Err(RegistryError::NotRegistered("nope".into())));
+        assert_eq!(
+            registry.deregister("nope"),
+            Err(RegistryError::NotRegistered("nope".into()))
+        );
         registry.deregister("c1").unwrap();
         assert!(Registry::load(&path).unwrap().get("c1").is_none());
     }

@@ -45,7 +45,10 @@ pub fn load_dir(dir: &Path) -> (Resources, Vec<String>) {
         }
         match fs::metadata(&path) {
             Ok(m) if m.len() > MAX_RESOURCE_FILE => {
-                errors.push(format!("{}: larger than {MAX_RESOURCE_FILE} bytes", path.display()));
+                errors.push(format!(
+                    "{}: larger than {MAX_RESOURCE_FILE} bytes",
+                    path.display()
+                ));
                 continue;
             }
             Err(e) => {
@@ -71,9 +74,15 @@ pub fn load_dir(dir: &Path) -> (Resources, Vec<String>) {
                 }
             };
             let kind = value["kind"].as_str().unwrap_or_default().to_string();
-            let name = value["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if kind.is_empty() || name.is_empty() {
-                errors.push(format!("{}: a document without kind or metadata.name", path.display()));
+                errors.push(format!(
+                    "{}: a document without kind or metadata.name",
+                    path.display()
+                ));
                 continue;
             }
             resources.entry(kind).or_default().insert(name, value);
@@ -128,7 +137,11 @@ fn target_clusters(resource: &Value) -> Result<Option<Vec<String>>, String> {
         Value::Null => Ok(None),
         Value::Array(items) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or("spec.clusters: every item must be a cluster name".to_string()))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or("spec.clusters: every item must be a cluster name".to_string())
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
         _ => Err("spec.clusters must be a list of cluster names".into()),
@@ -139,12 +152,18 @@ fn applies_to(resource: &Value, cluster: &str, required: bool) -> Result<bool, S
     match target_clusters(resource)? {
         Some(list) if list.is_empty() && required => Err("spec.clusters names no cluster".into()),
         Some(list) => Ok(list.iter().any(|c| c == cluster)),
-        None if required => Err("spec.clusters is required (the clusters the policy applies to)".into()),
+        None if required => {
+            Err("spec.clusters is required (the clusters the policy applies to)".into())
+        }
         None => Ok(true),
     }
 }
 
-fn global_network_policy(resource: &Value, name: &str, cluster: &str) -> Result<Option<Object>, String> {
+fn global_network_policy(
+    resource: &Value,
+    name: &str,
+    cluster: &str,
+) -> Result<Option<Object>, String> {
     check_api_version(resource)?;
     if !applies_to(resource, cluster, true)? {
         return Ok(None);
@@ -153,9 +172,10 @@ fn global_network_policy(resource: &Value, name: &str, cluster: &str) -> Result<
     if policy.is_null() {
         return Err("spec.policy is required (a SluiceClusterwideNetworkPolicy spec)".into());
     }
-    let spec: sluice_crds::SluiceClusterwideNetworkPolicySpec = serde_json::from_value(policy.clone())
-        .map_err(|e| format!("spec.policy: {e}"))?;
-    sluice_crds::validate(&spec).map_err(|problems| format!("spec.policy: {}", problems.join("; ")))?;
+    let spec: sluice_crds::SluiceClusterwideNetworkPolicySpec =
+        serde_json::from_value(policy.clone()).map_err(|e| format!("spec.policy: {e}"))?;
+    sluice_crds::validate(&spec)
+        .map_err(|problems| format!("spec.policy: {}", problems.join("; ")))?;
     let object = json!({
         "apiVersion": sluice_crds::API_VERSION,
         "kind": "SluiceClusterwideNetworkPolicy",
@@ -166,10 +186,19 @@ fn global_network_policy(resource: &Value, name: &str, cluster: &str) -> Result<
         },
         "spec": spec,
     });
-    Ok(Some(to_object(object, "SluiceClusterwideNetworkPolicy", name)))
+    Ok(Some(to_object(
+        object,
+        "SluiceClusterwideNetworkPolicy",
+        name,
+    )))
 }
 
-fn pass_through(resource: &Value, kind: &str, name: &str, cluster: &str) -> Result<Option<Object>, String> {
+fn pass_through(
+    resource: &Value,
+    kind: &str,
+    name: &str,
+    cluster: &str,
+) -> Result<Option<Object>, String> {
     check_api_version(resource)?;
     if !applies_to(resource, cluster, false)? {
         return Ok(None);
@@ -243,7 +272,10 @@ spec: {disabledCodes: [BP0001]}
         assert_eq!(kinds, ["SluiceClusterwideNetworkPolicy", "InsightsConfig"]);
         let policy: Value = serde_json::from_str(&c1.objects[0].json).unwrap();
         assert_eq!(policy["metadata"]["labels"][MANAGED_LABEL], "true");
-        assert_eq!(policy["spec"]["namespaceSelector"]["matchLabels"]["tier"], "db");
+        assert_eq!(
+            policy["spec"]["namespaceSelector"]["matchLabels"]["tier"],
+            "db"
+        );
 
         let (c3, _) = translate(&resources, "c3");
         let kinds: Vec<_> = c3.objects.iter().map(|o| o.kind.as_str()).collect();
@@ -276,10 +308,23 @@ metadata: {name: x}
         );
         let (c1, unknown) = translate(&resources, "c1");
         assert!(c1.objects.is_empty(), "{c1:?}");
-        let reasons: BTreeMap<_, _> = c1.invalid.iter().map(|s| (s.name.as_str(), s.reason.as_str())).collect();
-        assert!(reasons["no-clusters"].contains("spec.clusters is required"), "{reasons:?}");
-        assert!(reasons["bad-policy"].starts_with("spec.policy"), "{reasons:?}");
-        assert!(reasons["wrong-version"].contains("apiVersion"), "{reasons:?}");
+        let reasons: BTreeMap<_, _> = c1
+            .invalid
+            .iter()
+            .map(|s| (s.name.as_str(), s.reason.as_str()))
+            .collect();
+        assert!(
+            reasons["no-clusters"].contains("spec.clusters is required"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons["bad-policy"].starts_with("spec.policy"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons["wrong-version"].contains("apiVersion"),
+            "{reasons:?}"
+        );
         assert_eq!(unknown, ["Frobnicator"]);
     }
 

@@ -5,7 +5,10 @@
 mod config;
 mod http;
 
-use std::{sync::Arc, time::{Duration, SystemTime}};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Context;
 use clap::Parser;
@@ -26,9 +29,12 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let now = SystemTime::now();
-    let own_root = config.root_ca_cert.as_deref().zip(config.root_ca_key.as_deref());
-    let authority = Authority::load_or_create(&config.state_dir.join("pki"), own_root, now)
-        .context("PKI")?;
+    let own_root = config
+        .root_ca_cert
+        .as_deref()
+        .zip(config.root_ca_key.as_deref());
+    let authority =
+        Authority::load_or_create(&config.state_dir.join("pki"), own_root, now).context("PKI")?;
     let (server_cert, server_key) = authority
         .issue_server_cert(&config.server_names, now, config::DEFAULT_SERVER_CERT_SECS)
         .context("server certificate")?;
@@ -79,8 +85,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -88,8 +95,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
             shutdown.notify_waiters();
         });
     }
-    let relay = server::serve_relay(hub.clone(), relay_listener, tls_config, wait(shutdown.clone()));
-    let management = server::serve_management(hub.clone(), management_listener, wait(shutdown.clone()));
+    let relay = server::serve_relay(
+        hub.clone(),
+        relay_listener,
+        tls_config,
+        wait(shutdown.clone()),
+    );
+    let management =
+        server::serve_management(hub.clone(), management_listener, wait(shutdown.clone()));
     let metrics = http::serve(hub, metrics_listener, wait(shutdown.clone()));
     let (relay, management, metrics) = tokio::join!(relay, management, metrics);
     relay.context("relay server")?;

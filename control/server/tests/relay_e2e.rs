@@ -31,7 +31,11 @@ struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -63,7 +67,14 @@ impl Server {
             .arg(self.dir.join("state"))
             .arg("--resources")
             .arg(self.dir.join("resources"))
-            .args(["--redis-url", &self.redis_url, "--server-names", "localhost", "--tick-ms", "100"])
+            .args([
+                "--redis-url",
+                &self.redis_url,
+                "--server-names",
+                "localhost",
+                "--tick-ms",
+                "100",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -82,16 +93,29 @@ impl Server {
 
     async fn list(&self) -> Option<ListClustersResponse> {
         let mut client = sluice_api::connect_management(self.socket()).await.ok()?;
-        Some(client.list_clusters(ListClustersRequest {}).await.ok()?.into_inner())
+        Some(
+            client
+                .list_clusters(ListClustersRequest {})
+                .await
+                .ok()?
+                .into_inner(),
+        )
     }
 
     async fn wait_up(&self) {
-        wait_for("sluice-control's management API", Duration::from_secs(15), async || self.list().await.is_some()).await;
+        wait_for(
+            "sluice-control's management API",
+            Duration::from_secs(15),
+            async || self.list().await.is_some(),
+        )
+        .await;
     }
 
     fn metrics(&self) -> String {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).unwrap();
         out
@@ -143,7 +167,11 @@ impl Cluster {
 
     fn managed_files(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.manifests().join(files::MANAGED_DIR))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         names
@@ -186,13 +214,24 @@ spec: {clusters: [c1], policy: {ingress: "not a list"}}
 /// Redis holds exactly the objects of the cluster's manifests directory.
 async fn redis_matches(store: &Store, cluster: &Cluster) -> bool {
     let (objects, _) = files::read_objects(&cluster.manifests());
-    let Ok(stored) = store.objects(&cluster.name).await else { return false };
-    let stored: Vec<_> = stored.into_iter().map(|o| ((o.kind, o.key), o.json)).collect();
+    let Ok(stored) = store.objects(&cluster.name).await else {
+        return false;
+    };
+    let stored: Vec<_> = stored
+        .into_iter()
+        .map(|o| ((o.kind, o.key), o.json))
+        .collect();
     stored == objects.into_iter().collect::<Vec<_>>()
 }
 
 fn pushes_since(cluster: &Cluster, since: Instant) -> usize {
-    cluster.agent.report().pushes.iter().filter(|(at, _)| *at >= since).count()
+    cluster
+        .agent
+        .report()
+        .pushes
+        .iter()
+        .filter(|(at, _)| *at >= since)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,9 +246,14 @@ async fn clusters_rewarm_after_server_kill_and_redis_restart_and_nothing_is_push
     // Register two clusters; each relay agent bootstraps with its token.
     let mut clusters = Vec::new();
     for name in ["c1", "c2"] {
-        let mut client = sluice_api::connect_management(server.socket()).await.unwrap();
+        let mut client = sluice_api::connect_management(server.socket())
+            .await
+            .unwrap();
         let registered = client
-            .register_cluster(RegisterClusterRequest { name: name.into(), ..Default::default() })
+            .register_cluster(RegisterClusterRequest {
+                name: name.into(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -238,26 +282,49 @@ async fn clusters_rewarm_after_server_kill_and_redis_restart_and_nothing_is_push
         cluster.start();
         clusters.push(cluster);
     }
-    wait_for("both clusters warm", Duration::from_secs(15), async || clusters.iter().all(Cluster::warm)).await;
-    wait_for("safe mode left", Duration::from_secs(5), async || server.list().await.is_some_and(|l| !l.safe_mode)).await;
+    wait_for("both clusters warm", Duration::from_secs(15), async || {
+        clusters.iter().all(Cluster::warm)
+    })
+    .await;
+    wait_for("safe mode left", Duration::from_secs(5), async || {
+        server.list().await.is_some_and(|l| !l.safe_mode)
+    })
+    .await;
     for c in &clusters {
-        wait_for("snapshot in redis", Duration::from_secs(5), async || redis_matches(&store, c).await).await;
+        wait_for("snapshot in redis", Duration::from_secs(5), async || {
+            redis_matches(&store, c).await
+        })
+        .await;
     }
 
     // A global policy for both clusters and an invalid one for c1.
-    std::fs::write(dir.path().join("resources/p1.yaml"), POLICY.replace("NAME", "p1")).unwrap();
+    std::fs::write(
+        dir.path().join("resources/p1.yaml"),
+        POLICY.replace("NAME", "p1"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("resources/broken.yaml"), INVALID_FOR_C1).unwrap();
     for c in &clusters {
-        wait_for("p1 written into the managed folder", Duration::from_secs(5), async || {
-            c.managed_files() == ["sluiceclusterwidenetworkpolicy-p1.yaml"]
-        })
+        wait_for(
+            "p1 written into the managed folder",
+            Duration::from_secs(5),
+            async || c.managed_files() == ["sluiceclusterwidenetworkpolicy-p1.yaml"],
+        )
         .await;
     }
     wait_for("push status", Duration::from_secs(5), async || {
         server.list().await.is_some_and(|l| {
-            let c1 = &l.clusters.iter().find(|c| c.name == "c1").unwrap().push_status;
-            c1.get("SluiceClusterwideNetworkPolicy/p1").is_some_and(|s| s.contains("\"ACCEPTED\""))
-                && c1.get("GlobalNetworkPolicy/broken").is_some_and(|s| s.contains("\"INVALID\"") && s.contains("spec.policy"))
+            let c1 = &l
+                .clusters
+                .iter()
+                .find(|c| c.name == "c1")
+                .unwrap()
+                .push_status;
+            c1.get("SluiceClusterwideNetworkPolicy/p1")
+                .is_some_and(|s| s.contains("\"ACCEPTED\""))
+                && c1
+                    .get("GlobalNetworkPolicy/broken")
+                    .is_some_and(|s| s.contains("\"INVALID\"") && s.contains("spec.policy"))
         })
     })
     .await;
@@ -267,9 +334,15 @@ async fn clusters_rewarm_after_server_kill_and_redis_restart_and_nothing_is_push
     assert_eq!(c1.resource_counts.get("Pod"), Some(&20), "{c1:?}");
     assert_eq!((c1.agents_ready, c1.agents_total), (1, 1), "{c1:?}");
     let metrics = server.metrics();
-    assert!(metrics.contains("relay_push_clients_connected 2"), "{metrics}");
+    assert!(
+        metrics.contains("relay_push_clients_connected 2"),
+        "{metrics}"
+    );
     assert!(metrics.contains("relay_push_clients_warmed 2"), "{metrics}");
-    assert!(metrics.contains("relay_translation_errors_total{kind=\"GlobalNetworkPolicy\"}"), "{metrics}");
+    assert!(
+        metrics.contains("relay_translation_errors_total{kind=\"GlobalNetworkPolicy\"}"),
+        "{metrics}"
+    );
 
     // Churn in c1 for the rest of the test: pods come and go.
     let churning = Arc::new(AtomicBool::new(true));
@@ -280,8 +353,13 @@ async fn clusters_rewarm_after_server_kill_and_redis_restart_and_nothing_is_push
             let mut i = 0usize;
             while churning.load(Ordering::Relaxed) {
                 let path = manifests.join(format!("churn-{}.yaml", i % 5));
-                if i % 2 == 0 {
-                    let _ = std::fs::write(&path, format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: churn-{i}, namespace: app}}\n"));
+                if i.is_multiple_of(2) {
+                    let _ = std::fs::write(
+                        &path,
+                        format!(
+                            "apiVersion: v1\nkind: Pod\nmetadata: {{name: churn-{i}, namespace: app}}\n"
+                        ),
+                    );
                 } else {
                     let _ = std::fs::remove_file(&path);
                 }
@@ -294,52 +372,123 @@ async fn clusters_rewarm_after_server_kill_and_redis_restart_and_nothing_is_push
     // 1. kill -9 the server while c2 is away; a change lands meanwhile.
     clusters[1].stop();
     server.kill9();
-    std::fs::write(dir.path().join("resources/p2.yaml"), POLICY.replace("NAME", "p2")).unwrap();
+    std::fs::write(
+        dir.path().join("resources/p2.yaml"),
+        POLICY.replace("NAME", "p2"),
+    )
+    .unwrap();
     let restarted = Instant::now();
     server.spawn();
     server.wait_up().await;
-    wait_for("c1 warm again", Duration::from_secs(15), async || clusters[0].warm()).await;
+    wait_for("c1 warm again", Duration::from_secs(15), async || {
+        clusters[0].warm()
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(server.list().await.unwrap().safe_mode, "c2 is not warm: still in safe mode");
-    assert_eq!(pushes_since(&clusters[0], restarted), 0, "nothing is pushed while c2 is not warm");
-    assert_eq!(clusters[0].managed_files(), ["sluiceclusterwidenetworkpolicy-p1.yaml"]);
+    assert!(
+        server.list().await.unwrap().safe_mode,
+        "c2 is not warm: still in safe mode"
+    );
+    assert_eq!(
+        pushes_since(&clusters[0], restarted),
+        0,
+        "nothing is pushed while c2 is not warm"
+    );
+    assert_eq!(
+        clusters[0].managed_files(),
+        ["sluiceclusterwidenetworkpolicy-p1.yaml"]
+    );
 
     let c2_back = Instant::now();
     clusters[1].start();
-    let both = ["sluiceclusterwidenetworkpolicy-p1.yaml", "sluiceclusterwidenetworkpolicy-p2.yaml"];
+    let both = [
+        "sluiceclusterwidenetworkpolicy-p1.yaml",
+        "sluiceclusterwidenetworkpolicy-p2.yaml",
+    ];
     for c in &clusters {
-        wait_for("p2 converged after the restart", Duration::from_secs(15), async || c.managed_files() == both).await;
+        wait_for(
+            "p2 converged after the restart",
+            Duration::from_secs(15),
+            async || c.managed_files() == both,
+        )
+        .await;
     }
-    let first_push = clusters[0].agent.report().pushes.iter().map(|(at, _)| *at).find(|at| *at >= restarted).unwrap();
+    let first_push = clusters[0]
+        .agent
+        .report()
+        .pushes
+        .iter()
+        .map(|(at, _)| *at)
+        .find(|at| *at >= restarted)
+        .unwrap();
     assert!(first_push >= c2_back, "c1 got a push before c2 was back");
 
     // 2. Redis restarts empty, c2 away again.
     clusters[1].stop();
     wait_for("c2 gone", Duration::from_secs(5), async || {
-        server.list().await.is_some_and(|l| l.clusters.iter().any(|c| c.name == "c2" && !c.connected))
+        server
+            .list()
+            .await
+            .is_some_and(|l| l.clusters.iter().any(|c| c.name == "c2" && !c.connected))
     })
     .await;
     let resyncs = clusters[0].agent.report().resyncs;
     redis.restart();
     let redis_back = Instant::now();
-    wait_for("c1 resent its snapshot", Duration::from_secs(10), async || clusters[0].agent.report().resyncs > resyncs).await;
-    wait_for("c1 warm on the new redis", Duration::from_secs(10), async || clusters[0].warm()).await;
+    wait_for(
+        "c1 resent its snapshot",
+        Duration::from_secs(10),
+        async || clusters[0].agent.report().resyncs > resyncs,
+    )
+    .await;
+    wait_for(
+        "c1 warm on the new redis",
+        Duration::from_secs(10),
+        async || clusters[0].warm(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(server.list().await.unwrap().safe_mode, "safe mode after the Redis restart");
-    assert_eq!(pushes_since(&clusters[0], redis_back), 0, "nothing is pushed while c2 is not warm");
+    assert!(
+        server.list().await.unwrap().safe_mode,
+        "safe mode after the Redis restart"
+    );
+    assert_eq!(
+        pushes_since(&clusters[0], redis_back),
+        0,
+        "nothing is pushed while c2 is not warm"
+    );
 
     clusters[1].start();
-    wait_for("both warm", Duration::from_secs(15), async || clusters.iter().all(Cluster::warm)).await;
-    wait_for("safe mode left", Duration::from_secs(5), async || server.list().await.is_some_and(|l| !l.safe_mode)).await;
+    wait_for("both warm", Duration::from_secs(15), async || {
+        clusters.iter().all(Cluster::warm)
+    })
+    .await;
+    wait_for("safe mode left", Duration::from_secs(5), async || {
+        server.list().await.is_some_and(|l| !l.safe_mode)
+    })
+    .await;
     churning.store(false, Ordering::Relaxed);
     churn.await.unwrap();
     for c in &clusters {
-        wait_for("redis equals the cluster's objects", Duration::from_secs(10), async || redis_matches(&store, c).await).await;
+        wait_for(
+            "redis equals the cluster's objects",
+            Duration::from_secs(10),
+            async || redis_matches(&store, c).await,
+        )
+        .await;
         assert_eq!(c.managed_files(), both);
     }
     let desired = store.desired().await.unwrap();
-    assert_eq!(desired["GlobalNetworkPolicy"].len(), 3, "desired state rewritten into the new redis");
-    assert_eq!(store.clusters().await.unwrap().len(), 2, "registry mirrored into the new redis");
+    assert_eq!(
+        desired["GlobalNetworkPolicy"].len(),
+        3,
+        "desired state rewritten into the new redis"
+    );
+    assert_eq!(
+        store.clusters().await.unwrap().len(),
+        2,
+        "registry mirrored into the new redis"
+    );
     for c in &mut clusters {
         c.stop();
     }

@@ -82,7 +82,11 @@ pub struct Store {
 impl Store {
     /// Connects (with timeouts) to the Redis at `url`; `ca_pem` adds a CA
     /// for `rediss://` servers with a private CA.
-    pub async fn connect(url: &str, ca_pem: Option<Vec<u8>>, prefix: &str) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        ca_pem: Option<Vec<u8>>,
+        prefix: &str,
+    ) -> Result<Self, StoreError> {
         let client = match ca_pem {
             Some(root_cert) => redis::Client::build_with_tls(
                 url,
@@ -154,7 +158,9 @@ impl Store {
 
     pub async fn put_cluster(&self, name: &str, registration_json: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = conn.hset(self.key("clusters"), name, registration_json).await?;
+        let _: () = conn
+            .hset(self.key("clusters"), name, registration_json)
+            .await?;
         Ok(())
     }
 
@@ -166,7 +172,8 @@ impl Store {
         pipe.atomic();
         pipe.hdel(self.key("clusters"), name).ignore();
         for kind in &kinds {
-            pipe.del(self.cluster_key(name, &format!("objects:{kind}"))).ignore();
+            pipe.del(self.cluster_key(name, &format!("objects:{kind}")))
+                .ignore();
         }
         for rest in ["kinds", "meta", "status"] {
             pipe.del(self.cluster_key(name, rest)).ignore();
@@ -195,7 +202,8 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for kind in &old_kinds {
-            pipe.del(self.cluster_key(cluster, &format!("objects:{kind}"))).ignore();
+            pipe.del(self.cluster_key(cluster, &format!("objects:{kind}")))
+                .ignore();
         }
         pipe.del(self.cluster_key(cluster, "kinds")).ignore();
         let mut by_kind: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
@@ -206,9 +214,13 @@ impl Store {
                 .push((&object.key, &object.json));
         }
         for (kind, entries) in &by_kind {
-            pipe.hset_multiple(self.cluster_key(cluster, &format!("objects:{kind}")), entries)
+            pipe.hset_multiple(
+                self.cluster_key(cluster, &format!("objects:{kind}")),
+                entries,
+            )
+            .ignore();
+            pipe.sadd(self.cluster_key(cluster, "kinds"), *kind)
                 .ignore();
-            pipe.sadd(self.cluster_key(cluster, "kinds"), *kind).ignore();
         }
         self.queue_meta(&mut pipe, cluster, meta);
         let _: () = pipe.query_async(&mut conn).await?;
@@ -232,7 +244,8 @@ impl Store {
                 &object.json,
             )
             .ignore();
-            pipe.sadd(self.cluster_key(cluster, "kinds"), &object.kind).ignore();
+            pipe.sadd(self.cluster_key(cluster, "kinds"), &object.kind)
+                .ignore();
         }
         for (kind, key) in deletes {
             pipe.hdel(self.cluster_key(cluster, &format!("objects:{kind}")), key)
@@ -335,7 +348,8 @@ impl Store {
                 continue;
             }
             let pairs: Vec<(&String, &String)> = entries.iter().collect();
-            pipe.hset_multiple(self.key(&format!("desired:{kind}")), &pairs).ignore();
+            pipe.hset_multiple(self.key(&format!("desired:{kind}")), &pairs)
+                .ignore();
             pipe.sadd(&kinds_key, kind).ignore();
         }
         let _: () = pipe.query_async(&mut conn).await?;

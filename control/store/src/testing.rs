@@ -47,7 +47,11 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not open {}", socket.display());
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not open {}",
+                socket.display()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

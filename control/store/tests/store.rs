@@ -25,17 +25,31 @@ async fn snapshots_replace_and_deltas_apply() {
         agents_ready: 2,
         agents_total: 3,
     };
-    let first = vec![obj("Pod", "default/a", "{\"a\":1}"), obj("Namespace", "default", "{}")];
+    let first = vec![
+        obj("Pod", "default/a", "{\"a\":1}"),
+        obj("Namespace", "default", "{}"),
+    ];
     store.replace_snapshot("c1", &first, &meta).await.unwrap();
-    let second = vec![obj("Pod", "default/b", "{\"b\":1}"), obj("Service", "default/s", "{}")];
+    let second = vec![
+        obj("Pod", "default/b", "{\"b\":1}"),
+        obj("Service", "default/s", "{}"),
+    ];
     store.replace_snapshot("c1", &second, &meta).await.unwrap();
     let mut want = second.clone();
     want.sort();
-    assert_eq!(store.objects("c1").await.unwrap(), want, "a snapshot replaces, never merges");
+    assert_eq!(
+        store.objects("c1").await.unwrap(),
+        want,
+        "a snapshot replaces, never merges"
+    );
     assert_eq!(store.meta("c1").await.unwrap(), Some(meta));
 
     store
-        .apply_delta("c1", &[obj("Pod", "default/c", "{}")], &[("Service".into(), "default/s".into())])
+        .apply_delta(
+            "c1",
+            &[obj("Pod", "default/c", "{}")],
+            &[("Service".into(), "default/s".into())],
+        )
         .await
         .unwrap();
     let counts = store.counts("c1").await.unwrap();
@@ -65,11 +79,24 @@ async fn a_restarted_redis_is_seen_as_fresh_and_a_foreign_schema_is_refused() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(present, Some(false), "a restarted Redis without persistence has lost the schema key");
+    assert_eq!(
+        present,
+        Some(false),
+        "a restarted Redis without persistence has lost the schema key"
+    );
 
     let other = Store::connect(&redis.url(), None, "t").await.unwrap();
-    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("SET").arg("t:schema").arg("99").query_async(&mut conn).await.unwrap();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("t:schema")
+        .arg("99")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let err = other.ensure_schema().await.unwrap_err();
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }

@@ -15,7 +15,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use sluice_api::relay::v1::{DesiredState, ResourceStatus, Resync, ServerMessage, server_message::Msg};
+use sluice_api::relay::v1::{
+    DesiredState, ResourceStatus, Resync, ServerMessage, server_message::Msg,
+};
 use sluice_pki::Authority;
 use sluice_store::{Store, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -87,8 +89,13 @@ pub struct LiveState {
 
 impl Hub {
     /// Loads the registry, checks Redis' schema and starts in safe mode.
-    pub async fn new(store: Store, authority: Authority, config: HubConfig) -> Result<Arc<Self>, String> {
-        let registry = Registry::load(&config.state_dir.join("clusters.json")).map_err(|e| e.to_string())?;
+    pub async fn new(
+        store: Store,
+        authority: Authority,
+        config: HubConfig,
+    ) -> Result<Arc<Self>, String> {
+        let registry =
+            Registry::load(&config.state_dir.join("clusters.json")).map_err(|e| e.to_string())?;
         store.ensure_schema().await.map_err(|e| e.to_string())?;
         let hub = Arc::new(Self {
             store,
@@ -226,14 +233,20 @@ impl Hub {
         long_lived: bool,
     ) -> Result<(String, Registration), RegistryError> {
         let mut registry = self.registry();
-        let token = registry.register(name, cluster_domain, skip_warming, long_lived, unix_now())?;
-        let registration = registry.get(name).cloned().ok_or_else(|| RegistryError::NotRegistered(name.into()))?;
+        let token =
+            registry.register(name, cluster_domain, skip_warming, long_lived, unix_now())?;
+        let registration = registry
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotRegistered(name.into()))?;
         Ok((token, registration))
     }
 
     fn update_gauges(&self, state: &HubState) {
         self.metrics.connected.set(state.sessions.len() as i64);
-        self.metrics.warmed.set(state.sessions.values().filter(|s| s.warm).count() as i64);
+        self.metrics
+            .warmed
+            .set(state.sessions.values().filter(|s| s.warm).count() as i64);
         self.metrics.safe_mode.set(i64::from(state.safe_mode));
     }
 
@@ -301,7 +314,9 @@ impl Hub {
     }
 
     async fn reload_resources(&self) {
-        let Some(dir) = &self.config.resources_dir else { return };
+        let Some(dir) = &self.config.resources_dir else {
+            return;
+        };
         let (resources, errors) = resources::load_dir(dir);
         let changed = {
             let mut state = self.state();
@@ -326,7 +341,10 @@ impl Hub {
         let as_json = resources
             .iter()
             .map(|(kind, by_name)| {
-                let entries = by_name.iter().map(|(n, v)| (n.clone(), v.to_string())).collect();
+                let entries = by_name
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.to_string()))
+                    .collect();
                 (kind.clone(), entries)
             })
             .collect();
@@ -362,23 +380,34 @@ impl Hub {
             return;
         }
         let generation = state.resources_generation;
-        let HubState { sessions, resources, .. } = &mut *state;
+        let HubState {
+            sessions,
+            resources,
+            ..
+        } = &mut *state;
         for (cluster, session) in sessions.iter_mut().filter(|(_, s)| s.warm) {
             let started = Instant::now();
             let (translation, unknown) = resources::translate(resources, cluster);
-            self.metrics.translation_seconds.observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .translation_seconds
+                .observe(started.elapsed().as_secs_f64());
             let hash = hash_translation(&translation.objects, &translation.invalid);
             if session.pushed == Some(hash) {
                 continue;
             }
             for kind in unknown {
                 tracing::warn!(cluster, "no translation for kind {kind}: not pushed");
-                self.metrics.translation_errors.get_or_create(&KindLabel { kind }).inc();
+                self.metrics
+                    .translation_errors
+                    .get_or_create(&KindLabel { kind })
+                    .inc();
             }
             for invalid in &translation.invalid {
                 self.metrics
                     .translation_errors
-                    .get_or_create(&KindLabel { kind: invalid.kind.clone() })
+                    .get_or_create(&KindLabel {
+                        kind: invalid.kind.clone(),
+                    })
                     .inc();
             }
             let message = ServerMessage {

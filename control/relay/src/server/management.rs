@@ -42,7 +42,12 @@ impl Management for ManagementService {
         let req = request.into_inner();
         let (token, registration) = self
             .hub
-            .register(&req.name, &req.cluster_domain, req.skip_warming, req.long_lived_token)
+            .register(
+                &req.name,
+                &req.cluster_domain,
+                req.skip_warming,
+                req.long_lived_token,
+            )
             .map_err(registry_status)?;
         let json = serde_json::to_string(&registration).unwrap_or_default();
         if let Err(e) = self.hub.store.put_cluster(&req.name, &json).await {
@@ -58,7 +63,10 @@ impl Management for ManagementService {
         }))
     }
 
-    async fn list_clusters(&self, _: Request<ListClustersRequest>) -> Result<Response<ListClustersResponse>, Status> {
+    async fn list_clusters(
+        &self,
+        _: Request<ListClustersRequest>,
+    ) -> Result<Response<ListClustersResponse>, Status> {
         let registrations: Vec<Registration> = self.hub.registry().all().cloned().collect();
         let mut clusters = Vec::new();
         for r in registrations {
@@ -67,7 +75,13 @@ impl Management for ManagementService {
                 self.hub.redis_error("list clusters", &e);
                 Status::unavailable(format!("management store: {e}"))
             };
-            let meta = self.hub.store.meta(&r.name).await.map_err(unavailable)?.unwrap_or_default();
+            let meta = self
+                .hub
+                .store
+                .meta(&r.name)
+                .await
+                .map_err(unavailable)?
+                .unwrap_or_default();
             let counts = self.hub.store.counts(&r.name).await.map_err(unavailable)?;
             clusters.push(ClusterInfo {
                 name: r.name,
@@ -95,8 +109,14 @@ impl Management for ManagementService {
         request: Request<DeregisterClusterRequest>,
     ) -> Result<Response<DeregisterClusterResponse>, Status> {
         let name = request.into_inner().name;
-        self.hub.registry().deregister(&name).map_err(registry_status)?;
-        self.hub.forget(&name, format!("cluster {name:?} was deregistered: its relay certificate is revoked"));
+        self.hub
+            .registry()
+            .deregister(&name)
+            .map_err(registry_status)?;
+        self.hub.forget(
+            &name,
+            format!("cluster {name:?} was deregistered: its relay certificate is revoked"),
+        );
         if let Err(e) = self.hub.store.delete_cluster(&name).await {
             self.hub.redis_error("delete a cluster", &e);
         }

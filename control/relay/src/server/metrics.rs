@@ -44,14 +44,46 @@ impl Default for Metrics {
         };
         let mut m = m;
         let r = &mut m.registry;
-        r.register("relay_push_clients_connected", "Relay agents with an open stream", m.connected.clone());
-        r.register("relay_push_clients_warmed", "Connected relay agents whose full snapshot is stored", m.warmed.clone());
-        r.register("relay_safe_mode", "1 while nothing is translated or pushed (waiting for every cluster to be warm)", m.safe_mode.clone());
-        r.register("relay_snapshot_seconds", "From a snapshot's first chunk to it being stored", m.snapshot_seconds.clone());
-        r.register("relay_translation_seconds", "Translating the management-level resources for one cluster", m.translation_seconds.clone());
-        r.register("relay_translation_errors", "Management-level resources that did not translate, per kind", m.translation_errors.clone());
-        r.register("redis_errors", "Failed Redis commands", m.redis_errors.clone());
-        r.register("relay_refused", "Refused relay connections and calls, per reason", m.refused.clone());
+        r.register(
+            "relay_push_clients_connected",
+            "Relay agents with an open stream",
+            m.connected.clone(),
+        );
+        r.register(
+            "relay_push_clients_warmed",
+            "Connected relay agents whose full snapshot is stored",
+            m.warmed.clone(),
+        );
+        r.register(
+            "relay_safe_mode",
+            "1 while nothing is translated or pushed (waiting for every cluster to be warm)",
+            m.safe_mode.clone(),
+        );
+        r.register(
+            "relay_snapshot_seconds",
+            "From a snapshot's first chunk to it being stored",
+            m.snapshot_seconds.clone(),
+        );
+        r.register(
+            "relay_translation_seconds",
+            "Translating the management-level resources for one cluster",
+            m.translation_seconds.clone(),
+        );
+        r.register(
+            "relay_translation_errors",
+            "Management-level resources that did not translate, per kind",
+            m.translation_errors.clone(),
+        );
+        r.register(
+            "redis_errors",
+            "Failed Redis commands",
+            m.redis_errors.clone(),
+        );
+        r.register(
+            "relay_refused",
+            "Refused relay connections and calls, per reason",
+            m.refused.clone(),
+        );
         m
     }
 }

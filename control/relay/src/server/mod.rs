@@ -6,7 +6,9 @@ pub mod management;
 pub mod metrics;
 pub mod relay_service;
 
-use std::{future::Future, io, os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+use std::{
+    future::Future, io, os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration,
+};
 
 use sluice_api::relay::v1::{management_server::ManagementServer, relay_server::RelayServer};
 use tokio::net::{TcpListener, UnixListener};
@@ -61,7 +63,9 @@ pub async fn serve_management(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
-        .add_service(ManagementServer::new(management::ManagementService::new(hub)))
+        .add_service(ManagementServer::new(management::ManagementService::new(
+            hub,
+        )))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
 }

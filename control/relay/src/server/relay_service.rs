@@ -1,6 +1,10 @@
 //! The `Relay` gRPC service: registration, renewal and the stream.
 
-use std::{collections::BTreeMap, sync::Arc, time::{Instant, SystemTime}};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use sluice_api::relay::v1::{
     AgentMessage, AgentsStatus, Object, RegisterRequest, RegisterResponse, RenewRequest,
@@ -50,14 +54,25 @@ impl RelayService {
         let Some(certs) = peer.and_then(|p| p.certs.clone()) else {
             return Err(refuse(
                 "no_client_certificate",
-                Status::unauthenticated("a client certificate is required: register the relay agent with its token first"),
+                Status::unauthenticated(
+                    "a client certificate is required: register the relay agent with its token first",
+                ),
             ));
         };
-        let info = cert_info_der(&certs[0]).map_err(|e| refuse("bad_certificate", Status::unauthenticated(e.to_string())))?;
+        let leaf = certs.first().ok_or_else(|| {
+            refuse(
+                "no_client_certificate",
+                Status::unauthenticated("an empty client certificate chain"),
+            )
+        })?;
+        let info = cert_info_der(leaf)
+            .map_err(|e| refuse("bad_certificate", Status::unauthenticated(e.to_string())))?;
         let Some(cluster) = info.cluster else {
             return Err(refuse(
                 "bad_certificate",
-                Status::unauthenticated("the client certificate names no cluster (URI SAN spiffe://sluice/cluster/NAME)"),
+                Status::unauthenticated(
+                    "the client certificate names no cluster (URI SAN spiffe://sluice/cluster/NAME)",
+                ),
             ));
         };
         let registry = self.hub.registry();
@@ -89,8 +104,15 @@ impl RelayService {
 
 #[tonic::async_trait]
 impl Relay for RelayService {
-    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
-        let remote = request.extensions().get::<PeerInfo>().map(|p| p.remote.to_string()).unwrap_or_default();
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let remote = request
+            .extensions()
+            .get::<PeerInfo>()
+            .map(|p| p.remote.to_string())
+            .unwrap_or_default();
         let req = request.into_inner();
         let refuse = |reason: &str, status: Status| {
             self.hub.metrics.refuse(reason);
@@ -98,20 +120,36 @@ impl Relay for RelayService {
             status
         };
         if req.csr_pem.len() > MAX_CSR_BYTES || req.token.len() > MAX_TOKEN_BYTES {
-            return Err(refuse("too_large", Status::invalid_argument("token or CSR too large")));
+            return Err(refuse(
+                "too_large",
+                Status::invalid_argument("token or CSR too large"),
+            ));
         }
-        validate_name(&req.cluster).map_err(|e| refuse("bad_request", Status::invalid_argument(e.to_string())))?;
+        validate_name(&req.cluster)
+            .map_err(|e| refuse("bad_request", Status::invalid_argument(e.to_string())))?;
         let now = SystemTime::now();
         let issued = self
             .hub
             .authority
-            .sign_cluster_csr(&req.csr_pem, &req.cluster, now, self.hub.config.client_cert_secs)
+            .sign_cluster_csr(
+                &req.csr_pem,
+                &req.cluster,
+                now,
+                self.hub.config.client_cert_secs,
+            )
             .map_err(|e| refuse("bad_csr", Status::invalid_argument(e.to_string())))?;
-        self.hub.registry().redeem_token(&req.cluster, &req.token).map_err(|e| match e {
-            RegistryError::BadToken(_) => refuse("bad_token", Status::unauthenticated(e.to_string())),
-            RegistryError::NotRegistered(_) => refuse("not_registered", Status::permission_denied(e.to_string())),
-            other => Status::internal(other.to_string()),
-        })?;
+        self.hub
+            .registry()
+            .redeem_token(&req.cluster, &req.token)
+            .map_err(|e| match e {
+                RegistryError::BadToken(_) => {
+                    refuse("bad_token", Status::unauthenticated(e.to_string()))
+                }
+                RegistryError::NotRegistered(_) => {
+                    refuse("not_registered", Status::permission_denied(e.to_string()))
+                }
+                other => Status::internal(other.to_string()),
+            })?;
         tracing::info!(cluster = req.cluster, %remote, "relay agent registered: client certificate issued");
         Ok(Response::new(RegisterResponse {
             chain_pem: issued.chain_pem,
@@ -119,7 +157,10 @@ impl Relay for RelayService {
         }))
     }
 
-    async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
         let cluster = self.authenticate(&request)?;
         let req = request.into_inner();
         if req.csr_pem.len() > MAX_CSR_BYTES {
@@ -128,7 +169,12 @@ impl Relay for RelayService {
         let issued = self
             .hub
             .authority
-            .sign_cluster_csr(&req.csr_pem, &cluster, SystemTime::now(), self.hub.config.client_cert_secs)
+            .sign_cluster_csr(
+                &req.csr_pem,
+                &cluster,
+                SystemTime::now(),
+                self.hub.config.client_cert_secs,
+            )
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         tracing::info!(cluster, "relay certificate renewed");
         Ok(Response::new(RenewResponse {
@@ -138,7 +184,10 @@ impl Relay for RelayService {
 
     type ChannelStream = ReceiverStream<Result<ServerMessage, Status>>;
 
-    async fn channel(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::ChannelStream>, Status> {
+    async fn channel(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ChannelStream>, Status> {
         let cluster = self.authenticate(&request)?;
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (close_tx, close_rx) = oneshot::channel();
@@ -170,6 +219,23 @@ impl Relay for RelayService {
     }
 }
 
+/// Kinds end up in Redis key names: Kubernetes kinds only.
+fn check_ref(kind: &str, key: &str) -> Result<(), Status> {
+    let kind_ok =
+        !kind.is_empty() && kind.len() <= 63 && kind.chars().all(|c| c.is_ascii_alphanumeric());
+    if !kind_ok {
+        return Err(Status::invalid_argument(format!(
+            "object kind {kind:?} is not a Kubernetes kind"
+        )));
+    }
+    if key.is_empty() || key.len() > 253 * 2 + 1 {
+        return Err(Status::invalid_argument(format!(
+            "object key {key:?} is not namespace/name"
+        )));
+    }
+    Ok(())
+}
+
 struct PendingSnapshot {
     id: u64,
     next_index: u32,
@@ -190,7 +256,11 @@ struct StreamState<'a> {
 }
 
 impl StreamState<'_> {
-    async fn run(&mut self, mut inbound: Streaming<AgentMessage>, mut close: oneshot::Receiver<String>) -> Result<(), Status> {
+    async fn run(
+        &mut self,
+        mut inbound: Streaming<AgentMessage>,
+        mut close: oneshot::Receiver<String>,
+    ) -> Result<(), Status> {
         loop {
             let message = tokio::select! {
                 reason = &mut close => {
@@ -199,7 +269,9 @@ impl StreamState<'_> {
                 }
                 message = inbound.message() => message?,
             };
-            let Some(message) = message else { return Ok(()) };
+            let Some(message) = message else {
+                return Ok(());
+            };
             match message.msg {
                 Some(agent_message::Msg::Hello(hello)) => {
                     self.meta.sluice_version = hello.sluice_version;
@@ -208,11 +280,22 @@ impl StreamState<'_> {
                 Some(agent_message::Msg::Snapshot(chunk)) => self.snapshot_chunk(chunk).await?,
                 Some(agent_message::Msg::Delta(delta)) => {
                     if !self.snapshot_done {
-                        return Err(Status::invalid_argument("a delta before the first full snapshot"));
+                        return Err(Status::invalid_argument(
+                            "a delta before the first full snapshot",
+                        ));
                     }
                     let upserts = self.check_objects(&delta.upserts)?;
-                    let deletes: Vec<(String, String)> = delta.deletes.into_iter().map(|d| (d.kind, d.key)).collect();
-                    if let Err(e) = self.hub.store.apply_delta(self.cluster, &upserts, &deletes).await {
+                    let deletes = delta
+                        .deletes
+                        .into_iter()
+                        .map(|d| check_ref(&d.kind, &d.key).map(|()| (d.kind, d.key)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if let Err(e) = self
+                        .hub
+                        .store
+                        .apply_delta(self.cluster, &upserts, &deletes)
+                        .await
+                    {
                         self.hub.redis_error("apply a delta", &e);
                         return Err(Status::unavailable(format!("management store: {e}")));
                     }
@@ -258,16 +341,12 @@ impl StreamState<'_> {
         objects
             .iter()
             .map(|o| {
-                // Kinds end up in Redis key names.
-                let kind_ok = !o.kind.is_empty() && o.kind.len() <= 63 && o.kind.chars().all(|c| c.is_ascii_alphanumeric());
-                if !kind_ok {
-                    return Err(Status::invalid_argument(format!("object kind {:?} is not a Kubernetes kind", o.kind)));
-                }
-                if o.key.is_empty() || o.key.len() > 253 * 2 + 1 {
-                    return Err(Status::invalid_argument(format!("object key {:?} is not namespace/name", o.key)));
-                }
+                check_ref(&o.kind, &o.key)?;
                 if o.json.len() > MAX_OBJECT_BYTES {
-                    return Err(Status::invalid_argument(format!("{} {} is larger than {MAX_OBJECT_BYTES} bytes", o.kind, o.key)));
+                    return Err(Status::invalid_argument(format!(
+                        "{} {} is larger than {MAX_OBJECT_BYTES} bytes",
+                        o.kind, o.key
+                    )));
                 }
                 Ok(StoredObject {
                     kind: o.kind.clone(),
@@ -278,7 +357,10 @@ impl StreamState<'_> {
             .collect()
     }
 
-    async fn snapshot_chunk(&mut self, chunk: sluice_api::relay::v1::SnapshotChunk) -> Result<(), Status> {
+    async fn snapshot_chunk(
+        &mut self,
+        chunk: sluice_api::relay::v1::SnapshotChunk,
+    ) -> Result<(), Status> {
         if chunk.index == 0 {
             self.pending = Some(PendingSnapshot {
                 id: chunk.snapshot_id,
@@ -299,7 +381,10 @@ impl StreamState<'_> {
                 )));
             }
         };
-        pending.bytes += objects.iter().map(|o| o.json.len() + o.key.len()).sum::<usize>();
+        pending.bytes += objects
+            .iter()
+            .map(|o| o.json.len() + o.key.len())
+            .sum::<usize>();
         if pending.bytes > MAX_SNAPSHOT_BYTES || chunk.index >= MAX_SNAPSHOT_CHUNKS {
             return Err(Status::resource_exhausted(format!(
                 "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes or {MAX_SNAPSHOT_CHUNKS} chunks"
@@ -310,16 +395,33 @@ impl StreamState<'_> {
         if !chunk.last {
             return Ok(());
         }
-        let Some(pending) = self.pending.take() else { return Ok(()) };
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
         self.meta.last_snapshot_unix = unix_now();
-        if let Err(e) = self.hub.store.replace_snapshot(self.cluster, &pending.objects, &self.meta).await {
+        if let Err(e) = self
+            .hub
+            .store
+            .replace_snapshot(self.cluster, &pending.objects, &self.meta)
+            .await
+        {
             self.hub.redis_error("store a snapshot", &e);
             return Err(Status::unavailable(format!("management store: {e}")));
         }
-        self.hub.metrics.snapshot_seconds.observe(pending.started.elapsed().as_secs_f64());
+        self.hub
+            .metrics
+            .snapshot_seconds
+            .observe(pending.started.elapsed().as_secs_f64());
         self.snapshot_done = true;
-        if self.hub.mark_warm(self.cluster, self.session, pending.epoch) {
-            tracing::info!(cluster = self.cluster, objects = pending.objects.len(), "cluster warm");
+        if self
+            .hub
+            .mark_warm(self.cluster, self.session, pending.epoch)
+        {
+            tracing::info!(
+                cluster = self.cluster,
+                objects = pending.objects.len(),
+                "cluster warm"
+            );
             let warm = ServerMessage {
                 msg: Some(Msg::Warm(Warm {
                     snapshot_id: pending.id,
