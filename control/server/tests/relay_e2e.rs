@@ -432,13 +432,19 @@ async fn clusters_rewarm_after_server_kill_and_redis_restart_and_nothing_is_push
             .is_some_and(|l| l.clusters.iter().any(|c| c.name == "c2" && !c.connected))
     })
     .await;
-    let resyncs = clusters[0].agent.report().resyncs;
+    let before = clusters[0].agent.report();
     redis.restart();
     let redis_back = Instant::now();
+    // Either the server asks for the snapshot again (Resync), or a write
+    // failed while Redis was down, the stream ended and the new stream
+    // starts with a snapshot.
     wait_for(
         "c1 resent its snapshot",
         Duration::from_secs(10),
-        async || clusters[0].agent.report().resyncs > resyncs,
+        async || {
+            let now = clusters[0].agent.report();
+            now.resyncs > before.resyncs || now.streams > before.streams
+        },
     )
     .await;
     wait_for(

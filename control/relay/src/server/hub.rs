@@ -281,7 +281,7 @@ impl Hub {
 
     /// A Redis that lost our schema key lost everything: back to safe mode,
     /// and every stream sends its full snapshot again.
-    async fn check_redis(&self) {
+    pub async fn check_redis(&self) {
         match self.store.schema_present().await {
             Err(e) => self.redis_error("health check", &e),
             Ok(true) => {}
