@@ -111,7 +111,10 @@ pub fn limited_incoming(
                         return Some((Ok(connection), (listener, slots)));
                     }
                     Err(_) => {
-                        tracing::warn!(max, "API connection limit reached; closing a new connection");
+                        tracing::warn!(
+                            max,
+                            "API connection limit reached; closing a new connection"
+                        );
                     }
                 },
                 Err(e) => {

@@ -24,8 +24,8 @@ use tracing::info;
 
 use crate::{
     api::AgentService,
-    api_server,
     api_metrics::ApiLatency,
+    api_server,
     config::{AgentConfig, LbMode, SourceKind},
     conntrack_gc,
     datapath::{

@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let messages = engine::analyze(&snapshot, &options).expect("all analyzers exist");
     let again = engine::analyze(&snapshot, &options).expect("all analyzers exist");
     let log = output::render(&messages, Format::Log);
-    assert_eq!(log, output::render(&again, Format::Log), "analysis not deterministic");
+    assert_eq!(
+        log,
+        output::render(&again, Format::Log),
+        "analysis not deterministic"
+    );
     let resorted = engine::sort_and_dedup(messages.clone());
     assert_eq!(
         log,
@@ -36,6 +40,10 @@ fuzz_target!(|data: &[u8]| {
     );
     let json: serde_json::Value =
         serde_json::from_str(&output::render(&messages, Format::Json)).expect("JSON output parses");
-    assert_eq!(json.as_array().map(Vec::len), Some(messages.len()), "{json}");
+    assert_eq!(
+        json.as_array().map(Vec::len),
+        Some(messages.len()),
+        "{json}"
+    );
     let _ = output::render(&messages, Format::Yaml);
 });

@@ -24,7 +24,11 @@ fn assert_spec_error(err: &error::CniError) {
     let version = rscni_types::version::SpecVersion::default();
     let rendered: serde_json::Value =
         serde_json::from_str(&error::error_json(version, err)).expect("error JSON parses");
-    assert_eq!(rendered["code"].as_u64(), Some(u64::from(code)), "{rendered}");
+    assert_eq!(
+        rendered["code"].as_u64(),
+        Some(u64::from(code)),
+        "{rendered}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -36,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
     match cni_args::parse(Some(&raw_args)) {
         Ok(pod) => {
             for value in [&pod.namespace, &pod.name, &pod.uid] {
-                assert!(raw_args.contains(value.as_str()), "{value:?} not in {raw_args:?}");
+                assert!(
+                    raw_args.contains(value.as_str()),
+                    "{value:?} not in {raw_args:?}"
+                );
             }
         }
         Err(e) => assert_spec_error(&e),

@@ -66,7 +66,11 @@ fuzz_target!(|data: &[u8]| {
     let store = Store::new(1024);
     let mut source = ManifestDir::new(&manifests);
     let report = source.rescan(&store);
-    assert!(report.errors.is_empty(), "base rejected: {:?}", report.errors);
+    assert!(
+        report.errors.is_empty(),
+        "base rejected: {:?}",
+        report.errors
+    );
     let base = snapshot(&store);
 
     let input = manifests.join("input.yaml");
@@ -74,20 +78,30 @@ fuzz_target!(|data: &[u8]| {
     let report = source.rescan(&store);
     match parse_manifests(Path::new("input.yaml"), text) {
         Err(_) => {
-            assert!(!report.errors.is_empty(), "parse failed but the rescan did not");
+            assert!(
+                !report.errors.is_empty(),
+                "parse failed but the rescan did not"
+            );
             assert_eq!(snapshot(&store), base, "a rejected file changed the store");
         }
         Ok(objects) => {
             assert!(report.errors.is_empty(), "{:?}", report.errors);
             for object in &objects {
                 let key = object.key().expect("parsed objects have keys");
-                assert!(store.get_object(&key).is_some(), "{key} missing from the store");
+                assert!(
+                    store.get_object(&key).is_some(),
+                    "{key} missing from the store"
+                );
             }
         }
     }
 
     let services = model::desired(&store, NODE);
-    assert_eq!(services, model::desired(&store, NODE), "services model not deterministic");
+    assert_eq!(
+        services,
+        model::desired(&store, NODE),
+        "services model not deterministic"
+    );
 
     let allocator = Arc::new(
         IdentityAllocator::open(dir.path().join("identities.json"), OnCorruptState::Fail)
@@ -107,5 +121,9 @@ fuzz_target!(|data: &[u8]| {
     std::fs::remove_file(&input).expect("remove input");
     let report = source.rescan(&store);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(store.len(), base.1, "removing the input file left objects behind");
+    assert_eq!(
+        store.len(),
+        base.1,
+        "removing the input file left objects behind"
+    );
 });

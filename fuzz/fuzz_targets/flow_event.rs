@@ -60,6 +60,9 @@ fuzz_target!(|data: &[u8]| {
     let wire = flow.encode_to_vec();
     assert_eq!(pb::Flow::decode(wire.as_slice()).as_ref(), Ok(&flow));
     if let Ok(request) = pb::ObserveFlowsRequest::decode(&record[size..]) {
-        assert_eq!(filter::matches(&request, &flow), filter::matches(&request, &flow));
+        assert_eq!(
+            filter::matches(&request, &flow),
+            filter::matches(&request, &flow)
+        );
     }
 });

@@ -291,43 +291,43 @@ pub fn run_cni(
     netns: &str,
     pod: &str,
 ) -> (bool, String) {
-        let config = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "sluice",
-            "type": "sluice-cni",
-            "agentSocket": setup.socket(),
-            "logFile": setup.state.path().join("cni.log"),
-        });
-        let (namespace, name) = pod.split_once('/').expect("ns/name");
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net={}", node.path().display()))
-            .arg(workspace_binary("sluice-cni", "SLUICE_CNI_BIN"))
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container_id)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .env(
-                "CNI_ARGS",
-                format!(
-                    "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};\
+    let config = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "sluice",
+        "type": "sluice-cni",
+        "agentSocket": setup.socket(),
+        "logFile": setup.state.path().join("cni.log"),
+    });
+    let (namespace, name) = pod.split_once('/').expect("ns/name");
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", node.path().display()))
+        .arg(workspace_binary("sluice-cni", "SLUICE_CNI_BIN"))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env(
+            "CNI_ARGS",
+            format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};\
                      K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID=uid-{name}"
-                ),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run sluice-cni");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(config.to_string().as_bytes())
-            .expect("write the CNI config");
-        let output = child.wait_with_output().expect("sluice-cni finishes");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
+            ),
         )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluice-cni");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(config.to_string().as_bytes())
+        .expect("write the CNI config");
+    let output = child.wait_with_output().expect("sluice-cni finishes");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }

@@ -81,7 +81,10 @@ fn huge_requests_are_refused_and_hogging_clients_do_not_block_the_api() {
             .expect("the agent answers a huge request")
             .expect_err("a request over the limit is refused");
         assert!(
-            matches!(err.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+            matches!(
+                err.code(),
+                tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+            ),
             "{err:?}"
         );
         status_within(&mut client, "after the huge request").await;
@@ -92,7 +95,10 @@ fn huge_requests_are_refused_and_hogging_clients_do_not_block_the_api() {
             hogs.push(UnixStream::connect(&socket).await.expect("idle connection"));
         }
         let mut half_open = UnixStream::connect(&socket).await.expect("connection");
-        half_open.write_all(b"PRI * HTTP/2.0\r\n").await.expect("half a preface");
+        half_open
+            .write_all(b"PRI * HTTP/2.0\r\n")
+            .await
+            .expect("half a preface");
         hogs.push(half_open);
         let mut other = sluice_api::connect_unix(&socket).await.expect("connect");
         status_within(&mut other, "a new client beside idle hogs").await;
@@ -110,7 +116,10 @@ fn huge_requests_are_refused_and_hogging_clients_do_not_block_the_api() {
                 closed += 1;
             }
         }
-        assert!(closed > 0, "no connection over the limit of {MAX_CONNECTIONS} was closed");
+        assert!(
+            closed > 0,
+            "no connection over the limit of {MAX_CONNECTIONS} was closed"
+        );
         status_within(&mut client, "a connected client at the connection limit").await;
 
         // The hogs leave: new clients are served again.
@@ -119,11 +128,16 @@ fn huge_requests_are_refused_and_hogging_clients_do_not_block_the_api() {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Ok(Ok(mut c)) = timeout(RESPONSIVE, sluice_api::connect_unix(&socket)).await
-                && timeout(RESPONSIVE, c.status(StatusRequest {})).await.is_ok_and(|r| r.is_ok())
+                && timeout(RESPONSIVE, c.status(StatusRequest {}))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
             {
                 break;
             }
-            assert!(Instant::now() < deadline, "no slot came back after the hogs left");
+            assert!(
+                Instant::now() < deadline,
+                "no slot came back after the hogs left"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -201,14 +215,27 @@ impl CniNode {
         let (veths, leases) = (self.veths(), self.leases());
         let (ok, err) = self.add();
         assert!(!ok, "{what}: ADD succeeded: {err}");
-        assert_eq!(err["code"], 11, "{what}: the spec's try-again-later code: {err}");
+        assert_eq!(
+            err["code"], 11,
+            "{what}: the spec's try-again-later code: {err}"
+        );
         assert!(
-            err["details"].as_str().unwrap_or("").contains("RESOURCE_EXHAUSTED")
-                || err["details"].as_str().unwrap_or("").contains("ResourceExhausted"),
+            err["details"]
+                .as_str()
+                .unwrap_or("")
+                .contains("RESOURCE_EXHAUSTED")
+                || err["details"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("ResourceExhausted"),
             "{what}: {err}"
         );
         assert_eq!(self.veths(), veths, "{what}: the failed ADD left a veth");
-        assert_eq!(self.leases(), leases, "{what}: the failed ADD left an address");
+        assert_eq!(
+            self.leases(),
+            leases,
+            "{what}: the failed ADD left an address"
+        );
     }
 }
 

@@ -147,7 +147,10 @@ fn a_full_conntrack_map_evicts_the_oldest_flows_and_traffic_keeps_flowing() {
             PROG_FROM_POD,
             &flow(POD, OTHER_NODE_POD).udp(10_000 + sport, 53, b"q"),
         );
-        assert_eq!(out.action, TC_ACT_OK, "flow {sport}: new flows are never dropped");
+        assert_eq!(
+            out.action, TC_ACT_OK,
+            "flow {sport}: new flows are never dropped"
+        );
     }
     let keys = bench.ct_keys();
     assert!(
@@ -166,7 +169,10 @@ fn a_full_conntrack_map_evicts_the_oldest_flows_and_traffic_keeps_flowing() {
         &flow(OTHER_NODE_POD, POD).udp(53, 10_000, b"a"),
     );
     assert_eq!(reply.action, TC_ACT_REDIRECT, "reply of an evicted flow");
-    bench.run(PROG_FROM_POD, &flow(POD, OTHER_NODE_POD).udp(10_000, 53, b"q"));
+    bench.run(
+        PROG_FROM_POD,
+        &flow(POD, OTHER_NODE_POD).udp(10_000, 53, b"q"),
+    );
     // One entry per flow, in whichever direction it was seen again first.
     let keys = bench.ct_keys();
     assert!(
@@ -205,7 +211,10 @@ fn exhausted_nat_ports_drop_new_flows_with_nat_no_port_and_keep_bindings() {
         }
     }
     assert!(used.len() < span, "more bindings than ports");
-    assert!(dropped >= flows - span, "only {dropped} of {flows} flows dropped");
+    assert!(
+        dropped >= flows - span,
+        "only {dropped} of {flows} flows dropped"
+    );
     assert_eq!(
         bench.drops(DropReason::NatNoPort),
         dropped as u64,
@@ -231,7 +240,10 @@ fn exhausted_nat_ports_drop_new_flows_with_nat_no_port_and_keep_bindings() {
             recovered += 1;
         }
     }
-    assert!(recovered >= 90, "only {recovered}/100 new flows masqueraded after recovery");
+    assert!(
+        recovered >= 90,
+        "only {recovered}/100 new flows masqueraded after recovery"
+    );
     assert!(bench.drops(DropReason::NatNoPort) - before <= 10);
 }
 
@@ -292,11 +304,16 @@ fn a_full_backend_map_keeps_programmed_services_and_recovers() {
     // Service B needs two more backends: the map is full.
     let mut both = a_only.clone();
     both.insert(front(VIP_B), spec(&[BACKEND_A, BACKEND_B], 9090));
-    let err = lb.sync(&both, &mut maps).expect_err("the backend map is full");
+    let err = lb
+        .sync(&both, &mut maps)
+        .expect_err("the backend map is full");
     assert!(format!("{err:#}").contains("backend map"), "{err:#}");
     // A keeps working, for its established flow and for new ones.
     let again = to_vip(&mut bench, VIP_A, 50_000);
-    assert_eq!(summarize(&again.packet).dst, summarize(&established.packet).dst);
+    assert_eq!(
+        summarize(&again.packet).dst,
+        summarize(&established.packet).dst
+    );
     for sport in 50_001..50_010 {
         let out = to_vip(&mut bench, VIP_A, sport);
         assert_eq!(out.action, TC_ACT_REDIRECT, "new flow to A");

@@ -50,7 +50,9 @@ use sluice_vmtests::{
     agent::PinRoot,
     packet::Ipv4Flow,
     require_root,
-    test_run::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, try_run_tc, try_run_xdp},
+    test_run::{
+        TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, try_run_tc, try_run_xdp,
+    },
 };
 
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 1);
@@ -344,9 +346,31 @@ impl Bench {
         let ct = conntrack(pin_dir).expect("conntrack map");
         let mut keys = HashSet::new();
         for (name, listed) in [
-            ("CT", ct.list().expect("list CT").into_iter().map(|(k, _)| k).collect::<Vec<_>>()),
-            ("SNAT", snat.list().expect("list SNAT").into_iter().map(|(k, _)| k).collect()),
-            ("SNAT_REV", snat_rev.list().expect("list SNAT_REV").into_iter().map(|(k, _)| k).collect()),
+            (
+                "CT",
+                ct.list()
+                    .expect("list CT")
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "SNAT",
+                snat.list()
+                    .expect("list SNAT")
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect(),
+            ),
+            (
+                "SNAT_REV",
+                snat_rev
+                    .list()
+                    .expect("list SNAT_REV")
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect(),
+            ),
         ] {
             keys.extend(listed.into_iter().map(|k| (name, k)));
         }
@@ -469,8 +493,12 @@ fn mutated_frames_get_defined_verdicts_and_create_state_only_for_well_formed_flo
             continue;
         }
         tally.new_state += 1;
-        let tuple = well_formed_tuple(&frame)
-            .unwrap_or_else(|| panic!("state {created:?} created for a malformed frame: {}", context()));
+        let tuple = well_formed_tuple(&frame).unwrap_or_else(|| {
+            panic!(
+                "state {created:?} created for a malformed frame: {}",
+                context()
+            )
+        });
         for (map, key) in &created {
             assert!(
                 belongs_to(key, &tuple),

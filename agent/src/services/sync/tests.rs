@@ -347,13 +347,17 @@ fn a_full_backend_map_fails_the_sync_and_the_next_sync_recovers_without_dangling
     state.sync(&a_only, &mut maps).unwrap();
     let mut both = a_only.clone();
     both.insert(front(2), spec(&[3, 4], &[]));
-    state.sync(&both, &mut maps).expect_err("no room for B's backends");
+    state
+        .sync(&both, &mut maps)
+        .expect_err("no room for B's backends");
     assert_eq!(maps.slot_backends(&front(1)), vec![backend(1), backend(2)]);
     assert!(maps.master(&front(2)).is_none(), "B half-programmed");
 
     // A leaves in the same sync that B comes: A's backends make room first.
     let b_only = BTreeMap::from([(front(2), spec(&[3, 4], &[]))]);
-    state.sync(&b_only, &mut maps).expect("B fits once A is gone");
+    state
+        .sync(&b_only, &mut maps)
+        .expect("B fits once A is gone");
     assert_eq!(maps.slot_backends(&front(2)), vec![backend(3), backend(4)]);
     assert!(maps.master(&front(1)).is_none());
     assert_eq!(maps.backends.len(), 2);
