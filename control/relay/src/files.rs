@@ -12,6 +12,8 @@ use std::{
 use serde_json::Value;
 use sluice_api::relay::v1::{Object, ObjectRef, ResourceStatus, State};
 
+use crate::yaml_docs::read_documents;
+
 /// Subfolder of the manifests directory the relay agent owns.
 pub const MANAGED_DIR: &str = "sluice-control";
 /// Largest manifest file read (bytes).
@@ -45,36 +47,7 @@ pub fn read_objects(dir: &Path) -> (ObjectMap, Vec<String>) {
     collect_files(dir, &mut files, &mut errors);
     files.sort();
     for path in files {
-        match fs::metadata(&path) {
-            Ok(m) if m.len() > MAX_MANIFEST_FILE => {
-                errors.push(format!(
-                    "{}: larger than {MAX_MANIFEST_FILE} bytes",
-                    path.display()
-                ));
-                continue;
-            }
-            Err(e) => {
-                errors.push(format!("{}: {e}", path.display()));
-                continue;
-            }
-            Ok(_) => {}
-        }
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(format!("{}: {e}", path.display()));
-                continue;
-            }
-        };
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = match <Value as serde::Deserialize>::deserialize(doc) {
-                Ok(Value::Null) => continue,
-                Ok(v) => v,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", path.display()));
-                    break;
-                }
-            };
+        for value in read_documents(&path, MAX_MANIFEST_FILE, &mut errors) {
             let Some((kind, key)) = object_key(&value) else {
                 errors.push(format!(
                     "{}: a document without kind or metadata.name",

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod resources;
 pub mod server;
 pub mod tls_io;
+pub mod yaml_docs;
 
 /// Relay gRPC port.
 pub const DEFAULT_RELAY_PORT: u16 = 9900;

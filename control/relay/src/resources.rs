@@ -12,6 +12,8 @@ use std::{collections::BTreeMap, fs, path::Path};
 use serde_json::{Value, json};
 use sluice_api::relay::v1::{Object, ResourceStatus, State};
 
+use crate::yaml_docs::read_documents;
+
 pub const API_VERSION: &str = "control.sluice.io/v1alpha1";
 pub const GLOBAL_NETWORK_POLICY: &str = "GlobalNetworkPolicy";
 pub const INSIGHTS_CONFIG: &str = "InsightsConfig";
@@ -43,36 +45,7 @@ pub fn load_dir(dir: &Path) -> (Resources, Vec<String>) {
         if !matches!(ext, "yaml" | "yml" | "json") || !path.is_file() {
             continue;
         }
-        match fs::metadata(&path) {
-            Ok(m) if m.len() > MAX_RESOURCE_FILE => {
-                errors.push(format!(
-                    "{}: larger than {MAX_RESOURCE_FILE} bytes",
-                    path.display()
-                ));
-                continue;
-            }
-            Err(e) => {
-                errors.push(format!("{}: {e}", path.display()));
-                continue;
-            }
-            Ok(_) => {}
-        }
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(format!("{}: {e}", path.display()));
-                continue;
-            }
-        };
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = match <Value as serde::Deserialize>::deserialize(doc) {
-                Ok(Value::Null) => continue,
-                Ok(v) => v,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", path.display()));
-                    break;
-                }
-            };
+        for value in read_documents(&path, MAX_RESOURCE_FILE, &mut errors) {
             let kind = value["kind"].as_str().unwrap_or_default().to_string();
             let name = value["metadata"]["name"]
                 .as_str()
