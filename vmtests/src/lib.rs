@@ -6,6 +6,7 @@
 //! - [`test_run`]: BPF_PROG_TEST_RUN for table-driven datapath tests.
 //! - [`agent`]: the real `sluice-agent` binary as a child process.
 //! - [`api`]: a blocking client of its gRPC API.
+//! - [`apiserver`]: a Kubernetes API test double for cluster mode.
 //! - [`containerd`]: a real containerd per node, driven over CRI.
 //! - [`netpol`]: the Kubernetes NetworkPolicy conformance corpus, parsed.
 //!
@@ -13,6 +14,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod apiserver;
 pub mod cgroup;
 pub mod cluster;
 pub mod containerd;
