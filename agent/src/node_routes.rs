@@ -50,8 +50,20 @@ pub fn desired_routes(nodes: &[Arc<Node>], local_node: &str) -> Vec<NodeRoute> {
     routes
 }
 
+/// The routes to install now, or `None` while the store has no Node at
+/// all: every cluster has at least this node, so no Node means the source
+/// has not listed them yet (e.g. an agent restart with `--source
+/// kubernetes`), and syncing then would remove the routes that other
+/// nodes' pods are being reached through.
+pub fn routes_to_sync(nodes: &[Arc<Node>], local_node: &str) -> Option<Vec<NodeRoute>> {
+    (!nodes.is_empty()).then(|| desired_routes(nodes, local_node))
+}
+
 async fn sync(store: &Store, local_node: &str, net: &NodeNet) {
-    let routes = desired_routes(&store.list::<Node>(), local_node);
+    let Some(routes) = routes_to_sync(&store.list::<Node>(), local_node) else {
+        tracing::debug!("no Node objects yet; node routes left as they are");
+        return;
+    };
     if let Err(e) = net.sync_node_routes(&routes).await {
         tracing::error!("cannot sync node routes: {e:#}");
     }
@@ -108,6 +120,17 @@ mod tests {
                 ..Default::default()
             }),
         })
+    }
+
+    #[test]
+    fn no_node_at_all_leaves_the_routes_alone() {
+        assert_eq!(routes_to_sync(&[], "node-1"), None, "not listed yet");
+        let only_us = [node("node-1", Some("10.244.1.0/24"), Some("172.31.0.1"))];
+        assert_eq!(
+            routes_to_sync(&only_us, "node-1"),
+            Some(vec![]),
+            "listed: other nodes' routes go"
+        );
     }
 
     #[test]

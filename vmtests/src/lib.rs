@@ -8,6 +8,7 @@
 //! - [`api`]: a blocking client of its gRPC API.
 //! - [`apiserver`]: a Kubernetes API test double for cluster mode.
 //! - [`containerd`]: a real containerd per node, driven over CRI.
+//! - [`operator`]: the real `sluice-operator` binary as a child process.
 //! - [`netpol`]: the Kubernetes NetworkPolicy conformance corpus, parsed.
 //!
 //! Every test starts with [`require_root`]: these tests never skip silently.
@@ -21,6 +22,7 @@ pub mod containerd;
 pub mod manifests;
 pub mod netns;
 pub mod netpol;
+pub mod operator;
 pub mod packet;
 pub mod test_run;
 pub mod topology;

@@ -35,7 +35,9 @@ pub struct Logged {
 
 impl Logged {
     pub fn is_watch(&self) -> bool {
-        self.query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1")
+        self.query
+            .split('&')
+            .any(|kv| kv == "watch=true" || kv == "watch=1")
     }
 
     pub fn is_list_of(&self, path: &str) -> bool {
@@ -107,16 +109,14 @@ fn decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -139,13 +139,19 @@ fn error_response(error: &ApiError) -> Response<Body> {
 }
 
 /// Serves one request; never fails at the HTTP level.
-pub async fn handle(request: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    request: Request<Incoming>,
+    ctx: Arc<Ctx>,
+) -> Result<Response<Body>, Infallible> {
     let logged = Logged {
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
         query: request.uri().query().unwrap_or("").to_owned(),
     };
-    ctx.log.lock().unwrap_or_else(|p| p.into_inner()).push(logged);
+    ctx.log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(logged);
     let authorized = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -153,7 +159,11 @@ pub async fn handle(request: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Respons
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|token| token == ctx.token);
     if !authorized {
-        return Ok(error_response(&ApiError::new(401, "Unauthorized", "Unauthorized")));
+        return Ok(error_response(&ApiError::new(
+            401,
+            "Unauthorized",
+            "Unauthorized",
+        )));
     }
     Ok(match serve(request, &ctx).await {
         Ok(response) => response,
@@ -162,10 +172,21 @@ pub async fn handle(request: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Respons
 }
 
 async fn serve(request: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
     let target = parse_path(request.uri().path()).ok_or_else(not_found)?;
     let query = query_pairs(request.uri().query().unwrap_or(""));
-    let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let param = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
     let content_type = request
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -181,9 +202,11 @@ async fn serve(request: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, 
         .to_bytes();
     let parse_body = || -> Result<Value, ApiError> {
         if content_type.starts_with("application/apply-patch+yaml") {
-            serde_yaml::from_slice(&body).map_err(|e| ApiError::new(400, "BadRequest", e.to_string()))
+            serde_yaml::from_slice(&body)
+                .map_err(|e| ApiError::new(400, "BadRequest", e.to_string()))
         } else {
-            serde_json::from_slice(&body).map_err(|e| ApiError::new(400, "BadRequest", e.to_string()))
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::new(400, "BadRequest", e.to_string()))
         }
     };
     let store = &ctx.store;
@@ -206,8 +229,14 @@ async fn serve(request: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, 
                 }),
             ))
         }
-        (Method::GET, Some(name)) => Ok(json_response(StatusCode::OK, &store.get(resource, ns, name)?)),
-        (Method::POST, None) => Ok(json_response(StatusCode::CREATED, &store.create(resource, ns, parse_body()?)?)),
+        (Method::GET, Some(name)) => Ok(json_response(
+            StatusCode::OK,
+            &store.get(resource, ns, name)?,
+        )),
+        (Method::POST, None) => Ok(json_response(
+            StatusCode::CREATED,
+            &store.create(resource, ns, parse_body()?)?,
+        )),
         (Method::PUT, Some(name)) => Ok(json_response(
             StatusCode::OK,
             &store.update(resource, ns, name, parse_body()?, target.part)?,
@@ -219,25 +248,49 @@ async fn serve(request: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, 
                 "application/json-patch+json" => PatchKind::Json(body),
                 "application/apply-patch+yaml" => {
                     if param("fieldManager").is_none_or(str::is_empty) {
-                        return Err(ApiError::new(400, "BadRequest", "PATCH requests with apply-patch must have a fieldManager"));
+                        return Err(ApiError::new(
+                            400,
+                            "BadRequest",
+                            "PATCH requests with apply-patch must have a fieldManager",
+                        ));
                     }
                     PatchKind::Apply(body)
                 }
                 other => {
-                    return Err(ApiError::new(415, "UnsupportedMediaType", format!("the double does not take {other:?} patches")));
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        format!("the double does not take {other:?} patches"),
+                    ));
                 }
             };
-            Ok(json_response(StatusCode::OK, &store.patch(resource, ns, name, &patch, target.part)?))
+            Ok(json_response(
+                StatusCode::OK,
+                &store.patch(resource, ns, name, &patch, target.part)?,
+            ))
         }
         (Method::DELETE, Some(name)) => {
-            let options: Value = if body.is_empty() { json!({}) } else { parse_body()? };
+            let options: Value = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body()?
+            };
             let preconditions = Preconditions {
                 uid: options["preconditions"]["uid"].as_str().map(str::to_owned),
-                resource_version: options["preconditions"]["resourceVersion"].as_str().map(str::to_owned),
+                resource_version: options["preconditions"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_owned),
             };
-            Ok(json_response(StatusCode::OK, &store.delete(resource, ns, name, &preconditions)?))
+            Ok(json_response(
+                StatusCode::OK,
+                &store.delete(resource, ns, name, &preconditions)?,
+            ))
         }
-        _ => Err(ApiError::new(405, "MethodNotAllowed", "the double does not serve this method here")),
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the double does not serve this method here",
+        )),
     }
 }
 
@@ -253,8 +306,18 @@ fn watch<'a>(
         .filter(|rv| !rv.is_empty() && *rv != "0")
         .map(|rv| rv.parse::<u64>().unwrap_or(0));
     let bookmarks = param("allowWatchBookmarks") == Some("true");
-    let timeout = Duration::from_secs(param("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(1800));
-    let events = match ctx.store.watch(target.resource, target.namespace.clone(), selector, since, bookmarks) {
+    let timeout = Duration::from_secs(
+        param("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(1800),
+    );
+    let events = match ctx.store.watch(
+        target.resource,
+        target.namespace.clone(),
+        selector,
+        since,
+        bookmarks,
+    ) {
         Ok(events) => events,
         Err(error) => {
             // A watch from a compacted version is a 200 carrying one ERROR
@@ -265,7 +328,9 @@ fn watch<'a>(
     };
     let deadline = tokio::time::Instant::now() + timeout;
     let stream = futures::stream::unfold(events, move |mut events| async move {
-        let event = tokio::time::timeout_at(deadline, events.recv()).await.ok()??;
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .ok()??;
         let mut line = event.to_string();
         line.push('\n');
         Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), events))
@@ -284,9 +349,20 @@ mod tests {
     #[test]
     fn paths_name_resource_namespace_object_and_subresource() {
         let t = parse_path("/api/v1/namespaces/shop/pods/web/status").unwrap();
-        assert_eq!((t.resource.kind, t.namespace.as_deref(), t.name.as_deref(), t.part), ("Pod", Some("shop"), Some("web"), Part::Status));
+        assert_eq!(
+            (
+                t.resource.kind,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.part
+            ),
+            ("Pod", Some("shop"), Some("web"), Part::Status)
+        );
         let t = parse_path("/api/v1/namespaces/shop").unwrap();
-        assert_eq!((t.resource.kind, t.name.as_deref()), ("Namespace", Some("shop")));
+        assert_eq!(
+            (t.resource.kind, t.name.as_deref()),
+            ("Namespace", Some("shop"))
+        );
         let t = parse_path("/api/v1/namespaces").unwrap();
         assert_eq!((t.resource.kind, t.name), ("Namespace", None));
         let t = parse_path("/apis/sluice.io/v1alpha1/sluiceidentities/300/status").unwrap();
@@ -298,7 +374,10 @@ mod tests {
     #[test]
     fn query_values_are_percent_decoded() {
         let pairs = query_pairs("&fieldSelector=spec.nodeName%3Dnode-1&labelSelector=a+in+%28b%29");
-        assert_eq!(pairs[0], ("fieldSelector".into(), "spec.nodeName=node-1".into()));
+        assert_eq!(
+            pairs[0],
+            ("fieldSelector".into(), "spec.nodeName=node-1".into())
+        );
         assert_eq!(pairs[1].1, "a in (b)");
     }
 }

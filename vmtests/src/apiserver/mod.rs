@@ -60,7 +60,12 @@ impl ApiServer {
         std::fs::write(dir.path().join("ca.crt"), &certs.ca_pem).expect("write ca.crt");
         let token = format!("double-{}", crate::unique_suffix());
         let url = format!("https://{ip}:{PORT}");
-        write_kubeconfig(&dir.path().join("kubeconfig"), &url, &dir.path().join("ca.crt"), &token);
+        write_kubeconfig(
+            &dir.path().join("kubeconfig"),
+            &url,
+            &dir.path().join("ca.crt"),
+            &token,
+        );
         let listener = bind_in(ns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)));
         let ctx = Arc::new(http::Ctx {
             store: Store::default(),
@@ -106,7 +111,11 @@ impl ApiServer {
 
     /// Every request served so far.
     pub fn requests(&self) -> Vec<Logged> {
-        self.ctx.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.ctx
+            .log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     // In-process calls by kind, for the test.
@@ -123,18 +132,38 @@ impl ApiServer {
 
     pub fn list(&self, kind: &str) -> Vec<Value> {
         let selector = selector::Selector::default();
-        self.store().list(resources::by_kind(kind), None, &selector).0
+        self.store()
+            .list(resources::by_kind(kind), None, &selector)
+            .0
     }
 
-    pub fn merge_patch(&self, kind: &str, ns: Option<&str>, name: &str, part: Part, patch: Value) -> Value {
+    pub fn merge_patch(
+        &self,
+        kind: &str,
+        ns: Option<&str>,
+        name: &str,
+        part: Part,
+        patch: Value,
+    ) -> Value {
         self.store()
-            .patch(resources::by_kind(kind), ns, name, &PatchKind::Merge(patch), part)
+            .patch(
+                resources::by_kind(kind),
+                ns,
+                name,
+                &PatchKind::Merge(patch),
+                part,
+            )
             .unwrap_or_else(|e| panic!("patch {kind} {name}: {}", e.message))
     }
 
     pub fn delete(&self, kind: &str, ns: Option<&str>, name: &str) {
         self.store()
-            .delete(resources::by_kind(kind), ns, name, &Preconditions::default())
+            .delete(
+                resources::by_kind(kind),
+                ns,
+                name,
+                &Preconditions::default(),
+            )
             .unwrap_or_else(|e| panic!("delete {kind} {name}: {}", e.message));
     }
 }
@@ -153,16 +182,23 @@ fn bind_in(ns: &NetNs, addr: SocketAddr) -> std::net::TcpListener {
     let path = ns.path();
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).expect("open the double's namespace");
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter the double's namespace");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("enter the double's namespace");
         let listener = std::net::TcpListener::bind(addr).expect("bind the API double");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         listener
     })
     .join()
     .expect("bind thread")
 }
 
-async fn accept_loop(listener: std::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor, ctx: Arc<http::Ctx>) {
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    ctx: Arc<http::Ctx>,
+) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -173,7 +209,8 @@ async fn accept_loop(listener: std::net::TcpListener, acceptor: tokio_rustls::Tl
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let service = hyper::service::service_fn(move |request| http::handle(request, ctx.clone()));
+            let service =
+                hyper::service::service_fn(move |request| http::handle(request, ctx.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service)
                 .await;

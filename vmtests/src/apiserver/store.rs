@@ -46,7 +46,10 @@ impl ApiError {
         Self::new(
             404,
             "NotFound",
-            format!("{}.{} \"{name}\" not found", resource.plural, resource.group),
+            format!(
+                "{}.{} \"{name}\" not found",
+                resource.plural, resource.group
+            ),
         )
     }
 
@@ -264,7 +267,13 @@ impl Inner {
                 }
             }
         }
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "namespace", "name"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "namespace",
+            "name",
+        ] {
             match old["metadata"].get(field) {
                 Some(v) => new["metadata"][field] = v.clone(),
                 None => {
@@ -276,6 +285,7 @@ impl Inner {
         }
         new["apiVersion"] = json!(resource.api_version());
         new["kind"] = json!(resource.kind);
+        admit(resource, &mut new);
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
         let spec_changed = old.get("spec") != new.get("spec");
         new["metadata"]["generation"] = json!(generation + i64::from(spec_changed));
@@ -289,6 +299,21 @@ impl Inner {
             return Ok(old); // no-op writes do not bump the version
         }
         Ok(self.commit(resource, "MODIFIED", Some(old), new))
+    }
+}
+
+/// The label the API server sets on every Namespace, to its name (1.21+).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Defaults the API server sets on every write.
+fn admit(resource: &Resource, object: &mut Value) {
+    if resource.kind == "Namespace"
+        && let Some(name) = name_of(object)
+    {
+        if !object["metadata"]["labels"].is_object() {
+            object["metadata"]["labels"] = json!({});
+        }
+        object["metadata"]["labels"][NAMESPACE_NAME_LABEL] = json!(name);
     }
 }
 
@@ -334,7 +359,12 @@ impl Store {
         (items, inner.rv)
     }
 
-    pub fn create(&self, resource: &'static Resource, ns: Option<&str>, mut object: Value) -> Result<Value> {
+    pub fn create(
+        &self,
+        resource: &'static Resource,
+        ns: Option<&str>,
+        mut object: Value,
+    ) -> Result<Value> {
         let mut inner = self.lock();
         let name = name_of(&object)
             .filter(|n| !n.is_empty())
@@ -344,15 +374,25 @@ impl Store {
                 .or(object["metadata"]["namespace"].as_str())
                 .map(str::to_owned)
                 .ok_or_else(|| ApiError::new(400, "BadRequest", "a namespace is required"))?;
-            if object["metadata"]["namespace"].as_str().is_some_and(|n| n != ns) {
+            if object["metadata"]["namespace"]
+                .as_str()
+                .is_some_and(|n| n != ns)
+            {
                 return Err(ApiError::new(
                     400,
                     "BadRequest",
                     "the namespace of the object does not match the namespace of the request",
                 ));
             }
-            if inner.get(resources::by_kind("Namespace"), None, &ns).is_err() {
-                return Err(ApiError::new(404, "NotFound", format!("namespaces \"{ns}\" not found")));
+            if inner
+                .get(resources::by_kind("Namespace"), None, &ns)
+                .is_err()
+            {
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    format!("namespaces \"{ns}\" not found"),
+                ));
             }
             object["metadata"]["namespace"] = json!(ns);
         } else if let Some(m) = object["metadata"].as_object_mut() {
@@ -362,7 +402,10 @@ impl Store {
             return Err(ApiError::new(
                 409,
                 "AlreadyExists",
-                format!("{}.{} \"{name}\" already exists", resource.plural, resource.group),
+                format!(
+                    "{}.{} \"{name}\" already exists",
+                    resource.plural, resource.group
+                ),
             ));
         }
         inner.uids += 1;
@@ -377,9 +420,12 @@ impl Store {
             m.remove("deletionTimestamp");
             m.remove("managedFields");
         }
-        if resource.status && let Some(o) = object.as_object_mut() {
+        if resource.status
+            && let Some(o) = object.as_object_mut()
+        {
             o.remove("status"); // set through the status subresource only
         }
+        admit(resource, &mut object);
         Ok(inner.commit(resource, "ADDED", None, object))
     }
 
@@ -429,12 +475,17 @@ impl Store {
         let mut new = old.clone();
         match patch {
             PatchKind::Merge(p) => patch::merge_patch(&mut new, p),
-            PatchKind::Json(p) => patch::json_patch(&mut new, p)
-                .map_err(|e| ApiError::new(422, "Invalid", e))?,
+            PatchKind::Json(p) => {
+                patch::json_patch(&mut new, p).map_err(|e| ApiError::new(422, "Invalid", e))?
+            }
             PatchKind::Apply(p) => patch::apply(&mut new, p),
         }
         if new["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
-            return Err(ApiError::conflict(resource, name, "the resourceVersion in the patch is stale"));
+            return Err(ApiError::conflict(
+                resource,
+                name,
+                "the resourceVersion in the patch is stale",
+            ));
         }
         inner.write(resource, old, new, part)
     }
@@ -454,12 +505,20 @@ impl Store {
         if let Some(uid) = &preconditions.uid
             && meta["uid"].as_str() != Some(uid)
         {
-            return Err(ApiError::conflict(resource, name, "Precondition failed: UID in precondition does not match the UID of the object"));
+            return Err(ApiError::conflict(
+                resource,
+                name,
+                "Precondition failed: UID in precondition does not match the UID of the object",
+            ));
         }
         if let Some(rv) = &preconditions.resource_version
             && meta["resourceVersion"].as_str() != Some(rv)
         {
-            return Err(ApiError::conflict(resource, name, "Precondition failed: ResourceVersion in precondition does not match the object"));
+            return Err(ApiError::conflict(
+                resource,
+                name,
+                "Precondition failed: ResourceVersion in precondition does not match the object",
+            ));
         }
         let has_finalizers = meta["finalizers"].as_array().is_some_and(|f| !f.is_empty());
         if !has_finalizers {
@@ -556,9 +615,14 @@ impl Store {
     pub fn expire_watches<T>(&self, meanwhile: impl FnOnce(&Store) -> T) -> T {
         let rv = {
             let mut inner = self.lock();
-            let gone = ApiError::gone(format!("too old resource version (compacted at {})", inner.rv));
+            let gone = ApiError::gone(format!(
+                "too old resource version (compacted at {})",
+                inner.rv
+            ));
             for watch in inner.watches.drain(..) {
-                let _ = watch.events.send(json!({"type": "ERROR", "object": gone.status()}));
+                let _ = watch
+                    .events
+                    .send(json!({"type": "ERROR", "object": gone.status()}));
             }
             inner.rv
         };
@@ -572,7 +636,11 @@ impl Store {
     pub fn live_watches(&self, resource: &'static Resource) -> usize {
         let mut inner = self.lock();
         inner.watches.retain(|w| !w.events.is_closed());
-        inner.watches.iter().filter(|w| std::ptr::eq(w.resource, resource)).count()
+        inner
+            .watches
+            .iter()
+            .filter(|w| std::ptr::eq(w.resource, resource))
+            .count()
     }
 }
 
@@ -592,10 +660,14 @@ mod tests {
     fn create_conflicts_and_stale_updates_are_409() {
         let store = Store::default();
         store.create(kind("Namespace"), None, ns("a")).unwrap();
+        let namespace = store.get(kind("Namespace"), None, "a").unwrap();
+        assert_eq!(namespace["metadata"]["labels"][NAMESPACE_NAME_LABEL], "a");
         let err = store.create(kind("Namespace"), None, ns("a")).unwrap_err();
         assert_eq!((err.code, err.reason), (409, "AlreadyExists"));
         let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n"}});
-        let missing = store.create(kind("Pod"), Some("nope"), pod.clone()).unwrap_err();
+        let missing = store
+            .create(kind("Pod"), Some("nope"), pod.clone())
+            .unwrap_err();
         assert_eq!(missing.code, 404);
         let created = store.create(kind("Pod"), Some("a"), pod).unwrap();
         let mut stale = created.clone();
@@ -623,7 +695,10 @@ mod tests {
         store
             .patch(kind("SluiceNode"), None, "n", &patch, Part::Object)
             .unwrap();
-        assert_eq!(store.get(kind("SluiceNode"), None, "n").unwrap_err().code, 404);
+        assert_eq!(
+            store.get(kind("SluiceNode"), None, "n").unwrap_err().code,
+            404
+        );
     }
 
     #[test]
@@ -631,9 +706,12 @@ mod tests {
         let store = Store::default();
         let identity = json!({"metadata": {"name": "300"}, "spec": {"labels": ["a"]},
                               "status": {"unusedSince": "ignored on create"}});
-        let created = store.create(kind("SluiceIdentity"), None, identity).unwrap();
+        let created = store
+            .create(kind("SluiceIdentity"), None, identity)
+            .unwrap();
         assert!(created.get("status").is_none());
-        let patch = PatchKind::Merge(json!({"spec": {"labels": ["b"]}, "status": {"unusedSince": "t"}}));
+        let patch =
+            PatchKind::Merge(json!({"spec": {"labels": ["b"]}, "status": {"unusedSince": "t"}}));
         let after = store
             .patch(kind("SluiceIdentity"), None, "300", &patch, Part::Status)
             .unwrap();
@@ -651,12 +729,21 @@ mod tests {
             .watch(kind("Namespace"), None, Selector::default(), Some(rv), true)
             .unwrap();
         let first = watch.recv().await.unwrap();
-        assert_eq!((first["type"].as_str(), first["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("b")));
+        assert_eq!(
+            (
+                first["type"].as_str(),
+                first["object"]["metadata"]["name"].as_str()
+            ),
+            (Some("ADDED"), Some("b"))
+        );
         store.expire_watches(|s| s.create(kind("Namespace"), None, ns("c")).unwrap());
         let error = watch.recv().await.unwrap();
         assert_eq!(error["type"], "ERROR");
         assert_eq!(error["object"]["code"], 410);
-        assert!(watch.recv().await.is_none(), "the watch ends after the error");
+        assert!(
+            watch.recv().await.is_none(),
+            "the watch ends after the error"
+        );
         let err = store
             .watch(kind("Namespace"), None, Selector::default(), Some(rv), true)
             .unwrap_err();
@@ -670,10 +757,14 @@ mod tests {
         let pod = json!({"metadata": {"name": "p", "labels": {"app": "web"}}});
         store.create(kind("Pod"), Some("a"), pod).unwrap();
         let selector = Selector::parse(Some("app=web"), None).unwrap();
-        let mut watch = store.watch(kind("Pod"), None, selector, None, false).unwrap();
+        let mut watch = store
+            .watch(kind("Pod"), None, selector, None, false)
+            .unwrap();
         assert_eq!(watch.recv().await.unwrap()["type"], "ADDED");
         let patch = PatchKind::Merge(json!({"metadata": {"labels": {"app": "db"}}}));
-        store.patch(kind("Pod"), Some("a"), "p", &patch, Part::Object).unwrap();
+        store
+            .patch(kind("Pod"), Some("a"), "p", &patch, Part::Object)
+            .unwrap();
         assert_eq!(watch.recv().await.unwrap()["type"], "DELETED");
     }
 }

@@ -17,13 +17,19 @@ impl Certs {
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "sluice API double CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        ca.distinguished_name
+            .push(DnType::CommonName, "sluice API double CA");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca, ca_key);
         let server_key = KeyPair::generate()?;
         let mut server = CertificateParams::new(vec![ip.to_string(), "localhost".to_owned()])?;
-        server.distinguished_name.push(DnType::CommonName, "sluice-api-double");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "sluice-api-double");
         let server_cert = server.signed_by(&server_key, &issuer)?;
         Ok(Self {
             ca_pem: ca_cert.pem(),

@@ -83,20 +83,31 @@ impl Cluster {
         )
     }
 
-    /// Starts recording local endpoints and following remote ones.
-    pub fn follow(&mut self, node: &str, registry: Arc<EndpointRegistry>, store: Arc<Store>) {
-        self.tasks.spawn(endpoints::publish(
-            self.client.clone(),
-            node.to_owned(),
-            registry,
-            store.clone(),
-            PUBLISH_INTERVAL,
-        ));
-        self.tasks.spawn(remote::follow_remote_endpoints(
+    /// Starts following other nodes' endpoints; `listed` is called after
+    /// each (re)list of them reached the store.
+    pub fn follow_remote(
+        &mut self,
+        node: &str,
+        store: Arc<Store>,
+        listed: impl FnMut() + Send + 'static,
+    ) {
+        self.tasks.spawn(remote::follow_remote_endpoints_then(
             self.client.clone(),
             node.to_owned(),
             store,
             Some(self.identities.clone()),
+            listed,
+        ));
+    }
+
+    /// Starts recording local endpoints as `SluiceEndpoint`s.
+    pub fn publish(&mut self, node: &str, registry: Arc<EndpointRegistry>, store: Arc<Store>) {
+        self.tasks.spawn(endpoints::publish(
+            self.client.clone(),
+            node.to_owned(),
+            registry,
+            store,
+            PUBLISH_INTERVAL,
         ));
     }
 

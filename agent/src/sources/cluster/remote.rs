@@ -26,7 +26,7 @@ use sluice_crds::SluiceEndpoint;
 use super::identities::ClusterIdentities;
 use crate::{
     identity::{NAMESPACE_LABEL_PREFIX, POD_LABEL_PREFIX, POD_NAMESPACE_LABEL},
-    sources::kubernetes::apply_watch_events,
+    sources::kubernetes::apply_watch_events_then,
     store::{Scope, Store},
 };
 
@@ -163,12 +163,24 @@ pub async fn follow_remote_endpoints(
     store: Arc<Store>,
     identities: Option<Arc<ClusterIdentities>>,
 ) {
+    follow_remote_endpoints_then(client, node, store, identities, || {}).await;
+}
+
+/// [`follow_remote_endpoints`], calling `listed` after each (re)list.
+pub async fn follow_remote_endpoints_then(
+    client: Client,
+    node: String,
+    store: Arc<Store>,
+    identities: Option<Arc<ClusterIdentities>>,
+    listed: impl FnMut(),
+) {
     let api = Api::<SluiceEndpoint>::all(client);
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    apply_watch_events(
+    apply_watch_events_then(
         remote_pod_events(stream, node, identities),
         remote_scope(),
         store,
+        listed,
     )
     .await;
 }
