@@ -608,13 +608,15 @@ impl Store {
         });
     }
 
-    /// Simulates an etcd compaction that live watches fell behind: every
-    /// live watch gets an ERROR event with a 410 `Status` and ends, then
-    /// `meanwhile` runs (its changes reach no watch), then history is
-    /// dropped up to now. Watchers must re-list to see those changes.
+    /// Simulates an etcd compaction that live watches fell behind: the
+    /// history is dropped, every live watch gets an ERROR event with a 410
+    /// `Status` and ends, then `meanwhile` runs: its changes reach no watch
+    /// that started before, so watchers must re-list to see them.
     pub fn expire_watches<T>(&self, meanwhile: impl FnOnce(&Store) -> T) -> T {
-        let rv = {
+        {
             let mut inner = self.lock();
+            inner.history.clear();
+            inner.compacted = inner.rv;
             let gone = ApiError::gone(format!(
                 "too old resource version (compacted at {})",
                 inner.rv
@@ -624,23 +626,8 @@ impl Store {
                     .events
                     .send(json!({"type": "ERROR", "object": gone.status()}));
             }
-            inner.rv
-        };
-        let result = meanwhile(self);
-        let mut inner = self.lock();
-        inner.history.clear();
-        inner.compacted = inner.rv.max(rv);
-        result
-    }
-
-    pub fn live_watches(&self, resource: &'static Resource) -> usize {
-        let mut inner = self.lock();
-        inner.watches.retain(|w| !w.events.is_closed());
-        inner
-            .watches
-            .iter()
-            .filter(|w| std::ptr::eq(w.resource, resource))
-            .count()
+        }
+        meanwhile(self)
     }
 }
 
