@@ -23,14 +23,14 @@ pub fn security_labels(store: &Store, namespace: &str, name: &str) -> SecurityLa
     SecurityLabels::for_pod(namespace, &pod_labels, &namespace_labels)
 }
 
-/// Like [`security_labels`], but `None` while the store lacks the pod or
-/// its namespace. With `--source kubernetes` the store fills
-/// asynchronously (an agent restart re-lists every kind), and labels
-/// derived from a half-filled store would move a running pod to another
-/// identity until its Pod arrives: its endpoint keeps the labels it has.
+/// Like [`security_labels`], but `None` while the store lacks the pod.
+/// With `--source kubernetes` the store fills asynchronously, and labels
+/// derived without the pod would move a running pod to another identity
+/// until its Pod arrives: its endpoint keeps the labels it has. (A missing
+/// Namespace means no namespace labels, as ever: the files source has pods
+/// in namespaces no manifest declares.)
 pub fn known_security_labels(store: &Store, namespace: &str, name: &str) -> Option<SecurityLabels> {
     store.get::<Pod>(Some(namespace), name)?;
-    store.namespace_labels(namespace)?;
     Some(security_labels(store, namespace, name))
 }
 
@@ -109,9 +109,9 @@ mod tests {
     }
 
     /// An agent restarting in cluster mode: the store fills kind by kind,
-    /// and no endpoint may be relabelled from a half-filled store.
+    /// and no endpoint may be relabelled before its Pod is listed.
     #[test]
-    fn labels_are_known_only_once_the_pod_and_its_namespace_are() {
+    fn labels_are_known_only_once_the_pod_is() {
         let store = Store::default();
         let scope = Scope::new("test");
         assert_eq!(
@@ -134,20 +134,18 @@ mod tests {
             ..Pod::default()
         };
         store.apply(&scope, pod.into()).expect("pod");
-        let known = known_security_labels(&store, "shop", "web").expect("both known");
+        let known = known_security_labels(&store, "shop", "web").expect("pod known");
         assert_eq!(known, security_labels(&store, "shop", "web"));
         assert!(known.iter().any(|l| l == "k8s:app=web"), "{known:?}");
 
-        let orphan = Store::default();
+        // A namespace no manifest declares: the pod's labels still count.
+        let undeclared = Store::default();
         let pod = Pod {
-            metadata: meta(Some("shop"), "web", "web"),
+            metadata: meta(Some("default"), "db", "db"),
             ..Pod::default()
         };
-        orphan.apply(&scope, pod.into()).expect("pod");
-        assert_eq!(
-            known_security_labels(&orphan, "shop", "web"),
-            None,
-            "namespace not listed yet"
-        );
+        undeclared.apply(&scope, pod.into()).expect("pod");
+        let known = known_security_labels(&undeclared, "default", "db").expect("pod known");
+        assert!(known.iter().any(|l| l == "k8s:app=db"), "{known:?}");
     }
 }
