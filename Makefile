@@ -50,6 +50,9 @@ vmtests: setup
 test: lint
 	$(CARGO) build $(WORKSPACE)
 	$(CARGO) test $(WORKSPACE)
+	# The cross-node traffic suites again over VXLAN (about 30 s; the
+	# tunnel-only checks, capture and identity, are in tunnel_traffic).
+	SLUICE_VMTEST_ROUTING=tunnel $(CARGO) test $(WORKSPACE) --test cluster_traffic --test policy_traffic --test service_traffic
 
 ## demo: the main job: a local two-node mesh with a 3-tier app, its
 ## connectivity test, then teardown (root)

@@ -70,6 +70,16 @@ done
 if "$helm" template sluice "$chart" --set cni.mode=bogus >/dev/null 2>&1; then
     fail "helm template accepted cni.mode=bogus"
 fi
+if "$helm" template sluice "$chart" --set agent.routing=bogus >/dev/null 2>&1; then
+    fail "helm template accepted agent.routing=bogus"
+fi
+if "$helm" template sluice "$chart" --set agent.routing=tunnel >/dev/null 2>&1; then
+    fail "helm template accepted agent.routing=tunnel without agent.uplink"
+fi
+"$helm" template sluice "$chart" --set agent.routing=tunnel --set agent.uplink=eth0 \
+    | grep -A1 'name: SLUICE_ROUTING' | grep -q '"tunnel"' \
+    || fail "agent.routing=tunnel does not reach the agent as SLUICE_ROUTING"
+log "agent.routing: validated and passed to the agent"
 
 # 4. validate every manifest; 5. run install-cni as the init container would.
 "$venv/bin/python" - "$out" "$chart" "$K8S_VERSION" "$repo" <<'PY'

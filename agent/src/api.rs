@@ -48,6 +48,8 @@ pub struct AgentService {
     pub identities: Arc<IdentityAllocator>,
     pub services_revision: crate::services::follow::SyncedRevision,
     pub prefilter: Arc<crate::prefilter::Prefilter>,
+    /// The pods' MTU limit for the CNI plugin (tunnel routing), 0 = none.
+    pub pod_mtu: u32,
 }
 
 fn owner_of(attachment: Option<&pb::Attachment>) -> Result<Owner, Status> {
@@ -400,6 +402,7 @@ impl Agent for AgentService {
             address: allocation.ip.to_string(),
             prefix_len: 32,
             gateway: POD_GATEWAY.to_string(),
+            mtu: self.pod_mtu,
         }))
     }
 

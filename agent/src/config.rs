@@ -15,6 +15,7 @@ use sluice_bpf_common::{
     },
     policy::{IPCACHE_MAP_SIZE, POLICY_MAP_SIZE},
     prefilter::PREFILTER_MAP_SIZE,
+    reject::DEFAULT_REFUSALS_PER_SECOND,
 };
 
 /// Default capacity of the endpoint map (Cilium's default).
@@ -141,6 +142,36 @@ pub enum LbMode {
     Maglev,
 }
 
+/// How pod traffic reaches other nodes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RoutingMode {
+    /// The underlay routes pod addresses: the agent installs a route per
+    /// other node's pod CIDR via that node's address.
+    #[default]
+    Native,
+    /// VXLAN between nodes (UDP 8472) for underlays that cannot route pod
+    /// addresses; the source identity travels in the VNI; pods get the
+    /// uplink's MTU minus 50.
+    Tunnel,
+}
+
+/// What ingress policy decides on for a packet from the tunnel.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TunnelIdentity {
+    /// `carried` when identity numbers are cluster-wide (SluiceIdentity
+    /// objects: `--source kubernetes`, or `--cluster-state` as in the local
+    /// mesh), else `lookup`.
+    #[default]
+    Auto,
+    /// The source identity in the packet's VNI, put there by the sending
+    /// node (every node must number identities alike).
+    Carried,
+    /// The identity the ipcache gives the inner source address, as in
+    /// native routing (node-local numbers, or an underlay where others can
+    /// send VXLAN to the nodes).
+    Lookup,
+}
+
 /// What to do with a state file that cannot be read.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CorruptStatePolicy {
@@ -195,6 +226,13 @@ pub struct AgentConfig {
     #[arg(long, env = "SLUICE_MANIFESTS", required_if_eq("source", "files"))]
     pub manifests: Option<PathBuf>,
 
+    /// With `--source files`: the directory of cluster state shared with the
+    /// other agents and the operator (`SluiceIdentity` and `SluiceEndpoint`
+    /// files), so pod identities are cluster-wide as with `--source
+    /// kubernetes`. Without it, numbers are node-local.
+    #[arg(long, env = "SLUICE_CLUSTER_STATE", requires = "manifests")]
+    pub cluster_state: Option<PathBuf>,
+
     /// What to do when a state file is unreadable or corrupt.
     #[arg(long, env = "SLUICE_ON_CORRUPT_STATE", value_enum, default_value_t = CorruptStatePolicy::Fail)]
     pub on_corrupt_state: CorruptStatePolicy,
@@ -208,6 +246,18 @@ pub struct AgentConfig {
     /// --node-ip says otherwise.
     #[arg(long, env = "SLUICE_UPLINK")]
     pub uplink: Option<String>,
+
+    /// How pod traffic reaches other nodes: `native` (the underlay routes
+    /// pod CIDRs) or `tunnel` (VXLAN over the uplink; needs --uplink).
+    #[arg(long, env = "SLUICE_ROUTING", value_enum, default_value_t = RoutingMode::Native)]
+    pub routing: RoutingMode,
+
+    /// Tunnel routing: what ingress policy decides on for packets from
+    /// other nodes: `carried` (the identity in the VNI), `lookup` (the
+    /// source address's identity), `auto` (carried when identities are
+    /// cluster-wide).
+    #[arg(long, env = "SLUICE_TUNNEL_IDENTITY", value_enum, default_value_t = TunnelIdentity::Auto)]
+    pub tunnel_identity: TunnelIdentity,
 
     /// The node's address (masquerade target); default: the uplink's.
     #[arg(long, env = "SLUICE_NODE_IP")]
@@ -241,6 +291,13 @@ pub struct AgentConfig {
         value_parser = crate::cidr::parse_flag
     )]
     pub prefilter_deny: Vec<ipnet::Ipv4Net>,
+
+    /// Answers (TCP RST, ICMP port unreachable) the node sends per second
+    /// to connections refused for lack of a backend; over it, refused
+    /// packets are only dropped (so a flood cannot make the node an
+    /// amplifier). Split evenly over the CPUs. 0: unlimited.
+    #[arg(long, env = "SLUICE_REFUSAL_RATE", default_value_t = DEFAULT_REFUSALS_PER_SECOND)]
+    pub refusal_rate: u32,
 
     /// How new service connections pick a backend.
     #[arg(long, env = "SLUICE_LB_MODE", value_enum, default_value_t = LbMode::Random)]

@@ -126,7 +126,24 @@ async fn node_config(config: &AgentConfig, net: &NodeNet) -> anyhow::Result<Node
         cluster_net: be(config.cluster_cidr.network()),
         cluster_mask: be(config.cluster_cidr.netmask()),
         maglev_table_size: config.maglev_table_size,
+        tunnel_ifindex: 0,
+        flags: 0,
+        refusals_per_cpu_second: per_cpu_rate(config.refusal_rate, online_cpus()),
     })
+}
+
+fn online_cpus() -> u32 {
+    aya::util::online_cpus().map_or(1, |cpus| cpus.len().max(1) as u32)
+}
+
+/// A node-wide rate split over `cpus` (each CPU has its own bucket), at
+/// least 1 per CPU unless the rate is 0 (unlimited).
+fn per_cpu_rate(node_rate: u32, cpus: u32) -> u32 {
+    if node_rate == 0 {
+        0
+    } else {
+        (node_rate / cpus.max(1)).max(1)
+    }
 }
 
 /// The service manager's starting point: the ids already in the maps.
@@ -190,7 +207,22 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         let outcome = datapath.attach_pod_device(iface)?;
         info!(iface, ?outcome, "attached");
     }
-    let node_config = node_config(&config, &node_net).await?;
+    let pin_dir = datapath.pin_dir().to_owned();
+    let routing = crate::routing::set_up(&config, &node_net, &mut datapath, &pin_dir).await?;
+    let mut node_config = node_config(&config, &node_net).await?;
+    node_config.tunnel_ifindex = routing.tunnel_ifindex;
+    // Numbers are cluster-wide with the Kubernetes source and with a shared
+    // cluster-state directory (the local mesh): SluiceIdentity objects.
+    let cluster_wide_identities =
+        config.source == SourceKind::Kubernetes || config.cluster_state.is_some();
+    if routing.tunnel_ifindex != 0
+        && crate::routing::decides_on_carried_identity(
+            config.tunnel_identity,
+            cluster_wide_identities,
+        )
+    {
+        node_config.flags |= sluice_bpf_common::config::CONFIG_CARRIED_IDENTITY;
+    }
     datapath.set_node_config(node_config)?;
     if let Some(uplink) = &config.uplink {
         datapath.attach_uplink(uplink)?;
@@ -208,7 +240,6 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         }
     }
     let prefilter = Arc::new(crate::prefilter::start(&config, &mut datapath).await?);
-    let pin_dir = datapath.pin_dir().to_owned();
     info!(pin_dir = %pin_dir.display(), "datapath loaded");
     let kernel_node_ip = node_config.node_ip;
     let lb_maps = KernelLbMaps::open(&pin_dir, config.maglev_table_size)?;
@@ -226,8 +257,9 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     })?;
     let on_corrupt = config.on_corrupt_state.into();
     // In a cluster, pod identities are the cluster's SluiceIdentity numbers.
-    let mut cluster = match config.source {
-        SourceKind::Kubernetes => Some(Cluster::connect().await?),
+    let mut cluster = match (config.source, &config.cluster_state) {
+        (SourceKind::Kubernetes, _) => Some(Cluster::connect().await?),
+        (SourceKind::Files, Some(dir)) => Some(Cluster::files(dir).await?),
         _ => None,
     };
     let identities = Arc::new(match &cluster {
@@ -304,6 +336,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         store.clone(),
         config.node_name.clone(),
         NodeNet::connect()?,
+        routing.routing,
     ));
     let services_revision = services::follow::SyncedRevision::default();
     tokio::spawn(services::follow::follow(
@@ -342,6 +375,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         identities,
         services_revision,
         prefilter,
+        pod_mtu: routing.pod_mtu,
     };
     let listener = bind_api_socket(&config.api_socket)?;
     let api = tokio::spawn(
@@ -411,4 +445,17 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_cpu_rate;
+
+    #[test]
+    fn the_refusal_rate_is_split_over_the_cpus() {
+        assert_eq!(per_cpu_rate(1000, 2), 500);
+        assert_eq!(per_cpu_rate(1000, 3), 333);
+        assert_eq!(per_cpu_rate(1, 4), 1, "at least one per CPU");
+        assert_eq!(per_cpu_rate(0, 4), 0, "unlimited stays unlimited");
+    }
 }

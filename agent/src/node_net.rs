@@ -1,6 +1,7 @@
 //! The node namespace's own networking, through rtnetlink: the host side
 //! of routed pods (gateway address and a /32 route), routes to the other
-//! nodes' pod CIDRs, and reading the uplink's address.
+//! nodes' pod CIDRs (via the node, or into the tunnel device), and reading
+//! the uplink's address.
 //!
 //! Routes the agent owns carry protocol [`RTPROT_SLUICE`], so a resync can
 //! find and remove the stale ones without touching anyone else's.
@@ -22,7 +23,7 @@ pub const RTPROT_SLUICE: u8 = 213;
 /// A netlink connection in the calling thread's namespace; must be created
 /// inside a tokio runtime, which drives it.
 pub struct NodeNet {
-    handle: Handle,
+    pub(crate) handle: Handle,
 }
 
 /// One route to another node's pods.
@@ -30,6 +31,34 @@ pub struct NodeNet {
 pub struct NodeRoute {
     pub pod_cidr: Ipv4Net,
     pub via: Ipv4Addr,
+}
+
+/// How the routes to other nodes' pod CIDRs leave this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Native routing: via the other node's address on the underlay.
+    Gateway,
+    /// Tunnel routing: into the VXLAN device (this ifindex), whose egress
+    /// program finds the node.
+    Tunnel(u32),
+}
+
+/// A Sluice node route as the kernel has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InstalledRoute {
+    pod_cidr: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    oif: Option<u32>,
+}
+
+impl InstalledRoute {
+    fn matches(&self, route: &NodeRoute, target: RouteTarget) -> bool {
+        self.pod_cidr == route.pod_cidr
+            && match target {
+                RouteTarget::Gateway => self.gateway == Some(route.via),
+                RouteTarget::Tunnel(ifindex) => self.gateway.is_none() && self.oif == Some(ifindex),
+            }
+    }
 }
 
 impl NodeNet {
@@ -106,8 +135,13 @@ impl NodeNet {
             .with_context(|| format!("adding route {pod_ip}/32 dev {host_iface}"))
     }
 
-    /// Sluice's routes to other nodes' pod CIDRs now in the main table.
-    async fn node_routes(&self) -> anyhow::Result<Vec<(NodeRoute, RouteMessage)>> {
+    /// Sluice's routes to other nodes' pod CIDRs now in the main table:
+    /// those with a gateway (native), and those into the tunnel device
+    /// `tunnel` (pod /32 routes go to a veth: not node routes).
+    async fn node_routes(
+        &self,
+        tunnel: Option<u32>,
+    ) -> anyhow::Result<Vec<(InstalledRoute, RouteMessage)>> {
         let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let mut routes = self.handle.route().get(filter).execute();
         let mut found = Vec::new();
@@ -116,45 +150,71 @@ impl NodeNet {
                 continue;
             }
             let mut destination = None;
-            let mut via = None;
+            let mut gateway = None;
+            let mut oif = None;
             for attribute in &message.attributes {
                 match attribute {
                     RouteAttribute::Destination(RouteAddress::Inet(d)) => destination = Some(*d),
-                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(*g),
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
+                    RouteAttribute::Oif(index) => oif = Some(*index),
                     _ => {}
                 }
             }
-            // Pod /32 routes have no gateway: not node routes.
-            if let (Some(d), Some(via)) = (destination, via)
+            let node_route = gateway.is_some() || (tunnel.is_some() && oif == tunnel);
+            if node_route
+                && let Some(d) = destination
                 && let Ok(pod_cidr) = Ipv4Net::new(d, message.header.destination_prefix_length)
             {
-                found.push((NodeRoute { pod_cidr, via }, message));
+                let installed = InstalledRoute {
+                    pod_cidr,
+                    gateway,
+                    oif,
+                };
+                found.push((installed, message));
             }
         }
         Ok(found)
     }
 
-    /// Makes Sluice's node routes exactly `desired`.
-    pub async fn sync_node_routes(&self, desired: &[NodeRoute]) -> anyhow::Result<()> {
-        for (route, message) in self.node_routes().await? {
-            if !desired.contains(&route) {
-                tracing::info!(cidr = %route.pod_cidr, via = %route.via, "removing node route");
+    /// Makes Sluice's node routes exactly `desired`, leaving by `target`.
+    pub async fn sync_node_routes(
+        &self,
+        desired: &[NodeRoute],
+        target: RouteTarget,
+    ) -> anyhow::Result<()> {
+        let tunnel = match target {
+            RouteTarget::Tunnel(ifindex) => Some(ifindex),
+            RouteTarget::Gateway => None,
+        };
+        for (route, message) in self.node_routes(tunnel).await? {
+            if !desired.iter().any(|d| route.matches(d, target)) {
+                tracing::info!(cidr = %route.pod_cidr, via = ?route.gateway, "removing node route");
                 self.handle.route().del(message).execute().await?;
             }
         }
         for route in desired {
-            let message = RouteMessageBuilder::<Ipv4Addr>::new()
+            let builder = RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(route.pod_cidr.network(), route.pod_cidr.prefix_len())
-                .gateway(route.via)
-                .protocol(RouteProtocol::Other(RTPROT_SLUICE))
-                .build();
+                .protocol(RouteProtocol::Other(RTPROT_SLUICE));
+            let message = match target {
+                RouteTarget::Gateway => builder.gateway(route.via).build(),
+                RouteTarget::Tunnel(ifindex) => builder
+                    .output_interface(ifindex)
+                    .scope(RouteScope::Link)
+                    .build(),
+            };
             self.handle
                 .route()
                 .add(message)
                 .replace()
                 .execute()
                 .await
-                .with_context(|| format!("adding route {} via {}", route.pod_cidr, route.via))?;
+                .with_context(|| {
+                    format!(
+                        "adding route {} ({target:?}, node {})",
+                        route.pod_cidr, route.via
+                    )
+                })?;
         }
         Ok(())
     }

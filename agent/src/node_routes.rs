@@ -1,16 +1,30 @@
-//! Native routing between nodes: every other node's pod CIDR is routed via
-//! that node's InternalIP, as the Node objects in the store say.
+//! Routing between nodes, as the Node objects in the store say. Native:
+//! every other node's pod CIDR is routed via that node's InternalIP.
+//! Tunnel: those CIDRs are routed into the VXLAN device, and the tunnel
+//! map tells the datapath which node holds each CIDR (and each node
+//! address).
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
-    node_net::{NodeNet, NodeRoute},
+    datapath::tunnel_map::TunnelMap,
+    node_net::{NodeNet, NodeRoute, RouteTarget},
     store::{Object, Store},
 };
+
+/// How this node reaches the others.
+pub enum Routing {
+    Native,
+    /// Through the VXLAN device `ifindex`; `map` is the datapath's tunnel map.
+    Tunnel {
+        ifindex: u32,
+        map: TunnelMap,
+    },
+}
 
 /// The pod CIDR (IPv4) and InternalIP of a node, if it has both.
 fn route_of(node: &Node) -> Option<NodeRoute> {
@@ -53,31 +67,55 @@ pub fn desired_routes(nodes: &[Arc<Node>], local_node: &str) -> Vec<NodeRoute> {
 /// The routes to install now, or `None` while the store has no Node at
 /// all: every cluster has at least this node, so no Node means the source
 /// has not listed them yet (e.g. an agent restart with `--source
-/// kubernetes`), and syncing then would remove the routes that other
-/// nodes' pods are being reached through.
+/// kubernetes`), and syncing then would remove the routes (and tunnel map
+/// entries) that other nodes' pods are being reached through.
 pub fn routes_to_sync(nodes: &[Arc<Node>], local_node: &str) -> Option<Vec<NodeRoute>> {
     (!nodes.is_empty()).then(|| desired_routes(nodes, local_node))
 }
 
-async fn sync(store: &Store, local_node: &str, net: &NodeNet) {
+/// The tunnel map's entries for `routes`: each other node's pod CIDR and
+/// its own address (/32) → that node.
+pub fn tunnel_entries(routes: &[NodeRoute]) -> BTreeMap<Ipv4Net, Ipv4Addr> {
+    routes
+        .iter()
+        .flat_map(|r| [(r.pod_cidr, r.via), (Ipv4Net::from(r.via), r.via)])
+        .collect()
+}
+
+async fn sync(store: &Store, local_node: &str, net: &NodeNet, routing: &mut Routing) {
     let Some(routes) = routes_to_sync(&store.list::<Node>(), local_node) else {
         tracing::debug!("no Node objects yet; node routes left as they are");
         return;
     };
-    if let Err(e) = net.sync_node_routes(&routes).await {
+    let target = match routing {
+        Routing::Native => RouteTarget::Gateway,
+        Routing::Tunnel { ifindex, map } => {
+            if let Err(e) = map.sync(&tunnel_entries(&routes)) {
+                tracing::error!("cannot sync the tunnel map: {e:#}");
+            }
+            RouteTarget::Tunnel(*ifindex)
+        }
+    };
+    if let Err(e) = net.sync_node_routes(&routes, target).await {
         tracing::error!("cannot sync node routes: {e:#}");
     }
 }
 
-/// Keeps the node routes in step with the store's Node objects.
-pub async fn follow_nodes(store: Arc<Store>, local_node: String, net: NodeNet) {
+/// Keeps the node routes (and in tunnel mode the tunnel map) in step with
+/// the store's Node objects.
+pub async fn follow_nodes(
+    store: Arc<Store>,
+    local_node: String,
+    net: NodeNet,
+    mut routing: Routing,
+) {
     loop {
         let mut subscription = store.subscribe();
-        sync(&store, &local_node, &net).await;
+        sync(&store, &local_node, &net, &mut routing).await;
         loop {
             match subscription.events.recv().await {
                 Ok(event) if matches!(event.object(), Object::Node(_)) => {
-                    sync(&store, &local_node, &net).await;
+                    sync(&store, &local_node, &net, &mut routing).await;
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => break,
@@ -154,6 +192,26 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_tunnel_map_holds_each_other_node_s_pod_cidr_and_address() {
+        let nodes = [
+            node("node-1", Some("10.244.1.0/24"), Some("172.31.0.1")),
+            node("node-2", Some("10.244.2.0/24"), Some("172.31.0.2")),
+            node("node-3", Some("10.244.3.0/24"), Some("172.31.0.3")),
+        ];
+        let entries = tunnel_entries(&desired_routes(&nodes, "node-1"));
+        let expected: BTreeMap<Ipv4Net, Ipv4Addr> = [
+            ("10.244.2.0/24", "172.31.0.2"),
+            ("10.244.3.0/24", "172.31.0.3"),
+            ("172.31.0.2/32", "172.31.0.2"),
+            ("172.31.0.3/32", "172.31.0.3"),
+        ]
+        .into_iter()
+        .map(|(p, n)| (p.parse().unwrap(), n.parse().unwrap()))
+        .collect();
+        assert_eq!(entries, expected);
     }
 
     #[test]

@@ -138,6 +138,7 @@ impl Rig {
             cluster_net: be(Ipv4Addr::new(10, 244, 0, 0)),
             cluster_mask: be(Ipv4Addr::new(255, 255, 0, 0)),
             maglev_table_size: 0,
+            ..Default::default()
         })?;
         let mut endpoints = EndpointMap::open(datapath.pin_dir())?;
         // The flags the agent writes: no policy (valid hints, no entries);

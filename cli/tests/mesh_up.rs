@@ -230,8 +230,45 @@ fn connectivity_test_passes_on_the_default_example() {
     // pod→internet needs the agent's masquerade; pod→pod cross node its routes.
     let report = mesh.ok(&["test"]);
     assert!(report.contains("0 failed"), "{report}");
+    // The example's backend-less service: TCP and UDP refusals checked.
+    for check in [
+        "refused: service demo/legacy without backends (tcp)",
+        "refused: service demo/legacy without backends (udp)",
+        "refused: NodePort demo/legacy on another node (tcp)",
+        "refused: NodePort demo/legacy on another node (udp)",
+    ] {
+        assert!(report.contains(check), "{check} missing:\n{report}");
+    }
     let out = mesh.ok(&["get", "services"]);
     assert!(out.contains("10.96.0."), "services get ClusterIPs: {out}");
+}
+
+/// The same test with three nodes connected over VXLAN: nothing but the
+/// tunnel carries pod traffic between them (no native routes exist).
+#[test]
+fn connectivity_test_passes_with_tunnel_routing() {
+    require_root();
+    let mesh = Mesh::new();
+    mesh.ok(&["up", "--routing", "tunnel", "--nodes", "3"]);
+    let routes = mesh.ok(&[
+        "exec",
+        "node/node-1",
+        "--",
+        "ip",
+        "route",
+        "show",
+        "proto",
+        "213",
+    ]);
+    assert!(
+        routes.contains("10.244.2.0/24 dev sluice_vxlan")
+            && routes.contains("10.244.3.0/24 dev sluice_vxlan")
+            && !routes.contains(" via "),
+        "{routes}"
+    );
+    let report = mesh.ok(&["test"]);
+    assert!(report.contains("0 failed"), "{report}");
+    assert!(report.contains("pod→pod cross node (tcp)"), "{report}");
 }
 
 /// A node reaching a pod on another node: the pod's reply must go back as

@@ -30,7 +30,11 @@ pub async fn add(
     att: &Attachment,
 ) -> Result<CNIResult, CniError> {
     let mut agent = Agent::connect(&config.agent_socket).await?;
-    let addressing = match agent.allocate(att).await.and_then(|a| addressing_of(&a)) {
+    let allocated = agent
+        .allocate(att)
+        .await
+        .and_then(|a| Ok((addressing_of(&a)?, a.mtu)));
+    let (addressing, agent_mtu) = match allocated {
         Ok(a) => a,
         Err(e) => {
             // Nothing else exists yet; the release covers an allocation the
@@ -39,8 +43,12 @@ pub async fn add(
             return Err(e);
         }
     };
-    info!(?addressing, "address allocated");
+    info!(?addressing, agent_mtu, "address allocated");
     let host = names::host_veth(&env.container_id, &env.ifname);
+    let config = &PluginConfig {
+        mtu: pod_mtu(config.mtu, agent_mtu),
+        ..config.clone()
+    };
     match plumb_and_register(config, env, pod, netns_file, &mut agent, &host, addressing).await {
         Ok(result) => Ok(result),
         Err(e) => {
@@ -48,6 +56,17 @@ pub async fn add(
             rollback(&mut agent, att, &host).await;
             Err(e)
         }
+    }
+}
+
+/// The pod interface's MTU: the configured one, capped at the agent's
+/// limit (with tunnel routing, a larger MTU could only break cross-node
+/// traffic); the agent's limit when none is configured.
+pub fn pod_mtu(configured: Option<u32>, agent_limit: u32) -> Option<u32> {
+    match (configured, agent_limit) {
+        (configured, 0) => configured,
+        (Some(mtu), limit) => Some(mtu.min(limit)),
+        (None, limit) => Some(limit),
     }
 }
 
@@ -196,5 +215,19 @@ fn result(
             scope: None,
         }],
         dns: config.net.dns.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pod_mtu;
+
+    #[test]
+    fn the_agent_s_mtu_limit_applies_unless_the_config_asks_for_less() {
+        assert_eq!(pod_mtu(None, 0), None, "no limit: kernel default");
+        assert_eq!(pod_mtu(Some(1400), 0), Some(1400));
+        assert_eq!(pod_mtu(None, 1450), Some(1450), "tunnel: the agent's");
+        assert_eq!(pod_mtu(Some(1400), 1450), Some(1400));
+        assert_eq!(pod_mtu(Some(1500), 1450), Some(1450), "capped");
     }
 }

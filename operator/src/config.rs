@@ -1,8 +1,8 @@
 //! Every operator setting in one place: flag, environment variable, default.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use ipnet::Ipv4Net;
 
 pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
@@ -15,6 +15,16 @@ pub const DEFAULT_LEASE_NAMESPACE: &str = "sluice-system";
 pub const DEFAULT_LEASE_DURATION_SECS: u64 = 15;
 pub const DEFAULT_LEASE_RENEW_SECS: u64 = 5;
 
+/// Where the cluster state lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// A Kubernetes API server (in-cluster or $KUBECONFIG).
+    Kubernetes,
+    /// A local mesh's shared directory (`--cluster-state`): identity and
+    /// endpoint GC only.
+    Files,
+}
+
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "sluice-operator",
@@ -22,6 +32,20 @@ pub const DEFAULT_LEASE_RENEW_SECS: u64 = 5;
     about = "Sluice per-cluster operator"
 )]
 pub struct Config {
+    /// Where the cluster state lives.
+    #[arg(long, env = "SLUICE_OPERATOR_SOURCE", value_enum, default_value_t = Source::Kubernetes)]
+    pub source: Source,
+
+    /// With `--source files`: the cluster-state directory the mesh's agents
+    /// share (their `--cluster-state`).
+    #[arg(long, env = "SLUICE_CLUSTER_STATE", required_if_eq("source", "files"))]
+    pub cluster_state: Option<PathBuf>,
+
+    /// With `--source files`: the manifests directory whose Pods back the
+    /// `SluiceEndpoint`s (endpoint GC is off without it).
+    #[arg(long, env = "SLUICE_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+
     /// Pool that node pod CIDRs are carved from (the agents' --cluster-cidr).
     #[arg(long, env = "SLUICE_CLUSTER_CIDR", default_value = DEFAULT_CLUSTER_CIDR)]
     pub cluster_cidr: Ipv4Net,

@@ -6,13 +6,16 @@
 //! - [`identity`]: a `SluiceIdentity` per pod label set, and their GC;
 //! - [`endpoint_gc`]: deletes `SluiceEndpoint`s whose pods are gone.
 //!
-//! Only the holder of the [`leader`] Lease runs them.
+//! Only the holder of the [`leader`] Lease runs them. In a local mesh
+//! (`--source files`), [`files_mode`] runs the identity and endpoint GC
+//! over the mesh's shared cluster-state directory.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod crd_yaml;
 pub mod endpoint_gc;
 pub mod error;
+pub mod files_mode;
 pub mod http;
 pub mod identity;
 pub mod ipam;

@@ -48,6 +48,9 @@ impl Metrics {
 
 /// Runs the operator until SIGTERM/ctrl-c, a lost Lease or a fatal error.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    if config.source == crate::config::Source::Files {
+        return crate::files_mode::run(config).await;
+    }
     let client = Client::try_default().await?;
     let mut registry = Registry::with_prefix(PREFIX);
     let leader_gauge = register_leader(&mut registry);
@@ -79,7 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -40,7 +40,37 @@ pub struct CniPod {
     pub node: usize,
 }
 
+/// How the agents route between nodes: `--routing` as the test asked, else
+/// `SLUICE_VMTEST_ROUTING` (native|tunnel), so the cross-node tests can run
+/// in either mode; native by default.
+fn routing_of(agent_args: &[&str]) -> String {
+    if let Some(i) = agent_args.iter().position(|a| *a == "--routing") {
+        return agent_args.get(i + 1).expect("--routing MODE").to_string();
+    }
+    match std::env::var("SLUICE_VMTEST_ROUTING") {
+        Ok(mode) if mode == "native" || mode == "tunnel" => mode,
+        Ok(other) => panic!("SLUICE_VMTEST_ROUTING must be native or tunnel, not {other:?}"),
+        Err(_) => "native".into(),
+    }
+}
+
+/// `args` without `--routing MODE` (given once, by [`routing_of`]).
+fn without_routing(args: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if *arg == "--routing" {
+            args.next();
+        } else {
+            out.push(arg.to_string());
+        }
+    }
+    out
+}
+
 pub struct Cluster {
+    /// `native` or `tunnel`.
+    pub routing: String,
     // Drop order: pods, agents (in nodes), nodes, internet, underlay.
     pub pods: Vec<CniPod>,
     pub nodes: Vec<ClusterNode>,
@@ -122,6 +152,7 @@ impl Cluster {
         agent_args: &[&str],
         node_args: impl Fn(&str) -> Vec<String>,
     ) -> Self {
+        let routing = routing_of(agent_args);
         let suffix = unique_suffix();
         let underlay = NetNs::new(&format!("slt-ul-{suffix}"));
         underlay.ip(&["link", "add", "br0", "type", "bridge"]);
@@ -148,7 +179,8 @@ impl Cluster {
                 .iter()
                 .map(|s| s.to_string())
                 .chain(source_args.iter().cloned())
-                .chain(agent_args.iter().map(|s| s.to_string()))
+                .chain(["--routing".to_string(), routing.clone()])
+                .chain(without_routing(agent_args))
                 .chain(node_args(&name))
                 .collect();
             cluster_nodes.push(ClusterNode {
@@ -162,6 +194,7 @@ impl Cluster {
         }
         std::fs::write(manifests.path().join("nodes.yaml"), all_nodes).expect("write nodes");
         Self {
+            routing,
             pods: Vec::new(),
             nodes: cluster_nodes,
             internet,
@@ -276,6 +309,34 @@ impl Cluster {
 
     pub fn manifests_dir(&self) -> &Path {
         self.manifests.path()
+    }
+
+    pub fn tunnel_mode(&self) -> bool {
+        self.routing == "tunnel"
+    }
+
+    /// Waits until `node` routes the other nodes' pod CIDRs as its
+    /// routing mode says (via the node, or into the tunnel device).
+    pub fn wait_for_node_routes(&self, node: usize) {
+        let ns = &self.nodes[node].ns;
+        for (i, other) in self.nodes.iter().enumerate() {
+            if i == node {
+                continue;
+            }
+            let expected = if self.tunnel_mode() {
+                format!("{} dev sluice_vxlan", other.pod_cidr)
+            } else {
+                format!("{} via {}", other.pod_cidr, other.ip)
+            };
+            crate::eventually(
+                &format!("route {expected} on {}", self.nodes[node].name),
+                std::time::Duration::from_secs(10),
+                || {
+                    ns.ip(&["route", "show", "proto", "213"])
+                        .contains(&expected)
+                },
+            );
+        }
     }
 }
 

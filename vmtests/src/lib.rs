@@ -16,6 +16,7 @@
 pub mod agent;
 pub mod api;
 pub mod apiserver;
+pub mod capture;
 pub mod cgroup;
 pub mod cluster;
 pub mod containerd;

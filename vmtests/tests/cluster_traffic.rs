@@ -65,16 +65,8 @@ fn pods_reach_each_other_across_nodes_and_the_internet_through_masquerade() {
     assert!(ip(b1).to_string().starts_with("10.244.2."), "{}", ip(b1));
 
     // The agents route each other's pod CIDRs, as the Node objects say.
-    for (node, other_cidr, via) in [
-        (0, "10.244.2.0/24", "172.31.0.2"),
-        (1, "10.244.1.0/24", "172.31.0.1"),
-    ] {
-        let ns = &cluster.nodes[node].ns;
-        eventually("node routes", Duration::from_secs(10), || {
-            ns.ip(&["route", "show", "proto", "213"])
-                .contains(&format!("{other_cidr} via {via}"))
-        });
-    }
+    cluster.wait_for_node_routes(0);
+    cluster.wait_for_node_routes(1);
 
     let pods = &cluster.pods;
     ping(&pods[a1].ns, ip(a2));

@@ -86,6 +86,7 @@ impl Bench {
                 cluster_net: be(Ipv4Addr::new(10, 244, 0, 0)),
                 cluster_mask: be(Ipv4Addr::new(255, 255, 0, 0)),
                 maglev_table_size: 0,
+                ..Default::default()
             })
             .expect("node config");
         EndpointMap::open(datapath.pin_dir())

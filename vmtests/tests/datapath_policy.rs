@@ -119,6 +119,7 @@ impl Node {
                 cluster_net: be(Ipv4Addr::new(10, 244, 0, 0)),
                 cluster_mask: be(Ipv4Addr::new(255, 255, 0, 0)),
                 maglev_table_size: 0,
+                ..Default::default()
             })
             .expect("node config");
         // A second load shares the pinned maps: the agent's map writer owns

@@ -94,6 +94,7 @@ impl Bench {
                 cluster_net: be(Ipv4Addr::new(10, 244, 0, 0)),
                 cluster_mask: be(Ipv4Addr::new(255, 255, 0, 0)),
                 maglev_table_size: if maglev { MAGLEV_SIZE } else { 0 },
+                ..Default::default()
             })
             .expect("node config");
         let mut endpoints = EndpointMap::open(datapath.pin_dir()).expect("endpoints");

@@ -12,7 +12,9 @@ use aya::programs::{
     SchedClassifier, TcAttachType,
     tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
 };
-use sluice_bpf_common::pin::{PROG_FROM_POD, PROG_FROM_UPLINK, PROG_TO_UPLINK};
+use sluice_bpf_common::pin::{
+    PROG_FROM_POD, PROG_FROM_TUNNEL, PROG_FROM_UPLINK, PROG_TO_TUNNEL, PROG_TO_UPLINK,
+};
 
 /// Sluice's filter slot on a pod device (Cilium uses the same: pref 1 handle 1).
 pub const TC_PRIORITY: u16 = 1;
@@ -58,10 +60,12 @@ pub fn attach_persistent(
 }
 
 /// Every (direction, program) Sluice may attach to a device.
-const ATTACHMENTS: [(TcAttachType, &str); 3] = [
+const ATTACHMENTS: [(TcAttachType, &str); 5] = [
     (TcAttachType::Ingress, PROG_FROM_POD),
     (TcAttachType::Ingress, PROG_FROM_UPLINK),
     (TcAttachType::Egress, PROG_TO_UPLINK),
+    (TcAttachType::Ingress, PROG_FROM_TUNNEL),
+    (TcAttachType::Egress, PROG_TO_TUNNEL),
 ];
 
 /// Removes Sluice's filters from `iface`. Returns false if none was attached.

@@ -12,6 +12,7 @@ pub mod maps;
 pub mod ops;
 pub mod policy_maps;
 pub mod sock_lb;
+pub mod tunnel_map;
 pub mod xdp;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,10 @@ use aya::{
 };
 use sluice_bpf_common::{
     config::NodeConfig,
-    pin::{ALL_MAPS, CONFIG_MAP, LAYOUT_VERSION, PROG_FROM_POD, PROG_FROM_UPLINK, PROG_TO_UPLINK},
+    pin::{
+        ALL_MAPS, CONFIG_MAP, LAYOUT_VERSION, PROG_FROM_POD, PROG_FROM_TUNNEL, PROG_FROM_UPLINK,
+        PROG_TO_TUNNEL, PROG_TO_UPLINK,
+    },
 };
 
 use crate::config::DatapathConfig;
@@ -128,6 +132,19 @@ impl Datapath {
             TcAttachType::Ingress,
         )?;
         attach::attach_persistent(self.program(PROG_TO_UPLINK)?, iface, TcAttachType::Egress)?;
+        Ok(())
+    }
+
+    /// Attaches the tunnel programs to the node's VXLAN device `iface`:
+    /// delivery of decapsulated packets on ingress, the tunnel key for
+    /// what the node's stack routes into it on egress.
+    pub fn attach_tunnel(&mut self, iface: &str) -> anyhow::Result<()> {
+        attach::attach_persistent(
+            self.program(PROG_FROM_TUNNEL)?,
+            iface,
+            TcAttachType::Ingress,
+        )?;
+        attach::attach_persistent(self.program(PROG_TO_TUNNEL)?, iface, TcAttachType::Egress)?;
         Ok(())
     }
 

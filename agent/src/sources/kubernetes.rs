@@ -178,22 +178,24 @@ fn spawn_watch<K>(
 }
 
 /// Applies a watcher's events to the store until the stream ends.
-pub async fn apply_watch_events<K, S>(stream: S, scope: Scope, store: Arc<Store>)
+pub async fn apply_watch_events<K, S, E>(stream: S, scope: Scope, store: Arc<Store>)
 where
-    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+    S: Stream<Item = Result<Event<K>, E>>,
+    E: std::fmt::Display,
     Object: From<K>,
 {
     apply_watch_events_then(stream, scope, store, || {}).await;
 }
 
 /// [`apply_watch_events`], calling `listed` after each (re)list is applied.
-pub async fn apply_watch_events_then<K, S>(
+pub async fn apply_watch_events_then<K, S, E>(
     stream: S,
     scope: Scope,
     store: Arc<Store>,
     mut listed: impl FnMut(),
 ) where
-    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+    S: Stream<Item = Result<Event<K>, E>>,
+    E: std::fmt::Display,
     Object: From<K>,
 {
     let mut stream = std::pin::pin!(stream);

@@ -16,3 +16,5 @@ pub mod nat;
 pub mod pin;
 pub mod policy;
 pub mod prefilter;
+pub mod reject;
+pub mod tunnel;

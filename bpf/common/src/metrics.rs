@@ -29,10 +29,18 @@ pub enum Verdict {
     /// A socket's connect/sendmsg to a frontend was sent to a backend
     /// (socket-level LB; counted per call, bytes 0).
     SocketTranslated = 9,
+    /// Tunnel routing: sent to another node through the VXLAN device, the
+    /// source identity in the VNI.
+    Tunneled = 10,
+    /// A connection to a frontend without backends was answered (RST or
+    /// ICMP port unreachable).
+    Refused = 11,
+    /// Such an answer was not sent: the node's refusal rate was exceeded.
+    RefusalsRateLimited = 12,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 10] = [
+    pub const ALL: [Verdict; 13] = [
         Verdict::Forwarded,
         Verdict::ToStack,
         Verdict::Masqueraded,
@@ -43,6 +51,9 @@ impl Verdict {
         Verdict::EventsLost,
         Verdict::EventsRateLimited,
         Verdict::SocketTranslated,
+        Verdict::Tunneled,
+        Verdict::Refused,
+        Verdict::RefusalsRateLimited,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -57,6 +68,9 @@ impl Verdict {
             Verdict::EventsLost => "EVENTS_LOST",
             Verdict::EventsRateLimited => "EVENTS_RATE_LIMITED",
             Verdict::SocketTranslated => "SOCKET_TRANSLATED",
+            Verdict::Tunneled => "TUNNELED",
+            Verdict::Refused => "REFUSED",
+            Verdict::RefusalsRateLimited => "REFUSALS_RATE_LIMITED",
         }
     }
 
@@ -90,10 +104,13 @@ pub enum DropReason {
     PolicyDefaultDeny = 8,
     /// The source address is in the XDP prefilter's deny list.
     PrefilterDenied = 9,
+    /// Tunnel routing: no node is known for the destination (the tunnel
+    /// map has no entry for it).
+    NoTunnelEndpoint = 10,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::InvalidIpv4Header,
         DropReason::InvalidL4Header,
         DropReason::FragmentNotNatable,
@@ -103,6 +120,7 @@ impl DropReason {
         DropReason::PolicyDenied,
         DropReason::PolicyDefaultDeny,
         DropReason::PrefilterDenied,
+        DropReason::NoTunnelEndpoint,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -116,6 +134,7 @@ impl DropReason {
             DropReason::PolicyDenied => "POLICY_DENIED",
             DropReason::PolicyDefaultDeny => "POLICY_DEFAULT_DENY",
             DropReason::PrefilterDenied => "PREFILTER_DENIED",
+            DropReason::NoTunnelEndpoint => "NO_TUNNEL_ENDPOINT",
         }
     }
 
@@ -134,6 +153,7 @@ impl DropReason {
             7 => Some(DropReason::PolicyDenied),
             8 => Some(DropReason::PolicyDefaultDeny),
             9 => Some(DropReason::PrefilterDenied),
+            10 => Some(DropReason::NoTunnelEndpoint),
             _ => None,
         }
     }

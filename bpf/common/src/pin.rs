@@ -9,7 +9,7 @@
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/sluice";
 
 /// Version of the map layout; the pin directory is `<root>/v<LAYOUT_VERSION>`.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Map names as the programs declare them (bpffs file names under the pin dir).
 pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
@@ -30,9 +30,11 @@ pub const DROP_RATE_MAP: &str = "DROP_RATE";
 pub const POLICY_SCRATCH_MAP: &str = "POLICY_SCRATCH";
 pub const LB_SOCK_REVNAT_MAP: &str = "LB_SOCK_REVNAT";
 pub const PREFILTER_MAP: &str = "PREFILTER";
+pub const TUNNEL_MAP: &str = "TUNNEL";
+pub const REFUSAL_RATE_MAP: &str = "REFUSAL_RATE";
 
 /// Every pinned map, for tools that list or remove them.
-pub const ALL_MAPS: [&str; 18] = [
+pub const ALL_MAPS: [&str; 20] = [
     ENDPOINTS_MAP,
     METRICS_MAP,
     CONFIG_MAP,
@@ -51,12 +53,17 @@ pub const ALL_MAPS: [&str; 18] = [
     POLICY_SCRATCH_MAP,
     LB_SOCK_REVNAT_MAP,
     PREFILTER_MAP,
+    TUNNEL_MAP,
+    REFUSAL_RATE_MAP,
 ];
 
 /// Names of the programs in the object file.
 pub const PROG_FROM_POD: &str = "from_pod";
 pub const PROG_FROM_UPLINK: &str = "from_uplink";
 pub const PROG_TO_UPLINK: &str = "to_uplink";
+/// tc ingress/egress of the VXLAN device (tunnel routing).
+pub const PROG_FROM_TUNNEL: &str = "from_tunnel";
+pub const PROG_TO_TUNNEL: &str = "to_tunnel";
 /// The XDP prefilter on the uplink (source CIDR deny list).
 pub const PROG_PREFILTER: &str = "prefilter";
 /// Directory under the bpffs root (not the versioned pin dir: an attachment

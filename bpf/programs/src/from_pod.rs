@@ -6,7 +6,9 @@
 //! it is tracked; replies from backends are translated back to the
 //! frontend; packets for a local endpoint are delivered directly;
 //! everything else (other nodes, the outside world, ARP, IPv6) goes to the
-//! node's stack, which routes it (masquerade happens on the uplink).
+//! node's stack, which routes it (masquerade happens on the uplink); in
+//! tunnel mode, packets for other nodes' pods go straight to the VXLAN
+//! device with the source identity in the tunnel key.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sluice_bpf_common::{events::EventKind, metrics::DropReason};
@@ -19,6 +21,7 @@ use crate::{
     packet::{parse_flow, parse_ipv4},
     policy, reject,
     service::{self, Translation},
+    tunnel,
 };
 
 #[classifier]
@@ -85,6 +88,10 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         }
     }
     if let Some(action) = forward::to_local_endpoint(ctx, daddr) {
+        return Ok(action);
+    }
+    // Tunnel routing: another node's pod (or the node) through VXLAN.
+    if let Some(action) = tunnel::to_remote_node(ctx, daddr) {
         return Ok(action);
     }
     // A NodePort reply now comes from the node address: the node's stack

@@ -28,14 +28,18 @@ use crate::{
 
 #[classifier]
 pub fn from_uplink(ctx: TcContext) -> i32 {
-    match handle(&ctx) {
+    match receive(&ctx, 0) {
         Ok(action) => action,
         Err(reason) => metrics::drop_packet(&ctx, reason),
     }
 }
 
+/// What arrives from other nodes and the outside world, from the uplink
+/// or decapsulated from the tunnel (`from_tunnel`). `carried_identity` is
+/// the source identity the packet came with (a tunnelled packet's VNI),
+/// 0 when ingress policy must look it up by source address.
 #[inline(always)]
-fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
+pub fn receive(ctx: &TcContext, carried_identity: u32) -> Result<i32, DropReason> {
     let Some(ip) = parse_ipv4(ctx)? else {
         return Ok(metrics::to_stack(ctx));
     };
@@ -74,7 +78,7 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                     }
                 }
                 None => {
-                    let rule = policy::ingress(ctx, ip.saddr, &flow)?;
+                    let rule = policy::ingress_carried(ctx, ip.saddr, carried_identity, &flow)?;
                     let now = conntrack::create(&flow, ctx.len(), translated.0, translated.1);
                     let kind = crate::from_pod::flow_kind(translated.0);
                     events::new_flow(ctx, kind, &flow, frontend, rule, now);

@@ -1,6 +1,7 @@
 //! Sluice's eBPF datapath.
 //!
-//! One module per attach point (`from_pod`, `from_uplink`, `to_uplink`),
+//! One module per attach point (`from_pod`, `from_uplink`, `to_uplink`,
+//! `from_tunnel`, `to_tunnel`),
 //! the shared logic in small
 //! single-concern modules, every map in `maps`. Built for
 //! `bpfel-unknown-none` by the agent's build.rs; `make` never builds it for
@@ -16,6 +17,7 @@ mod events;
 mod fib;
 mod forward;
 mod from_pod;
+mod from_tunnel;
 mod from_uplink;
 mod identity;
 mod maps;
@@ -27,7 +29,9 @@ mod prefilter;
 mod reject;
 mod service;
 mod sock_lb;
+mod to_tunnel;
 mod to_uplink;
+mod tunnel;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -20,6 +20,8 @@ use sluice_bpf_common::{
     nat::{NAT_MAP_SIZE, NatEntry, NatKey},
     policy::{IPCACHE_MAP_SIZE, IpcacheEntry, POLICY_MAP_SIZE, PolicyData, PolicyEntry},
     prefilter::{PREFILTER_MAP_SIZE, PrefilterEntry},
+    reject::RefusalBucket,
+    tunnel::{TUNNEL_MAP_SIZE, TunnelEndpoint},
 };
 
 /// Local pod addresses → how to deliver to them. Written by the agent.
@@ -105,3 +107,12 @@ pub static POLICY_SCRATCH: PerCpuArray<u32, 1> = PerCpuArray::new();
 #[btf_map]
 pub static PREFILTER: LpmTrie<u32, PrefilterEntry, { PREFILTER_MAP_SIZE as usize }> =
     LpmTrie::new();
+
+/// Tunnel routing: other nodes' pod CIDRs and addresses → the node's
+/// underlay address (see `sluice_bpf_common::tunnel`).
+#[btf_map]
+pub static TUNNEL: LpmTrie<u32, TunnelEndpoint, { TUNNEL_MAP_SIZE as usize }> = LpmTrie::new();
+
+/// Per-CPU credit for answering refused connections (rate limit).
+#[btf_map]
+pub static REFUSAL_RATE: PerCpuArray<RefusalBucket, 1> = PerCpuArray::new();

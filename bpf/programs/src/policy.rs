@@ -59,12 +59,14 @@ fn denied(reason: DropReason, rule: u32) -> Result<u32, DropReason> {
 
 /// The policy of local endpoint `endpoint` for a new flow with peer
 /// address `peer` in `direction`: the allowing rule (0 when no policy
-/// applies), or why it is dropped.
+/// applies), or why it is dropped. `peer_identity` is the peer's identity
+/// when the packet carries it (tunnel), 0 to look it up by address.
 #[inline(always)]
 fn check(
     ctx: &TcContext,
     endpoint: u32,
     peer: u32,
+    peer_identity: u32,
     direction: u8,
     flow: &Flow,
 ) -> Result<u32, DropReason> {
@@ -80,7 +82,11 @@ fn check(
         }
         return Ok(0);
     }
-    let remote_identity = identity_of(peer);
+    let remote_identity = if peer_identity != 0 {
+        peer_identity
+    } else {
+        identity_of(peer)
+    };
     let deny = PolicyVerdict::Deny as u8;
     let allow = PolicyVerdict::Allow as u8;
     let (exact, exact_audit, exact_rule) = lookup(endpoint, remote_identity, direction, flow);
@@ -120,12 +126,31 @@ fn check(
 /// hairpin translation) for a new flow; the allowing rule.
 #[inline(always)]
 pub fn egress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<u32, DropReason> {
-    check(ctx, source, flow.tuple.daddr, DIRECTION_EGRESS, flow)
+    check(ctx, source, flow.tuple.daddr, 0, DIRECTION_EGRESS, flow)
 }
 
 /// Ingress policy of the local destination of a new flow from `source`;
 /// the allowing rule.
 #[inline(always)]
 pub fn ingress(ctx: &TcContext, source: u32, flow: &Flow) -> Result<u32, DropReason> {
-    check(ctx, flow.tuple.daddr, source, DIRECTION_INGRESS, flow)
+    check(ctx, flow.tuple.daddr, source, 0, DIRECTION_INGRESS, flow)
+}
+
+/// Ingress policy for a new flow whose source identity came with the
+/// packet (the VNI of a tunnelled packet; 0: unknown, look up `source`).
+#[inline(always)]
+pub fn ingress_carried(
+    ctx: &TcContext,
+    source: u32,
+    identity: u32,
+    flow: &Flow,
+) -> Result<u32, DropReason> {
+    check(
+        ctx,
+        flow.tuple.daddr,
+        source,
+        identity,
+        DIRECTION_INGRESS,
+        flow,
+    )
 }

@@ -5,15 +5,16 @@
 //! protocols are dropped.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_redirect, bpf_skb_change_tail},
+    helpers::generated::{bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail},
     programs::TcContext,
 };
 use sluice_bpf_common::{
     conntrack::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
-    metrics::DropReason,
+    metrics::{DropReason, Verdict},
 };
 
 use crate::{
+    maps::{CONFIG, REFUSAL_RATE},
     metrics,
     packet::{ETH_LEN, Flow, IPV4_MIN_LEN, Ipv4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
@@ -42,12 +43,40 @@ fn sum_words(bytes: &[u8], mut sum: u32) -> u32 {
     sum
 }
 
+/// Whether this CPU may send one more answer (the node's refusal rate).
+#[inline(always)]
+fn answer_allowed() -> bool {
+    let rate = CONFIG.get(0).map_or(0, |c| c.refusals_per_cpu_second);
+    if rate == 0 {
+        return true;
+    }
+    match REFUSAL_RATE.get_ptr_mut(0) {
+        // Per-CPU entry: nothing else touches it while we run.
+        Some(bucket) => unsafe { (*bucket).take(bpf_ktime_get_ns(), rate) },
+        None => false,
+    }
+}
+
 /// Drops the packet with `NO_SERVICE_BACKEND`; a TCP segment (not itself a
 /// RST) is answered with a RST and a UDP datagram with an ICMP port
-/// unreachable, so the client fails at once.
+/// unreachable, so the client fails at once, as long as the node's
+/// refusal rate allows (`REFUSED`, else `REFUSALS_RATE_LIMITED`).
 #[inline(always)]
 pub fn refuse(ctx: &TcContext, ip: &Ipv4, flow: &Flow) -> i32 {
     let shot = metrics::drop_packet(ctx, DropReason::NoServiceBackend);
+    let answerable = match flow.tuple.proto {
+        PROTO_TCP => flow.tcp_flags & TCP_RST == 0,
+        PROTO_UDP => true,
+        _ => false,
+    };
+    if !answerable {
+        return shot;
+    }
+    if !answer_allowed() {
+        metrics::verdict(ctx, Verdict::RefusalsRateLimited);
+        return shot;
+    }
+    metrics::verdict(ctx, Verdict::Refused);
     match flow.tuple.proto {
         PROTO_TCP if flow.tcp_flags & TCP_RST == 0 => match build_rst(ctx, ip, flow) {
             Ok(reply) => answer(ctx, &reply).unwrap_or(shot),

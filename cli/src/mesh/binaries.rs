@@ -19,7 +19,7 @@ fn locate(name: &str, env: &str) -> Result<PathBuf> {
     if !path.is_file() {
         bail!(
             "{name} not found next to {} (build the workspace: `cargo build -p sluice -p \
-             sluice-agent -p sluice-cni`, or set {env})",
+             sluice-agent -p sluice-cni -p sluice-operator`, or set {env})",
             me.display()
         );
     }
@@ -28,6 +28,10 @@ fn locate(name: &str, env: &str) -> Result<PathBuf> {
 
 pub fn agent() -> Result<PathBuf> {
     locate("sluice-agent", "SLUICE_AGENT_BIN")
+}
+
+pub fn operator() -> Result<PathBuf> {
+    locate("sluice-operator", "SLUICE_OPERATOR_BIN")
 }
 
 pub fn cni() -> Result<PathBuf> {

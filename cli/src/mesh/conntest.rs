@@ -37,6 +37,9 @@ pub enum Expect {
     OneOf(Vec<String>),
     /// No answer: a policy drops it.
     Blocked,
+    /// Refused at once (TCP RST, ICMP port unreachable, or ECONNREFUSED
+    /// from socket-level LB): a service without backends.
+    Refused,
 }
 
 impl Expect {
@@ -50,6 +53,7 @@ impl Expect {
                 result == Outcome::Connected && names.iter().any(|n| n == reply)
             }
             Expect::Blocked => result == Outcome::Timeout,
+            Expect::Refused => result == Outcome::Refused,
         }
     }
 }
@@ -170,6 +174,7 @@ pub fn plan(mesh: &Mesh) -> Result<Vec<Check>> {
         }
     }
     checks.extend(service_checks(mesh, &pods, &open)?);
+    checks.extend(refusal_checks(mesh, &pods)?);
     checks.extend(policy_checks(mesh, &pods, &policies));
     Ok(checks)
 }
@@ -247,6 +252,91 @@ fn service_checks(
         });
     }
     Ok(checks)
+}
+
+/// The first service that selects no pod: its TCP and UDP ports refuse
+/// at once. On the ClusterIP from a pod (through its node's socket LB when
+/// that is on: ECONNREFUSED), and, for a NodePort service, from a node to
+/// another node's address (the packet path: that node's datapath answers
+/// with a RST or an ICMP port unreachable; from a node, as a pod's
+/// datagram would be masqueraded and ICMP errors are not translated back).
+fn refusal_checks(mesh: &Mesh, pods: &[&PodState]) -> Result<Vec<Check>> {
+    let Some(src) = pods.first() else {
+        return Ok(Vec::new());
+    };
+    let other_node = mesh.state.nodes.iter().find(|n| n.name != src.node);
+    for service in mesh
+        .objects
+        .all()?
+        .into_iter()
+        .filter(|m| m.key.kind == "Service")
+    {
+        let value = &service.value;
+        let namespace = service.key.namespace.clone().unwrap_or_default();
+        let selector = get_at(value, &["spec", "selector"]);
+        let selects_nothing = selector.is_some()
+            && !pods
+                .iter()
+                .any(|p| p.namespace == namespace && selects(selector, &labels_of_pod(mesh, p)));
+        let Some(ip) = str_at(value, &["spec", "clusterIP"]).and_then(|ip| ip.parse().ok()) else {
+            continue;
+        };
+        if !selects_nothing {
+            continue;
+        }
+        let ports = get_at(value, &["spec", "ports"])
+            .and_then(serde_yaml::Value::as_sequence)
+            .cloned()
+            .unwrap_or_default();
+        let name = format!("{namespace}/{}", service.key.name);
+        let mut checks = Vec::new();
+        for protocol in [Protocol::Tcp, Protocol::Udp] {
+            let Some(port) = ports.iter().find(|p| {
+                p.get("protocol")
+                    .and_then(serde_yaml::Value::as_str)
+                    .unwrap_or("TCP")
+                    .eq_ignore_ascii_case(protocol.as_str())
+            }) else {
+                continue;
+            };
+            let number = |key: &str| {
+                port.get(key)
+                    .and_then(serde_yaml::Value::as_u64)
+                    .and_then(|n| u16::try_from(n).ok())
+            };
+            if let Some(port) = number("port") {
+                checks.push(Check {
+                    name: format!(
+                        "refused: service {name} without backends ({})",
+                        protocol.as_str()
+                    ),
+                    from: src.key(),
+                    to: format!("svc/{name}"),
+                    ip,
+                    port: PortSpec { port, protocol },
+                    expect: Expect::Refused,
+                });
+            }
+            if let (Some(node_port), Some(node)) = (number("nodePort"), other_node) {
+                checks.push(Check {
+                    name: format!(
+                        "refused: NodePort {name} on another node ({})",
+                        protocol.as_str()
+                    ),
+                    from: format!("node/{}", src.node),
+                    to: format!("node/{}", node.name),
+                    ip: node.address,
+                    port: PortSpec {
+                        port: node_port,
+                        protocol,
+                    },
+                    expect: Expect::Refused,
+                });
+            }
+        }
+        return Ok(checks);
+    }
+    Ok(Vec::new())
 }
 
 /// For each NetworkPolicy whose first ingress rule names a pod selector:

@@ -224,6 +224,7 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
     println!("mesh:      {}", layout.name());
     println!("state:     {}", layout.state_dir().display());
     println!("manifests: {}", layout.manifests_dir().display());
+    println!("cluster:   {}", layout.cluster_state_dir().display());
     println!("pins:      {}", layout.bpffs_dir().display());
     let cgroups = mesh.state.nodes.iter().find_map(|n| n.cgroup.as_ref());
     println!(
@@ -234,11 +235,27 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
                 .display()
                 .to_string())
     );
+    // Meshes made before the operator joined have none: not unhealthy.
+    let mut healthy = true;
+    if let Some(operator) = &mesh.state.operator {
+        let alive = process::is_alive(operator.pid, operator.start_time);
+        healthy &= alive;
+        println!(
+            "operator:  {}",
+            if alive {
+                format!(
+                    "pid {} (files mode: identity and endpoint GC)",
+                    operator.pid
+                )
+            } else {
+                "NOT RUNNING".to_owned()
+            }
+        );
+    }
     println!();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut healthy = true;
     let mut rows = vec![row(&[
         "NODE",
         "ADDRESS",

@@ -28,6 +28,10 @@ pub const INFRA_SERVER_PORT: u16 = 80;
 pub const MAX_NODES: u32 = 200;
 /// The node agent's metrics address, on each node namespace's own loopback.
 pub const AGENT_METRICS_ADDR: &str = "127.0.0.1:9091";
+/// The operator's metrics address, on the underlay namespace's loopback.
+pub const OPERATOR_METRICS_ADDR: &str = "127.0.0.1:9091";
+/// Name of the cluster-state subdirectory of the manifests directory.
+pub const CLUSTER_STATE_DIR: &str = "cluster-state";
 
 /// Names and paths of one mesh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +105,15 @@ impl Layout {
     /// The directory every agent's `files` source watches.
     pub fn manifests_dir(&self) -> PathBuf {
         self.state_dir().join("manifests")
+    }
+
+    /// The cluster state the agents and the operator share
+    /// (`sluiceidentities/`, `sluiceendpoints/`): the mesh's stand-in for
+    /// the API server's store. Inside the manifests directory, so one place
+    /// holds what the agents read, but a subdirectory, which the files
+    /// source does not read as manifests and the user's files never touch.
+    pub fn cluster_state_dir(&self) -> PathBuf {
+        self.manifests_dir().join(CLUSTER_STATE_DIR)
     }
 
     /// Objects of kinds the agents do not read yet (kept for `get`/`delete`).

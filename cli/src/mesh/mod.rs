@@ -59,12 +59,18 @@ pub struct MeshArgs {
 
 #[derive(Subcommand, Debug)]
 enum MeshCommand {
-    /// Build the mesh: underlay, nodes with their agents, then the manifests
-    /// (the built-in 3-tier example when no -f is given).
+    /// Build the mesh: underlay, the operator (identity and endpoint GC
+    /// over the shared cluster state), nodes with their agents, then the
+    /// manifests (the built-in 3-tier example when no -f is given).
     Up {
         /// Number of nodes (node-1 … node-N).
         #[arg(long, default_value_t = 2)]
         nodes: u32,
+        /// How pods reach other nodes: `native` (routes on the underlay)
+        /// or `tunnel` (VXLAN on UDP 8472; the underlay never sees a pod
+        /// address; pod MTU 1450).
+        #[arg(long, value_enum, default_value_t = topology::Routing::Native)]
+        routing: topology::Routing,
         /// Manifest files or directories.
         #[arg(short = 'f', long = "file", value_name = "FILE|DIR")]
         files: Vec<PathBuf>,
@@ -85,7 +91,7 @@ enum MeshCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = get::Output::Table)]
         output: get::Output,
     },
-    /// Nodes, agents and pods, and whether they are healthy.
+    /// Nodes, agents, the operator and pods, and whether they are healthy.
     Status,
     /// Run a command inside a pod's network namespace and its node's cgroup.
     Exec {
@@ -172,8 +178,12 @@ fn report(result: Result<ExitCode>) -> ExitCode {
 
 fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
     match command {
-        MeshCommand::Up { nodes, files } => {
-            let mesh = up::up(layout, nodes, &files)?;
+        MeshCommand::Up {
+            nodes,
+            routing,
+            files,
+        } => {
+            let mesh = up::up(layout, nodes, routing, &files)?;
             println!(
                 "mesh {:?} is up: {} nodes, {} pods. Try `sluice mesh get pods{flag}`, \
                  `sluice mesh test{flag}`; tear down with `sluice mesh down{flag}`.",

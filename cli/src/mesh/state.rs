@@ -70,6 +70,10 @@ pub struct MeshState {
     pub ready: bool,
     pub nodes: Vec<NodeState>,
     pub internet: Option<ProcessRef>,
+    /// The operator (files mode, in the underlay namespace): identity and
+    /// endpoint GC over the shared cluster state.
+    #[serde(default)]
+    pub operator: Option<ProcessRef>,
     /// Keyed by `namespace/name`.
     pub pods: BTreeMap<String, PodState>,
 }

@@ -16,8 +16,8 @@ use super::{
     binaries, cgroup,
     journal::{Journal, Resource},
     layout::{
-        AGENT_METRICS_ADDR, INFRA_SERVER_PORT, Layout, OUTSIDE_ADDRESS, ROUTER_ADDRESS,
-        UNDERLAY_PREFIX_LEN, netns_path, node_address, node_pod_cidr,
+        AGENT_METRICS_ADDR, INFRA_SERVER_PORT, Layout, OPERATOR_METRICS_ADDR, OUTSIDE_ADDRESS,
+        ROUTER_ADDRESS, UNDERLAY_PREFIX_LEN, netns_path, node_address, node_pod_cidr,
     },
     netns::{self, ip_in},
     process::{self, in_netns, spawn_detached},
@@ -32,6 +32,28 @@ const UPLINK: &str = "eth0";
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// How long an agent may take to report ready.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Seconds between the operator's checks for endpoints of gone pods.
+const OPERATOR_ENDPOINT_GC_SECS: &str = "10";
+
+/// How the nodes' agents route pod traffic between nodes (`--routing`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Routing {
+    /// The agents route other nodes' pod CIDRs via the node addresses.
+    #[default]
+    Native,
+    /// VXLAN between the nodes: the underlay carries only UDP 8472.
+    Tunnel,
+}
+
+impl Routing {
+    /// The agent's `--routing` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Routing::Native => "native",
+            Routing::Tunnel => "tunnel",
+        }
+    }
+}
 
 /// Creates a namespace, journaled first.
 fn create_netns(journal: &Journal, name: &str) -> Result<()> {
@@ -180,6 +202,7 @@ pub fn build_node(
     journal: &Journal,
     index: u32,
     cgroup2: Option<&Path>,
+    routing: Routing,
 ) -> Result<NodeState> {
     let name = Layout::node_name(index);
     let ns = layout.node_netns(&name);
@@ -229,8 +252,13 @@ pub fn build_node(
         .args(["--metrics-addr", AGENT_METRICS_ADDR, "--source", "files"])
         // The node's underlay device: masquerade and delivery from other nodes.
         .args(["--uplink", UPLINK, "--cluster-cidr", CLUSTER_CIDR])
+        .args(["--routing", routing.flag()])
         .arg("--manifests")
-        .arg(layout.manifests_dir());
+        .arg(layout.manifests_dir())
+        // Cluster-wide identities: the protocol of a cluster over a shared
+        // directory (see `sluice_cluster_api::files_api`).
+        .arg("--cluster-state")
+        .arg(layout.cluster_state_dir());
     if let Some(path) = &node_cgroup {
         // The agent itself stays outside: only the node's workloads are
         // balanced at the socket.
@@ -260,6 +288,42 @@ pub fn build_node(
         agent,
         server: Some(server),
     })
+}
+
+/// The operator, as a cluster runs it but over the mesh's shared cluster
+/// state (`--source files`): identity GC and endpoint GC. It lives in the
+/// underlay namespace (its metrics on that namespace's loopback).
+pub fn start_operator(layout: &Layout, journal: &Journal) -> Result<ProcessRef> {
+    let mut cmd = Command::new(binaries::operator()?);
+    cmd.args(["--source", "files", "--leader-election", "false"])
+        .arg("--cluster-state")
+        .arg(layout.cluster_state_dir())
+        .arg("--manifests")
+        .arg(layout.manifests_dir())
+        .args(["--metrics-addr", OPERATOR_METRICS_ADDR])
+        .args(["--endpoint-gc-interval-secs", OPERATOR_ENDPOINT_GC_SECS]);
+    in_netns(&mut cmd, &netns_path(&layout.underlay_netns()))?;
+    let log = layout.logs_dir().join("operator.log");
+    let child = spawn_detached(&mut cmd, &log)?;
+    let process = record_process(journal, &child, "operator")?;
+    wait_for_log(child, &log, "operator ready", "the operator")?;
+    Ok(process)
+}
+
+/// Waits until `log` shows `ready` or the process exits.
+fn wait_for_log(mut child: Child, log: &Path, ready: &str, what: &str) -> Result<()> {
+    let deadline = Instant::now() + AGENT_READY_TIMEOUT;
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(ready) {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited ({status}): {}", text.trim());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("{what} did not start (log: {})", log.display())
 }
 
 fn wait_for_agent(mut child: Child, log: &std::path::Path, node: &str) -> Result<()> {

@@ -19,7 +19,12 @@ use super::{
 /// The default example: a 3-tier app spread over the nodes.
 pub const DEFAULT_EXAMPLE: &str = include_str!("../../../examples/three-tier.yaml");
 
-pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
+pub fn up(
+    layout: &Layout,
+    nodes: u32,
+    routing: topology::Routing,
+    files: &[PathBuf],
+) -> Result<Mesh> {
     if nodes == 0 || nodes > MAX_NODES {
         bail!("--nodes must be between 1 and {MAX_NODES}");
     }
@@ -53,6 +58,9 @@ pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
     ));
     topology::build_underlay(layout, &journal)?;
     let internet = topology::build_internet(layout, &journal)?;
+    progress("operator (files mode: identity and endpoint GC)");
+    fs::create_dir_all(layout.cluster_state_dir())?;
+    let operator = topology::start_operator(layout, &journal)?;
 
     // Every Node object exists before the first agent reads the directory.
     for index in 1..=nodes {
@@ -72,15 +80,20 @@ pub fn up(layout: &Layout, nodes: u32, files: &[PathBuf]) -> Result<Mesh> {
     let mut state = MeshState {
         name: layout.name().to_owned(),
         internet: Some(internet),
+        operator: Some(operator),
         ..MeshState::default()
     };
     for index in 1..=nodes {
-        progress(&format!("node-{index}: namespace, uplink, agent"));
+        progress(&format!(
+            "node-{index}: namespace, uplink, agent ({} routing)",
+            routing.flag()
+        ));
         state.nodes.push(topology::build_node(
             layout,
             &journal,
             index,
             cgroup2.as_deref(),
+            routing,
         )?);
         state.save(&layout.state_file())?;
     }

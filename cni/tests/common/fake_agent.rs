@@ -184,6 +184,7 @@ impl Agent for Service {
             address: address.to_string(),
             prefix_len: 32,
             gateway: GATEWAY.into(),
+            mtu: 0,
         }))
     }
 

@@ -15,16 +15,14 @@ use k8s_openapi::{
     api::core::v1::Pod,
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
-use kube::{
-    Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions},
-};
+use kube::{Client, ResourceExt};
+use sluice_cluster_api::{ApiError, ClusterApi, Precondition, kube_api::KubeApi};
 use sluice_crds::{
     SluiceEndpoint, SluiceEndpointSpec,
     cluster::{EndpointNamedPort, FIRST_ALLOCATED_IDENTITY},
 };
 
-use super::{FIELD_MANAGER, NODE_LABEL, identities::is_status};
+use super::{FIELD_MANAGER, NODE_LABEL};
 use crate::{endpoints::Endpoint, store::Store};
 
 /// Namespace and name of a `SluiceEndpoint` (its pod's).
@@ -151,22 +149,23 @@ pub struct Written {
 
 /// Writes and deletes this node's records.
 pub struct EndpointPublisher {
-    client: Client,
+    /// The API server, or the mesh's shared directory.
+    api: Arc<dyn ClusterApi>,
     node: String,
     written: BTreeMap<EndpointKey, Written>,
 }
 
 impl EndpointPublisher {
     pub fn new(client: Client, node: &str) -> Self {
+        Self::with_api(Arc::new(KubeApi::new(client, FIELD_MANAGER)), node)
+    }
+
+    pub fn with_api(api: Arc<dyn ClusterApi>, node: &str) -> Self {
         Self {
-            client,
+            api,
             node: node.to_owned(),
             written: BTreeMap::new(),
         }
-    }
-
-    fn api(&self, namespace: &str) -> Api<SluiceEndpoint> {
-        Api::namespaced(self.client.clone(), namespace)
     }
 
     /// Start-up: deletes this node's records that `desired` lacks (found
@@ -174,10 +173,8 @@ impl EndpointPublisher {
     pub async fn resync(
         &mut self,
         desired: &BTreeMap<EndpointKey, Desired>,
-    ) -> Result<(), kube::Error> {
-        let listed = Api::<SluiceEndpoint>::all(self.client.clone())
-            .list(&ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node)))
-            .await?;
+    ) -> Result<(), ApiError> {
+        let listed = self.api.list_endpoints(Some(&self.node)).await?;
         self.written.clear();
         for existing in listed {
             let key = (
@@ -195,10 +192,7 @@ impl EndpointPublisher {
 
     /// Brings the records in line with `desired`; what fails is retried at
     /// the next sync. Returns the first error.
-    pub async fn sync(
-        &mut self,
-        desired: &BTreeMap<EndpointKey, Desired>,
-    ) -> Result<(), kube::Error> {
+    pub async fn sync(&mut self, desired: &BTreeMap<EndpointKey, Desired>) -> Result<(), ApiError> {
         let plan = plan(&self.written, desired);
         let mut first_error = None;
         for key in plan.delete {
@@ -218,12 +212,7 @@ impl EndpointPublisher {
                 continue;
             };
             let object = record(&self.node, &key, want);
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            match self
-                .api(&key.0)
-                .patch(&key.1, &params, &Patch::Apply(&object))
-                .await
-            {
+            match self.api.apply_endpoint(&object).await {
                 Ok(applied) => {
                     self.written.insert(
                         key,
@@ -243,19 +232,20 @@ impl EndpointPublisher {
     }
 
     /// Deletes one record (`uid`: only that incarnation); gone is fine.
-    async fn delete(&self, key: &EndpointKey, uid: Option<String>) -> Result<(), kube::Error> {
-        let params = DeleteParams {
-            preconditions: uid.map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
+    async fn delete(&self, key: &EndpointKey, uid: Option<String>) -> Result<(), ApiError> {
+        let precondition = Precondition {
+            uid,
+            resource_version: None,
         };
-        match self.api(&key.0).delete(&key.1, &params).await {
-            Ok(_) => Ok(()),
+        match self
+            .api
+            .delete_endpoint(&key.0, &key.1, &precondition)
+            .await
+        {
+            Ok(()) => Ok(()),
             // 404: already gone; 409: a precondition failed, i.e. the
             // record was re-created (by a newer writer): not ours to delete.
-            Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+            Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -264,13 +254,13 @@ impl EndpointPublisher {
 /// Keeps this node's records in step with its endpoints until dropped:
 /// resync first (retried until it works), then a diff every `every`.
 pub async fn publish(
-    client: Client,
+    api: Arc<dyn ClusterApi>,
     node: String,
     registry: Arc<crate::endpoints::EndpointRegistry>,
     store: Arc<Store>,
     every: Duration,
 ) {
-    let mut publisher = EndpointPublisher::new(client, &node);
+    let mut publisher = EndpointPublisher::with_api(api, &node);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -23,14 +23,8 @@ use std::{
 };
 
 use futures::StreamExt;
-use kube::{
-    Api, Client, ResourceExt,
-    api::{ObjectMeta, PostParams},
-    runtime::{
-        WatchStreamExt,
-        watcher::{self, Event},
-    },
-};
+use kube::{Client, ResourceExt, api::ObjectMeta};
+use sluice_cluster_api::{ApiError, ClusterApi, Event, kube_api::KubeApi};
 use sluice_crds::{SluiceIdentity, SluiceIdentitySpec, cluster::FIRST_ALLOCATED_IDENTITY};
 use tokio::sync::watch;
 
@@ -203,7 +197,8 @@ struct State {
 
 /// Cluster identities as this agent uses them (internally locked).
 pub struct ClusterIdentities {
-    api: Api<SluiceIdentity>,
+    /// The API server, or the mesh's shared directory.
+    api: Arc<dyn ClusterApi>,
     /// Runs API calls for synchronous callers.
     runtime: tokio::runtime::Handle,
     state: Mutex<State>,
@@ -232,8 +227,13 @@ impl ClusterIdentities {
     }
 
     pub fn with_range(client: Client, range: RangeInclusive<u32>) -> Arc<Self> {
+        Self::with_api(Arc::new(KubeApi::new(client, FIELD_MANAGER)), range)
+    }
+
+    /// Over any backend (a real API server or the mesh's directory).
+    pub fn with_api(api: Arc<dyn ClusterApi>, range: RangeInclusive<u32>) -> Arc<Self> {
         Arc::new(Self {
-            api: Api::all(client),
+            api,
             runtime: tokio::runtime::Handle::current(),
             state: Mutex::new(State::default()),
             allocating: Mutex::new(()),
@@ -248,9 +248,7 @@ impl ClusterIdentities {
 
     /// Follows every `SluiceIdentity` until the stream ends.
     pub async fn watch(self: Arc<Self>) {
-        let stream =
-            watcher::watcher(self.api.clone(), watcher::Config::default()).default_backoff();
-        let mut stream = std::pin::pin!(stream);
+        let mut stream = self.api.watch_identities();
         let mut relist: Vec<SluiceIdentity> = Vec::new();
         while let Some(event) = stream.next().await {
             match event {
@@ -299,13 +297,9 @@ impl ClusterIdentities {
     /// The number of `labels`, creating their `SluiceIdentity` if the
     /// cluster has none (see the module docs for the protocol).
     pub async fn ensure(&self, labels: &[String]) -> Result<u32, IdentityError> {
-        let failed = |e: kube::Error| IdentityError::Cluster {
+        let failed = |e: ApiError| IdentityError::Cluster {
             labels: labels.join(","),
             message: e.to_string(),
-        };
-        let post = PostParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PostParams::default()
         };
         let mut tried = BTreeSet::new();
         for _ in 0..MAX_ATTEMPTS {
@@ -324,13 +318,13 @@ impl ClusterIdentities {
                         },
                         status: None,
                     };
-                    match self.api.create(&post, &identity).await {
+                    match self.api.create_identity(&identity).await {
                         Ok(created) => {
                             self.lock().cache.apply(&created);
                             tracing::info!(number, "cluster identity created");
                             return Ok(number);
                         }
-                        Err(e) if is_status(&e, 409) => number,
+                        Err(e) if e.is_conflict() => number,
                         Err(e) => return Err(failed(e)),
                     }
                 }
@@ -338,7 +332,7 @@ impl ClusterIdentities {
             // A conflict or a hint: read what the number holds now.
             let existing = self
                 .api
-                .get_opt(&number.to_string())
+                .get_identity(&number.to_string())
                 .await
                 .map_err(failed)?;
             if let Some(identity) = &existing {

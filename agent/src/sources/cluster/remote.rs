@@ -14,13 +14,8 @@ use k8s_openapi::{
     api::core::v1::{Container, ContainerPort, Pod, PodIP, PodSpec, PodStatus},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
-use kube::{
-    Api, Client, ResourceExt,
-    runtime::{
-        WatchStreamExt,
-        watcher::{self, Event},
-    },
-};
+use kube::{Client, ResourceExt};
+use sluice_cluster_api::{ClusterApi, Event, kube_api::KubeApi};
 use sluice_crds::SluiceEndpoint;
 
 use super::identities::ClusterIdentities;
@@ -114,13 +109,13 @@ fn pod_key(endpoint: &SluiceEndpoint) -> Pod {
 /// Turns a `SluiceEndpoint` watch into a Pod watch of remote pods: records
 /// of `node` (ours) and unusable ones become deletes (a pod that moved
 /// here must not linger as remote), remote ones hint their number.
-pub fn remote_pod_events<S>(
+pub fn remote_pod_events<S, E>(
     stream: S,
     node: String,
     identities: Option<Arc<ClusterIdentities>>,
-) -> impl Stream<Item = Result<Event<Pod>, watcher::Error>>
+) -> impl Stream<Item = Result<Event<Pod>, E>>
 where
-    S: Stream<Item = Result<Event<SluiceEndpoint>, watcher::Error>>,
+    S: Stream<Item = Result<Event<SluiceEndpoint>, E>>,
 {
     // Ok: a remote pod; Err: the key of a pod that is not (or no longer) one.
     let convert = move |endpoint: SluiceEndpoint| -> Result<Pod, Box<Pod>> {
@@ -163,19 +158,20 @@ pub async fn follow_remote_endpoints(
     store: Arc<Store>,
     identities: Option<Arc<ClusterIdentities>>,
 ) {
-    follow_remote_endpoints_then(client, node, store, identities, || {}).await;
+    let api = Arc::new(KubeApi::new(client, super::FIELD_MANAGER));
+    follow_remote_endpoints_with(api, node, store, identities, || {}).await;
 }
 
-/// [`follow_remote_endpoints`], calling `listed` after each (re)list.
-pub async fn follow_remote_endpoints_then(
-    client: Client,
+/// [`follow_remote_endpoints`] over any backend, calling `listed` after
+/// each (re)list (the watch's `InitDone`) reached the store.
+pub async fn follow_remote_endpoints_with(
+    api: Arc<dyn ClusterApi>,
     node: String,
     store: Arc<Store>,
     identities: Option<Arc<ClusterIdentities>>,
     listed: impl FnMut(),
 ) {
-    let api = Api::<SluiceEndpoint>::all(client);
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let stream = api.watch_endpoints();
     apply_watch_events_then(
         remote_pod_events(stream, node, identities),
         remote_scope(),
