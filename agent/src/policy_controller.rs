@@ -15,8 +15,8 @@ use crate::{
     datapath::policy_maps::{KernelPolicyMaps, policy_bytes},
     endpoints::EndpointRegistry,
     policy::{
-        DesiredState, Engine, LocalEndpoint, PolicyInputs, apply, diff, diff_from_unknown,
-        lookup_hints_of,
+        DesiredState, Engine, LocalEndpoint, PolicyInputs, PolicyRef, apply, diff,
+        diff_from_unknown, lookup_hints_of,
     },
     store::{Object, Store},
 };
@@ -32,9 +32,19 @@ struct Applied {
     state: Option<DesiredState>,
 }
 
+/// A policy the compiler refused, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedPolicy {
+    pub policy: PolicyRef,
+    pub reasons: Vec<String>,
+}
+
 pub struct PolicyController {
     /// The store revision the maps were last synced from.
     synced: std::sync::atomic::AtomicU64,
+    /// Policies the last compile rejected (not applied; the last good
+    /// version of each, if any, stays in force).
+    rejected: Mutex<Vec<RejectedPolicy>>,
     store: Arc<Store>,
     registry: Arc<EndpointRegistry>,
     node_name: String,
@@ -80,6 +90,7 @@ impl PolicyController {
     ) -> Self {
         Self {
             synced: std::sync::atomic::AtomicU64::new(0),
+            rejected: Mutex::new(Vec::new()),
             store,
             registry,
             node_name,
@@ -112,6 +123,14 @@ impl PolicyController {
         for error in &out.errors {
             tracing::warn!("policy: {error}");
         }
+        *self.rejected.lock().unwrap_or_else(|p| p.into_inner()) = out
+            .rejected
+            .iter()
+            .map(|(policy, reasons)| RejectedPolicy {
+                policy: policy.clone(),
+                reasons: reasons.clone(),
+            })
+            .collect();
         // On failure the state stays unknown (`None`): the next sync
         // starts from scratch and prunes.
         let ops = match inner.state.take() {
@@ -142,6 +161,14 @@ impl PolicyController {
         self.synced
             .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Policies the last compile rejected, in key order.
+    pub fn rejected(&self) -> Vec<RejectedPolicy> {
+        self.rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The store revision the policy maps reflect.

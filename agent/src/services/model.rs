@@ -373,6 +373,38 @@ fn group_pods(
         .collect()
 }
 
+/// What of `service` this model leaves out, as `field: why` (empty: all
+/// of it is served). The API server accepts these; the datapath cannot
+/// serve them yet, so the agent reports them (`ListRejected`) instead of
+/// skipping them in silence. Mirrors [`service_frontends`]' skips.
+pub fn unsupported(service: &Service) -> Vec<String> {
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    if let Some(ip) = spec.cluster_ip.as_deref()
+        && ip != "None"
+        && !ip.is_empty()
+        && ip.parse::<Ipv4Addr>().is_err()
+    {
+        problems.push(format!(
+            "spec.clusterIP: {ip:?} is not an IPv4 address (IPv6 is not supported yet)"
+        ));
+    }
+    for (i, port) in spec.ports.iter().flatten().enumerate() {
+        if protocol(port.protocol.as_deref()).is_none() {
+            problems.push(format!(
+                "spec.ports[{i}].protocol: {:?} is not supported by the datapath yet (TCP, UDP)",
+                port.protocol.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    problems
+}
+
 /// The frontends of one Service.
 fn service_frontends(inputs: &Inputs, node_name: &str) -> Frontends {
     let service = &inputs.service;

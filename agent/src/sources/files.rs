@@ -10,6 +10,11 @@
 //! Sluice CRDs (`sluice.io/v1alpha1`) parse like any other kind: the store's
 //! kind list decides what a manifest may contain.
 //!
+//! Objects are admitted as an API server admits them ([`crate::apiserver`]):
+//! an object it would refuse (field rules, CRD schema) makes the file
+//! invalid; admitted objects get its defaults; and the `default` Namespace
+//! exists whether or not a file declares it.
+//!
 //! [`FilesSource`] watches the directory (inotify through `notify`), waits for
 //! the changes to settle (debounce), rescans and applies the diff.
 
@@ -46,7 +51,7 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(25);
 const MAX_DEBOUNCE_FACTOR: u32 = 10;
 
 /// Namespace given to namespaced objects that name none, as `kubectl` does.
-pub const DEFAULT_NAMESPACE: &str = "default";
+pub const DEFAULT_NAMESPACE: &str = apiserver::defaults::DEFAULT_NAMESPACE;
 
 /// One problem with one document of one manifest file.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,9 @@ pub enum ManifestProblem {
     Decode { kind: Kind, message: String },
     #[error(transparent)]
     Invalid(InvalidObject),
+    /// Refused as the API server would refuse it (field rules, CRD schema).
+    #[error(transparent)]
+    Rejected(apiserver::Invalid),
 }
 
 /// Parses a manifest file's text: all its objects, or every problem found.
@@ -129,6 +137,8 @@ fn parse_document(
             kind: kind_name.to_owned(),
         }
     })?;
+    apiserver::check_schema(kind, &value).map_err(ManifestProblem::Rejected)?;
+    let version = apiserver::defaults::content_version(&value);
     let mut object = kind.decode(value).map_err(|e| ManifestProblem::Decode {
         kind,
         message: e.to_string(),
@@ -143,9 +153,21 @@ fn parse_document(
     {
         object.metadata_mut().namespace = Some(DEFAULT_NAMESPACE.to_owned());
     }
-    object.key().map_err(ManifestProblem::Invalid)?;
+    let key = object.key().map_err(ManifestProblem::Invalid)?;
+    apiserver::validate(&object).map_err(ManifestProblem::Rejected)?;
     apiserver::apply_defaults(&mut object);
+    apiserver::defaults::stamp_identity(&mut object, &key, version);
     Ok(Some(object))
+}
+
+/// The `default` Namespace always exists, as on an API server: a manifest
+/// may define it (e.g. to label it), and without one it is still there.
+fn implicit_default_namespace_key() -> ObjectKey {
+    ObjectKey::new(Kind::Namespace, None, DEFAULT_NAMESPACE)
+}
+
+fn implicit_object(key: &ObjectKey) -> Option<Object> {
+    (*key == implicit_default_namespace_key()).then(apiserver::defaults::implicit_default_namespace)
 }
 
 fn is_manifest(path: &Path) -> bool {
@@ -335,14 +357,17 @@ impl ManifestDir {
         self.files.insert(path, by_key);
     }
 
-    /// The definition of `key` that counts: the first file's (name order).
-    /// A scan of the files, for the few keys a change touches.
+    /// The definition of `key` that counts: the first file's (name order),
+    /// else the implicit `default` Namespace. A scan of the files, for the
+    /// few keys a change touches.
     fn winner(&self, key: &ObjectKey) -> Option<Object> {
         let mut defined = self
             .files
             .iter()
             .filter_map(|(path, objects)| Some((path, objects.get(key)?)));
-        let (first, object) = defined.next()?;
+        let Some((first, object)) = defined.next() else {
+            return implicit_object(key);
+        };
         for (path, _) in defined {
             log_duplicate(key, path, first);
         }
@@ -362,7 +387,12 @@ impl ManifestDir {
                 }
             }
         }
-        merged.into_values().map(|(_, o)| o.clone()).collect()
+        let mut objects: Vec<Object> = merged.values().map(|(_, o)| (*o).clone()).collect();
+        let default_namespace = implicit_default_namespace_key();
+        if !merged.contains_key(&default_namespace) {
+            objects.extend(implicit_object(&default_namespace));
+        }
+        objects
     }
 
     /// Brings the store in line for `affected` keys only.
@@ -688,7 +718,10 @@ spec:
         let mut manifests = ManifestDir::new(dir.path());
         let report = manifests.rescan(&store);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
-        assert_eq!(report.summary.added, 2);
+        assert_eq!(
+            report.summary.added, 3,
+            "two pods and the default namespace"
+        );
 
         // a.yaml gets a good edit plus a bad document: the whole file is held back.
         fs::write(
@@ -711,7 +744,7 @@ spec:
         fs::remove_file(&a).expect("rm a");
         manifests.rescan(&store);
         assert_eq!(pod_app(&store, "default", "pa"), None);
-        assert_eq!(store.len(), 1);
+        assert_eq!(store.len(), 2, "pb and the default namespace");
     }
 
     #[test]
@@ -767,7 +800,7 @@ spec:
         fs::remove_file(dir.path().join("2.yaml")).expect("rm 2");
         manifests.rescan(&store);
         assert_eq!(pod_app(&store, "default", "p"), None);
-        assert!(store.is_empty());
+        assert_eq!(store.len(), 1, "only the default namespace is left");
     }
 
     #[test]
@@ -778,7 +811,95 @@ spec:
         let store = Store::default();
         ManifestDir::new(dir.path()).rescan(&store);
         assert_eq!(pod_app(&store, "default", "p").as_deref(), Some("first"));
-        assert_eq!(store.len(), 1);
+        assert_eq!(store.len(), 2, "the pod and the default namespace");
+    }
+
+    #[test]
+    fn the_default_namespace_always_exists_and_a_manifest_may_label_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::default();
+        let mut manifests = ManifestDir::new(dir.path());
+        manifests.rescan(&store);
+        let labels = store
+            .namespace_labels("default")
+            .expect("implicit default namespace");
+        assert_eq!(
+            labels
+                .get("kubernetes.io/metadata.name")
+                .map(String::as_str),
+            Some("default")
+        );
+        let file = dir.path().join("ns.yaml");
+        fs::write(
+            &file,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {env: dev}}\n",
+        )
+        .expect("write ns");
+        manifests.rescan(&store);
+        let labels = store
+            .namespace_labels("default")
+            .expect("declared default namespace");
+        assert_eq!(labels.get("env").map(String::as_str), Some("dev"));
+        assert_eq!(
+            labels
+                .get("kubernetes.io/metadata.name")
+                .map(String::as_str),
+            Some("default")
+        );
+        fs::remove_file(&file).expect("rm ns");
+        manifests.rescan(&store);
+        let labels = store.namespace_labels("default").expect("implicit again");
+        assert_eq!(labels.get("env"), None);
+    }
+
+    #[test]
+    fn objects_the_api_server_refuses_are_rejected_naming_the_field() {
+        let text = format!(
+            "{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{ports: [{{port: 0}}]}}\n\
+             ---\napiVersion: sluice.io/v1alpha1\nkind: SluiceNetworkPolicy\nmetadata: {{name: p}}\n\
+             spec: {{podSelector: {{}}, auditMode: yes-please}}\n",
+            pod_yaml("ok", "x")
+        );
+        let errors = parse_manifests(Path::new("/m/bad.yaml"), &text).expect_err("invalid objects");
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "/m/bad.yaml: document 2: Service \"web\" is invalid: spec.ports[0].port: Invalid \
+                 value: 0: must be between 1 and 65535, inclusive",
+                "/m/bad.yaml: document 3: SluiceNetworkPolicy.sluice.io \"p\" is invalid: \
+                 spec.auditMode: Invalid value: \"string\": spec.auditMode in body must be of type \
+                 boolean: \"string\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn admitted_objects_get_defaults_and_stable_identity_fields() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n\
+                    spec: {ports: [{port: 80}]}\n";
+        let first = parse_manifests(Path::new("s.yaml"), text).expect("valid");
+        let again = parse_manifests(Path::new("s.yaml"), text).expect("valid");
+        assert_eq!(first, again, "the same manifest gives the same object");
+        let Object::Service(service) = &first[0] else {
+            panic!("not a service")
+        };
+        let spec = service.spec.as_ref().expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        let port = &spec.ports.as_ref().expect("ports")[0];
+        assert_eq!(port.protocol.as_deref(), Some("TCP"));
+        assert_eq!(
+            port.target_port,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(80))
+        );
+        assert!(service.metadata.uid.is_some());
+        let edited =
+            parse_manifests(Path::new("s.yaml"), &text.replace("80", "81")).expect("valid");
+        assert_eq!(edited[0].metadata().uid, first[0].metadata().uid);
+        assert_ne!(
+            edited[0].metadata().resource_version,
+            first[0].metadata().resource_version
+        );
     }
 
     #[derive(Clone, Default)]

@@ -7,12 +7,13 @@ use anyhow::{Context, Result};
 use serde_yaml::Value;
 
 use super::{
+    admission,
     context::Mesh,
     manifests::{
         Change, Manifest, ObjectKey, change_of, get_at, in_apply_order, in_delete_order, set_at,
         str_at,
     },
-    pods,
+    pods, rejected,
     state::pod_key,
     workloads,
 };
@@ -29,8 +30,22 @@ pub struct ApplyReport {
     pub lines: Vec<String>,
 }
 
+/// Refuses the whole set, writing nothing, if the API server would refuse
+/// any object of it (every problem is listed).
+pub fn admit(mesh: &Mesh, manifests: &[Manifest]) -> Result<()> {
+    let namespaces = mesh
+        .objects
+        .of_kind("Namespace")?
+        .into_iter()
+        .map(|m| m.key.name)
+        .collect();
+    super::manifests::refuse(admission::problems(manifests, &namespaces))
+}
+
 pub fn apply(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<ApplyReport> {
+    admit(mesh, &manifests)?;
     let mut report = ApplyReport::default();
+    let applied_keys: BTreeSet<ObjectKey> = manifests.iter().map(|m| m.key.clone()).collect();
     let before = super::converge::revisions(mesh)?;
     let mut agents_see_a_change = false;
     for manifest in in_apply_order(manifests) {
@@ -72,6 +87,14 @@ pub fn apply(mesh: &mut Mesh, manifests: Vec<Manifest>) -> Result<ApplyReport> {
             "warning: agent not serving yet after 15 s: {missing}"
         ));
     }
+    // Valid for the API server, yet an agent would not apply it.
+    for (key, rejection) in rejected::by_agents(mesh) {
+        if applied_keys.contains(&key) {
+            report
+                .lines
+                .push(format!("Warning: {key} rejected by {rejection}"));
+        }
+    }
     Ok(report)
 }
 
@@ -84,7 +107,7 @@ fn apply_one(
     match manifest.key.kind.as_str() {
         "Pod" => apply_pod(mesh, manifest, current, change),
         "Service" => {
-            let rendered = with_cluster_ip(mesh, manifest)?;
+            let rendered = admission::with_defaults(with_cluster_ip(mesh, manifest)?);
             mesh.objects.save(manifest, &rendered)
         }
         _ => mesh.objects.save(manifest, &manifest.value),

@@ -1,5 +1,7 @@
 //! `get` and `status`: what the mesh holds, as tables or JSON/YAML.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use clap::ValueEnum;
 use serde_yaml::Value;
@@ -7,8 +9,9 @@ use serde_yaml::Value;
 use super::{
     apply::selector_text,
     context::Mesh,
-    manifests::{Manifest, labels_of, str_at},
+    manifests::{Manifest, ObjectKey, labels_of, set_at, str_at},
     pods, process,
+    rejected::{self, Rejection},
     state::NodeState,
 };
 
@@ -42,17 +45,63 @@ fn objects(mesh: &Mesh, what: Resource) -> Result<Vec<Manifest>> {
 }
 
 pub fn get(mesh: &Mesh, what: Resource, output: Output) -> Result<()> {
-    let objects = objects(mesh, what)?;
+    let mut objects = objects(mesh, what)?;
+    let rejected = if what == Resource::Policies {
+        rejected::by_agents(mesh)
+    } else {
+        BTreeMap::new()
+    };
+    if what == Resource::Policies {
+        for m in &mut objects {
+            set_valid_condition(&mut m.value, rejected.get(&m.key));
+        }
+    }
     let values: Vec<&Value> = objects.iter().map(|m| &m.value).collect();
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&values)?),
         Output::Yaml => print!("{}", serde_yaml::to_string(&values)?),
-        Output::Table => print_table(&table(mesh, what, &objects)),
+        Output::Table => print_table(&table(mesh, what, &objects, &rejected)),
     }
     Ok(())
 }
 
-fn table(mesh: &Mesh, what: Resource, objects: &[Manifest]) -> Vec<Vec<String>> {
+/// What the agents made of a policy, as the STATUS column says it.
+fn policy_status(rejection: Option<&Rejection>) -> String {
+    match rejection {
+        None => "Applied".to_owned(),
+        Some(r) => format!("Rejected: {}", r.reason()),
+    }
+}
+
+/// The agents' verdict as the `Valid` condition a Sluice policy carries in
+/// a cluster (`status.conditions`), so -o json/yaml say what the table says.
+fn set_valid_condition(value: &mut Value, rejection: Option<&Rejection>) {
+    let (status, reason, message) = match rejection {
+        None => ("True", "Applied", "applied by every agent".to_owned()),
+        Some(r) => ("False", "Rejected", format!("rejected by {r}")),
+    };
+    let mut condition = serde_yaml::Mapping::new();
+    for (k, v) in [
+        ("type", sluice_crds::VALID_CONDITION),
+        ("status", status),
+        ("reason", reason),
+        ("message", message.as_str()),
+    ] {
+        condition.insert(Value::from(k), Value::from(v));
+    }
+    set_at(
+        value,
+        &["status", "conditions"],
+        Value::Sequence(vec![Value::Mapping(condition)]),
+    );
+}
+
+fn table(
+    mesh: &Mesh,
+    what: Resource,
+    objects: &[Manifest],
+    rejected: &BTreeMap<ObjectKey, Rejection>,
+) -> Vec<Vec<String>> {
     let ns = |m: &Manifest| m.key.namespace.clone().unwrap_or_default();
     let text = |v: &Value, path: &[&str]| str_at(v, path).unwrap_or("").to_owned();
     let mut rows = Vec::new();
@@ -95,13 +144,20 @@ fn table(mesh: &Mesh, what: Resource, objects: &[Manifest]) -> Vec<Vec<String>> 
             }
         }
         Resource::Policies => {
-            rows.push(row(&["NAMESPACE", "NAME", "KIND", "POD-SELECTOR"]));
+            rows.push(row(&[
+                "NAMESPACE",
+                "NAME",
+                "KIND",
+                "POD-SELECTOR",
+                "STATUS",
+            ]));
             for m in objects {
                 rows.push(vec![
                     ns(m),
                     m.key.name.clone(),
                     m.key.kind.clone(),
                     selector_text(&m.value, &["spec", "podSelector", "matchLabels"]),
+                    policy_status(rejected.get(&m.key)),
                 ]);
             }
         }
@@ -321,4 +377,30 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
     }
     print_table(&rows);
     Ok(healthy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_show_applied_or_rejected_with_the_reason() {
+        assert_eq!(policy_status(None), "Applied");
+        let rejection = Rejection {
+            reasons: BTreeMap::from([(
+                "spec.x: bad".to_owned(),
+                vec!["node-1".to_owned(), "node-2".to_owned()],
+            )]),
+        };
+        assert_eq!(policy_status(Some(&rejection)), "Rejected: spec.x: bad");
+        let mut value: Value = serde_yaml::from_str("{kind: NetworkPolicy}").expect("yaml");
+        set_valid_condition(&mut value, Some(&rejection));
+        let condition = &value["status"]["conditions"][0];
+        assert_eq!(condition["type"].as_str(), Some("Valid"));
+        assert_eq!(condition["status"].as_str(), Some("False"));
+        assert_eq!(
+            condition["message"].as_str(),
+            Some("rejected by node-1, node-2: spec.x: bad")
+        );
+    }
 }

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
-use sluice_agent::store::Kind;
+use sluice_agent::{apiserver, store::Kind};
 
 /// Namespace of namespaced objects that name none (as kubectl does).
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -55,6 +55,8 @@ pub struct Manifest {
     /// Whether the agents read this kind (it goes to their directory).
     pub agent_kind: bool,
     pub value: Value,
+    /// `file: document N`, for messages.
+    pub origin: String,
 }
 
 impl Manifest {
@@ -88,6 +90,9 @@ impl Manifest {
             None
         };
         if let Some(kind) = agent_kind {
+            // The CRD schema first: a wrong type is reported by field, as
+            // the API server does, not as a decoding error.
+            apiserver::check_schema(kind, &value).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
             kind.decode(value.clone())
                 .map_err(|e| anyhow::anyhow!("{origin}: invalid {kind} {name}: {e}"))?;
         }
@@ -99,6 +104,7 @@ impl Manifest {
             },
             agent_kind: agent_kind.is_some(),
             value,
+            origin: origin.to_owned(),
         })
     }
 }
@@ -178,52 +184,92 @@ pub fn set_at(value: &mut Value, path: &[&str], new: Value) {
 }
 
 /// Parses a multi-document YAML text; `kind: List` documents are expanded.
+/// Fails with the first problem.
 pub fn parse_text(text: &str, origin: &Path) -> Result<Vec<Manifest>> {
+    let (manifests, mut problems) = parse_text_all(text, origin);
+    match problems.is_empty() {
+        true => Ok(manifests),
+        false => Err(problems.swap_remove(0)),
+    }
+}
+
+/// Every object of a text, and every problem (a YAML syntax error ends the
+/// text: the parser cannot resynchronise after one).
+fn parse_text_all(text: &str, origin: &Path) -> (Vec<Manifest>, Vec<anyhow::Error>) {
     let mut manifests = Vec::new();
+    let mut problems = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = format!("{}: document {}", origin.display(), index + 1);
-        let value = Value::deserialize(document).with_context(|| format!("{origin}: bad YAML"))?;
+        let value = match Value::deserialize(document) {
+            Ok(value) => value,
+            Err(e) => {
+                problems.push(anyhow::Error::new(e).context(format!("{origin}: bad YAML")));
+                break;
+            }
+        };
         if value.is_null() {
             continue;
         }
-        if str_at(&value, &["kind"]) == Some("List") {
-            let items = get_at(&value, &["items"])
+        let items = if str_at(&value, &["kind"]) == Some("List") {
+            get_at(&value, &["items"])
                 .and_then(Value::as_sequence)
                 .cloned()
-                .unwrap_or_default();
-            for item in items {
-                manifests.push(Manifest::from_value(item, &origin)?);
-            }
+                .unwrap_or_default()
         } else {
-            manifests.push(Manifest::from_value(value, &origin)?);
+            vec![value]
+        };
+        for item in items {
+            match Manifest::from_value(item, &origin) {
+                Ok(manifest) => manifests.push(manifest),
+                Err(e) => problems.push(e),
+            }
         }
     }
-    Ok(manifests)
+    (manifests, problems)
 }
 
 /// Reads files and directories (recursively, `*.yaml|*.yml|*.json` in name
 /// order). An object given twice is an error: which one wins is unclear.
+/// Every problem of every file is reported, one per line.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Manifest>> {
     let mut files = Vec::new();
     for path in paths {
         collect_files(path, &mut files)?;
     }
     let mut manifests: Vec<Manifest> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
     for file in files {
         let text =
             fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        for manifest in parse_text(&text, &file)? {
+        let (parsed, file_problems) = parse_text_all(&text, &file);
+        problems.extend(file_problems.iter().map(|e| format!("{e:#}")));
+        for manifest in parsed {
             if manifests.iter().any(|m| m.key == manifest.key) {
-                bail!(
+                problems.push(format!(
                     "{} is defined twice (again in {})",
                     manifest.key,
                     file.display()
-                );
+                ));
+                continue;
             }
             manifests.push(manifest);
         }
     }
+    refuse(problems)?;
     Ok(manifests)
+}
+
+/// `Err` listing every problem, one per line, if there is any.
+pub fn refuse(problems: Vec<String>) -> Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let count = problems.len();
+    bail!(
+        "{}\n{count} problem{} found; nothing was changed",
+        problems.join("\n"),
+        if count == 1 { "" } else { "s" }
+    )
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -8,6 +8,7 @@
 //! [`conntest`] connectivity, [`cgroup`] the per-node cgroups (socket-level
 //! load balancing), [`down`] cleanup.
 
+mod admission;
 mod apply;
 mod binaries;
 mod cgroup;
@@ -26,6 +27,7 @@ mod objects;
 mod pods;
 mod probe;
 mod process;
+mod rejected;
 mod resolve;
 mod serve;
 mod state;

@@ -5,7 +5,10 @@
 //! - `manifests/`: the objects the agents read, with what the mesh fills in
 //!   (a Pod's `spec.nodeName` and `status.podIP`, a Service's ClusterIP,
 //!   Nodes);
-//! - `other-objects/`: kinds the agents do not read yet, kept for `get`.
+//! - `other-objects/`: kinds the agents do not read yet, kept for `get`;
+//! - `resource-version`: the last `metadata.resourceVersion` handed out
+//!   (every write of a rendered object takes the next one, as an API
+//!   server's resource versions grow with every write).
 
 use std::{fs, path::PathBuf};
 
@@ -13,6 +16,7 @@ use anyhow::{Context, Result};
 use serde_yaml::Value;
 
 use super::{
+    admission,
     layout::Layout,
     manifests::{Manifest, ObjectKey, parse_text},
     state::write_atomically,
@@ -22,6 +26,7 @@ pub struct ObjectStore {
     applied: PathBuf,
     agents: PathBuf,
     others: PathBuf,
+    resource_version: PathBuf,
 }
 
 impl ObjectStore {
@@ -30,6 +35,7 @@ impl ObjectStore {
             applied: layout.state_dir().join("applied"),
             agents: layout.manifests_dir(),
             others: layout.other_objects_dir(),
+            resource_version: layout.state_dir().join("resource-version"),
         }
     }
 
@@ -55,9 +61,36 @@ impl ObjectStore {
         })
     }
 
+    /// The next resource version (callers hold the mesh lock).
+    fn next_resource_version(&self) -> Result<u64> {
+        let last: u64 = fs::read_to_string(&self.resource_version)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let next = last + 1;
+        write_atomically(&self.resource_version, next.to_string().as_bytes())?;
+        Ok(next)
+    }
+
+    /// `rendered` with what the API server stamps on a stored object:
+    /// uid and creationTimestamp kept from the stored copy, a new
+    /// resourceVersion.
+    fn stamped(&self, key: &ObjectKey, rendered: &Value) -> Result<Value> {
+        let mut stamped = rendered.clone();
+        let previous = self.rendered(key);
+        admission::stamp(
+            &mut stamped,
+            previous.as_ref(),
+            self.next_resource_version()?,
+            &admission::now_rfc3339(),
+        );
+        Ok(stamped)
+    }
+
     /// Stores the user's object and its rendered form (which the agents
     /// pick up, as one atomic file replacement).
     pub fn save(&self, applied: &Manifest, rendered: &Value) -> Result<()> {
+        let rendered = &self.stamped(&applied.key, rendered)?;
         let file = applied.key.file_name();
         write_atomically(
             &self.applied.join(&file),
@@ -76,6 +109,7 @@ impl ObjectStore {
 
     /// Writes an object only the mesh manages (Nodes).
     pub fn save_rendered(&self, key: &ObjectKey, rendered: &Value) -> Result<()> {
+        let rendered = &self.stamped(key, rendered)?;
         write_atomically(
             &self.agents.join(key.file_name()),
             serde_yaml::to_string(rendered)?.as_bytes(),

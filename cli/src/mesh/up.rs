@@ -38,6 +38,11 @@ pub fn up(
     } else {
         manifests::load_paths(files)?
     };
+    // As `apply` will: refused objects cost nothing either.
+    manifests::refuse(super::admission::problems(
+        &objects,
+        &std::collections::BTreeSet::new(),
+    ))?;
     check_bpffs()?;
 
     fs::create_dir_all(layout.state_dir())

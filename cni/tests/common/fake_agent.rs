@@ -147,6 +147,13 @@ impl Agent for Service {
         Err(Status::unimplemented("not in the fake agent"))
     }
 
+    async fn list_rejected(
+        &self,
+        _: Request<pb::ListRejectedRequest>,
+    ) -> Result<Response<pb::ListRejectedResponse>, Status> {
+        Err(Status::unimplemented("not in the fake agent"))
+    }
+
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let mut s = self.state.lock().unwrap();
         s.calls.push(Call::Status);

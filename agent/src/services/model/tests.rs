@@ -253,3 +253,29 @@ fn the_model_recomputes_only_services_whose_inputs_changed() {
     assert!(!fourth.contains_key(&front("10.96.1.3", 80)));
     assert_eq!(fourth, desired(&store, "node-1"));
 }
+
+#[test]
+fn what_the_datapath_cannot_serve_is_reported_not_skipped_in_silence() {
+    let service = |spec: &str| -> Service {
+        serde_yaml::from_str(&format!(
+            "metadata: {{name: s, namespace: x}}\nspec: {spec}"
+        ))
+        .expect("service")
+    };
+    assert!(
+        unsupported(&service(
+            "{clusterIP: 10.96.0.9, ports: [{port: 80}, {name: d, port: 53, protocol: UDP}]}"
+        ))
+        .is_empty()
+    );
+    assert!(unsupported(&service("{type: ExternalName, externalName: example.com}")).is_empty());
+    assert_eq!(
+        unsupported(&service(
+            "{clusterIP: 'fd00::9', ports: [{name: a, port: 80}, {name: b, port: 9, protocol: SCTP}]}"
+        )),
+        [
+            "spec.clusterIP: \"fd00::9\" is not an IPv4 address (IPv6 is not supported yet)",
+            "spec.ports[1].protocol: \"SCTP\" is not supported by the datapath yet (TCP, UDP)",
+        ]
+    );
+}
