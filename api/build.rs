@@ -2,7 +2,12 @@
 //! protobuf-compiler, which `make setup` installs).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tonic_prost_build::configure()
-        .compile_protos(&["proto/sluice/agent/v1/agent.proto"], &["proto"])?;
+    tonic_prost_build::configure().compile_protos(
+        &[
+            "proto/sluice/agent/v1/agent.proto",
+            "proto/sluice/relay/v1/relay.proto",
+        ],
+        &["proto"],
+    )?;
     Ok(())
 }

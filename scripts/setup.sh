@@ -33,7 +33,7 @@ apt_install rustc-web cargo-web rust-web-src \
     iproute2 iputils-ping iperf3 ethtool procps bpftool \
     protobuf-compiler pkg-config build-essential libzstd-dev zlib1g-dev \
     containernetworking-plugins containerd runc busybox-static jq prometheus \
-    sockperf iptables nftables valgrind
+    sockperf iptables nftables valgrind redis-server redis-tools
 
 # 2. LLVM matching the eBPF compiler's LLVM major.
 llvm_major=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')

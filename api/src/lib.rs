@@ -13,13 +13,38 @@ pub mod agent {
     }
 }
 
+/// The management plane's relay and management API (`sluice-control`).
+pub mod relay {
+    pub mod v1 {
+        tonic::include_proto!("sluice.relay.v1");
+    }
+}
+
 /// Default path of the agent's API socket.
 pub const DEFAULT_AGENT_SOCKET: &str = "/run/sluice/agent.sock";
+
+/// Default path of sluice-control's management API socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sluice/control.sock";
 
 /// A client of the agent listening on the unix socket at `path`.
 pub async fn connect_unix(
     path: impl AsRef<Path>,
 ) -> Result<agent::v1::agent_client::AgentClient<Channel>, tonic::transport::Error> {
+    Ok(agent::v1::agent_client::AgentClient::new(
+        unix_channel(path).await?,
+    ))
+}
+
+/// A client of sluice-control's management API on the unix socket at `path`.
+pub async fn connect_management(
+    path: impl AsRef<Path>,
+) -> Result<relay::v1::management_client::ManagementClient<Channel>, tonic::transport::Error> {
+    Ok(relay::v1::management_client::ManagementClient::new(
+        unix_channel(path).await?,
+    ))
+}
+
+async fn unix_channel(path: impl AsRef<Path>) -> Result<Channel, tonic::transport::Error> {
     let path: PathBuf = path.as_ref().to_owned();
     // The URI is required by the API but unused: every connection goes to
     // the socket.
@@ -32,5 +57,5 @@ pub async fn connect_unix(
             }
         }))
         .await?;
-    Ok(agent::v1::agent_client::AgentClient::new(channel))
+    Ok(channel)
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod analyze;
+mod cluster;
 mod inspect;
 mod mesh;
 
@@ -27,6 +28,9 @@ enum Command {
     Version,
     /// Analyze manifests for mesh and policy configuration problems.
     Analyze(Box<analyze::AnalyzeArgs>),
+    /// The management plane's clusters: register, list, deregister.
+    #[command(long_about = cluster::LONG_ABOUT)]
+    Cluster(cluster::ClusterArgs),
     /// A local multi-node mesh on this machine (root): up, apply, probe, test, down.
     Mesh(mesh::MeshArgs),
     #[command(flatten)]
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Analyze(args) => analyze::run(*args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Mesh(args) => mesh::run(args),
         Command::Inspect(command) => inspect::run(command),
     }

@@ -9,6 +9,9 @@
 //! Only the holder of the [`leader`] Lease runs them. In a local mesh
 //! (`--source files`), [`files_mode`] runs the identity and endpoint GC
 //! over the mesh's shared cluster-state directory.
+//!
+//! [`relay`] is the operator's relay role (`sluice-operator relay …`): the
+//! cluster's relay agent towards the management plane.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -21,6 +24,7 @@ pub mod identity;
 pub mod ipam;
 pub mod leader;
 pub mod metrics;
+pub mod relay;
 pub mod run;
 
 /// Field manager of every server-side apply (and create) the operator sends.

@@ -10,7 +10,7 @@ mod bpf;
 mod client;
 mod endpoint;
 mod observe;
-mod output;
+pub(crate) mod output;
 mod status;
 mod trace;
 

@@ -1,0 +1,29 @@
+//! The relay between every cluster and the management plane.
+//!
+//! - [`server`]: `sluice-control`'s side: the relay service (registration,
+//!   renewal, the stream), the hub that tracks connected and warm clusters,
+//!   safe mode and the push of translated desired state, the management API;
+//! - [`agent`]: the per-cluster relay agent (the operator's relay role):
+//!   trust bootstrap, the stream with jittered backoff, certificate renewal;
+//! - [`files`]: the agent's files mode (a manifests directory);
+//! - [`registry`], [`resources`]: the cluster registry and the
+//!   management-level resources with their per-cluster translation (pure).
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod files;
+pub mod registry;
+pub mod resources;
+pub mod server;
+pub mod tls_io;
+
+/// Relay gRPC port.
+pub const DEFAULT_RELAY_PORT: u16 = 9900;
+/// Largest relay message either side decodes.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Objects per snapshot chunk the agent sends.
+pub const SNAPSHOT_CHUNK_OBJECTS: usize = 500;
+/// Largest snapshot (all chunks, bytes of object JSON) the server accepts.
+pub const MAX_SNAPSHOT_BYTES: usize = 256 << 20;
+/// Most chunks one snapshot may have.
+pub const MAX_SNAPSHOT_CHUNKS: u32 = 10_000;

@@ -1,0 +1,82 @@
+//! Every sluice-control setting in one place: flag, environment variable,
+//! default.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+
+pub const DEFAULT_RELAY_ADDR: &str = "0.0.0.0:9900";
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9091";
+pub const DEFAULT_MANAGEMENT_SOCKET: &str = "/run/sluice/control.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sluice-control";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_SERVER_NAMES: &str = "sluice-control,localhost,127.0.0.1";
+pub const DEFAULT_CLIENT_CERT_SECS: u64 = sluice_pki::DEFAULT_CLIENT_CERT_SECS;
+pub const DEFAULT_SERVER_CERT_SECS: u64 = 30 * 24 * 3600;
+pub const DEFAULT_TICK_MS: u64 = 500;
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "sluice-control",
+    version,
+    about = "The Sluice management server: relay (gRPC, mTLS) on 9900, metrics on 9091, state in Redis"
+)]
+pub struct Config {
+    /// Relay listener (TLS 1.3; registration with a token, then mTLS).
+    #[arg(long, env = "SLUICE_RELAY_ADDR", default_value = DEFAULT_RELAY_ADDR)]
+    pub relay_addr: SocketAddr,
+
+    /// HTTP listener for /metrics, /healthz and /readyz (ready once out of
+    /// safe mode).
+    #[arg(long, env = "SLUICE_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: SocketAddr,
+
+    /// Unix socket (mode 0600) of the management API (`sluice cluster …`).
+    #[arg(long, env = "SLUICE_CONTROL_SOCKET", default_value = DEFAULT_MANAGEMENT_SOCKET)]
+    pub management_socket: PathBuf,
+
+    /// PKI (pki/) and cluster registry (clusters.json); keep it on a volume.
+    #[arg(long, env = "SLUICE_CONTROL_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// Redis 6+: redis://[:PASSWORD@]HOST:PORT[/DB], rediss://… for TLS,
+    /// unix:///PATH.
+    #[arg(long, env = "SLUICE_REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
+    pub redis_url: String,
+
+    /// CA certificate (PEM) of a rediss:// server with a private CA.
+    #[arg(long, env = "SLUICE_REDIS_CA")]
+    pub redis_ca: Option<PathBuf>,
+
+    /// Prefix of every Redis key (see docs/control.md for the schema).
+    #[arg(long, env = "SLUICE_REDIS_PREFIX", default_value = sluice_store::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+
+    /// Directory of management-level resources (GlobalNetworkPolicy,
+    /// InsightsConfig, RootTrustPolicy YAML), re-read every tick.
+    #[arg(long, env = "SLUICE_CONTROL_RESOURCES")]
+    pub resources: Option<PathBuf>,
+
+    /// The user's own root CA certificate (PEM); with --root-ca-key.
+    /// Default: a root generated into the state directory.
+    #[arg(long, env = "SLUICE_ROOT_CA_CERT", requires = "root_ca_key")]
+    pub root_ca_cert: Option<PathBuf>,
+
+    /// The user's own root CA key (PEM).
+    #[arg(long, env = "SLUICE_ROOT_CA_KEY", requires = "root_ca_cert")]
+    pub root_ca_key: Option<PathBuf>,
+
+    /// Names and addresses in the server certificate (agents check the one
+    /// they dial), comma-separated.
+    #[arg(long, env = "SLUICE_SERVER_NAMES", default_value = DEFAULT_SERVER_NAMES, value_delimiter = ',')]
+    pub server_names: Vec<String>,
+
+    /// Lifetime of the relay client certificates issued (agents renew at
+    /// half of it).
+    #[arg(long, env = "SLUICE_CLIENT_CERT_SECS", default_value_t = DEFAULT_CLIENT_CERT_SECS)]
+    pub client_cert_secs: u64,
+
+    /// How often Redis, the resources and safe mode are checked (ms).
+    #[arg(long, env = "SLUICE_CONTROL_TICK_MS", default_value_t = DEFAULT_TICK_MS)]
+    pub tick_ms: u64,
+}

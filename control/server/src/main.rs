@@ -1,0 +1,130 @@
+//! `sluice-control`: wires the PKI, the Redis store and the relay hub to
+//! their listeners (relay 9900, metrics 9091, management unix socket).
+#![forbid(unsafe_code)]
+
+mod config;
+mod http;
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use clap::Parser;
+use sluice_pki::{Authority, tls};
+use sluice_relay::server::{self, Hub, HubConfig};
+use sluice_store::Store;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    run(Config::parse()).await
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let now = SystemTime::now();
+    let own_root = config
+        .root_ca_cert
+        .as_deref()
+        .zip(config.root_ca_key.as_deref());
+    let authority =
+        Authority::load_or_create(&config.state_dir.join("pki"), own_root, now).context("PKI")?;
+    let (server_cert, server_key) = authority
+        .issue_server_cert(&config.server_names, now, config::DEFAULT_SERVER_CERT_SECS)
+        .context("server certificate")?;
+    let tls_config = tls::server_config(&server_cert.chain_pem, &server_key, authority.root_pem())
+        .context("relay TLS")?;
+
+    let redis_ca = match &config.redis_ca {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("{}", path.display()))?),
+        None => None,
+    };
+    let store = connect_store(&config, redis_ca).await;
+    let hub = loop {
+        let hub_config = HubConfig {
+            state_dir: config.state_dir.clone(),
+            resources_dir: config.resources.clone(),
+            client_cert_secs: config.client_cert_secs,
+            tick: Duration::from_millis(config.tick_ms),
+        };
+        let authority = Authority::load_or_create(&config.state_dir.join("pki"), own_root, now)?;
+        match Hub::new(store.clone(), authority, hub_config).await {
+            Ok(hub) => break hub,
+            Err(e) if e.contains("schema version") => anyhow::bail!(e),
+            Err(e) => {
+                tracing::warn!("starting the hub: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    tracing::info!("safe mode: nothing is pushed until every registered cluster is warm");
+
+    let relay_listener = tokio::net::TcpListener::bind(config.relay_addr)
+        .await
+        .with_context(|| format!("relay listener {}", config.relay_addr))?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .with_context(|| format!("metrics listener {}", config.metrics_addr))?;
+    let management_listener = server::bind_management(&config.management_socket)
+        .with_context(|| format!("management socket {}", config.management_socket.display()))?;
+    tracing::info!(
+        relay = %relay_listener.local_addr()?,
+        metrics = %metrics_listener.local_addr()?,
+        management = %config.management_socket.display(),
+        "sluice-control listening"
+    );
+
+    tokio::spawn(hub.clone().run());
+    let shutdown = Arc::new(tokio::sync::Notify::new());
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            shutdown.notify_waiters();
+        });
+    }
+    let relay = server::serve_relay(
+        hub.clone(),
+        relay_listener,
+        tls_config,
+        wait(shutdown.clone()),
+    );
+    let management =
+        server::serve_management(hub.clone(), management_listener, wait(shutdown.clone()));
+    let metrics = http::serve(hub, metrics_listener, wait(shutdown.clone()));
+    let (relay, management, metrics) = tokio::join!(relay, management, metrics);
+    relay.context("relay server")?;
+    management.context("management server")?;
+    metrics.context("metrics server")?;
+    let _ = std::fs::remove_file(&config.management_socket);
+    Ok(())
+}
+
+async fn wait(notify: Arc<tokio::sync::Notify>) {
+    notify.notified().await;
+}
+
+/// Redis may come up after us: keep trying, the relay waits for it.
+async fn connect_store(config: &Config, ca: Option<Vec<u8>>) -> Store {
+    loop {
+        match Store::connect(&config.redis_url, ca.clone(), &config.redis_prefix).await {
+            Ok(store) => return store,
+            Err(e) => {
+                tracing::warn!("redis: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

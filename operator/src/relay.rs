@@ -1,0 +1,170 @@
+//! The operator's relay role: this cluster's relay agent, which keeps one
+//! stream to the management plane (sluice-control): snapshot and deltas up,
+//! desired state down, status back (see docs/control.md).
+//!
+//! `sluice-operator relay …` runs it. Sources: `files` (the cluster is a
+//! manifests directory, as in the local mesh). `kubernetes` (reflectors and
+//! server-side apply with field manager [`crate::FIELD_MANAGER`]) is not
+//! built yet and is refused with a clear error.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use sluice_relay::agent::{AgentConfig, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, RelayAgent};
+
+pub const DEFAULT_RELAY_SERVER: &str = "sluice-control:9900";
+pub const DEFAULT_SERVER_NAME: &str = "sluice-control";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sluice-relay";
+pub const DEFAULT_POLL_MS: u64 = 500;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// A directory of Kubernetes manifests (the local mesh).
+    Files,
+    /// The cluster's API server (not built yet).
+    Kubernetes,
+}
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "sluice-operator relay",
+    about = "The cluster's relay agent: reports to the management plane and applies what it pushes"
+)]
+pub struct RelayArgs {
+    /// This cluster's name, as registered (`sluice cluster register NAME`).
+    #[arg(long, env = "SLUICE_CLUSTER_NAME")]
+    pub cluster: String,
+
+    /// sluice-control's relay, HOST:PORT.
+    #[arg(long, env = "SLUICE_RELAY_SERVER", default_value = DEFAULT_RELAY_SERVER)]
+    pub server: String,
+
+    /// Name checked in the server's certificate.
+    #[arg(long, env = "SLUICE_RELAY_SERVER_NAME", default_value = DEFAULT_SERVER_NAME)]
+    pub server_name: String,
+
+    /// The management plane's root CA (PEM; `register --root-ca-out`).
+    #[arg(long, env = "SLUICE_RELAY_ROOT_CA")]
+    pub root_ca: PathBuf,
+
+    /// File holding the relay identity token; read only while the state
+    /// directory has no certificate.
+    #[arg(long, env = "SLUICE_RELAY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Where the relay key and certificate are kept (mode 0600).
+    #[arg(long, env = "SLUICE_RELAY_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// Where the cluster's objects come from.
+    #[arg(long, value_enum, default_value = "files")]
+    pub source: Source,
+
+    /// Files source: the cluster's manifests directory (pushed objects go
+    /// into its `sluice-control/` subfolder).
+    #[arg(long, env = "SLUICE_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+
+    /// Files source: how often the directory is re-read for deltas (ms).
+    #[arg(long, default_value_t = DEFAULT_POLL_MS)]
+    pub poll_ms: u64,
+}
+
+impl RelayArgs {
+    pub fn agent_config(&self) -> Result<AgentConfig> {
+        if self.source == Source::Kubernetes {
+            bail!(
+                "--source kubernetes is not built yet: run the relay agent with --source files --manifests DIR"
+            );
+        }
+        let manifests = self
+            .manifests
+            .clone()
+            .context("--source files needs --manifests DIR")?;
+        let root_pem = std::fs::read_to_string(&self.root_ca)
+            .with_context(|| format!("root CA {}", self.root_ca.display()))?;
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("token file {}", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(AgentConfig {
+            cluster: self.cluster.clone(),
+            server: self.server.clone(),
+            server_name: self.server_name.clone(),
+            root_pem,
+            token,
+            state_dir: self.state_dir.clone(),
+            manifests,
+            poll: Duration::from_millis(self.poll_ms.max(50)),
+            backoff_min: DEFAULT_BACKOFF_MIN,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+        })
+    }
+}
+
+/// Runs the relay agent until the process ends.
+pub async fn run(args: RelayArgs) -> Result<()> {
+    let agent = RelayAgent::new(args.agent_config()?);
+    agent.ensure_registered().await?;
+    tracing::info!(
+        cluster = args.cluster,
+        server = args.server,
+        "relay agent starting"
+    );
+    agent.run().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> RelayArgs {
+        let mut args = vec!["relay", "--cluster", "c1", "--root-ca"];
+        args.extend_from_slice(extra);
+        RelayArgs::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn files_mode_reads_the_root_and_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root.pem");
+        let token = dir.path().join("token");
+        std::fs::write(&root, "PEM").unwrap();
+        std::fs::write(&token, "abc\n").unwrap();
+        let args = parse(&[
+            root.to_str().unwrap(),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--manifests",
+            "/m",
+        ]);
+        let config = args.agent_config().unwrap();
+        assert_eq!(config.token.as_deref(), Some("abc"));
+        assert_eq!(config.root_pem, "PEM");
+        assert_eq!(config.server, DEFAULT_RELAY_SERVER);
+    }
+
+    #[test]
+    fn missing_pieces_are_clear_errors() {
+        let err = parse(&["/nonexistent", "--manifests", "/m"])
+            .agent_config()
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("root CA /nonexistent"),
+            "{err:#}"
+        );
+        let err = parse(&["/x"]).agent_config().unwrap_err();
+        assert!(err.to_string().contains("--manifests"), "{err}");
+        let err = parse(&["/x", "--source", "kubernetes"])
+            .agent_config()
+            .unwrap_err();
+        assert!(err.to_string().contains("not built yet"), "{err}");
+    }
+}
