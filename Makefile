@@ -12,7 +12,7 @@ ifeq ($(CI),true)
 export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: setup build lint fmt unit vmtests test demo bench install-cni
+.PHONY: setup build lint fmt unit vmtests test demo bench fuzz install-cni
 
 ## setup: install what the build and the tests need (idempotent)
 setup:
@@ -63,6 +63,11 @@ demo: setup
 ## bench: benchmarks, written to BENCHMARKS.md
 bench: setup
 	scripts/bench.sh
+
+## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS each (default 30);
+## fails on a crash and keeps the reproducer in fuzz/artifacts/ (docs/fuzzing.md)
+fuzz: setup
+	scripts/fuzz.sh
 
 ## install-cni: install sluice-cni and a conflist for it (cniVersion 1.0.0 for containerd 1.6)
 CNI_BIN_DIR ?= /opt/cni/bin

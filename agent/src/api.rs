@@ -52,7 +52,8 @@ pub struct AgentService {
     pub pod_mtu: u32,
 }
 
-fn owner_of(attachment: Option<&pb::Attachment>) -> Result<Owner, Status> {
+/// The attachment a request names; both fields are required.
+pub fn owner_of(attachment: Option<&pb::Attachment>) -> Result<Owner, Status> {
     let a = attachment.ok_or_else(|| Status::invalid_argument("attachment is required"))?;
     if a.container_id.is_empty() || a.interface.is_empty() {
         return Err(Status::invalid_argument(
@@ -80,6 +81,48 @@ pub fn parse_mac(field: &str, value: &str) -> Result<[u8; 6], Status> {
     Ok(mac)
 }
 
+/// A CreateEndpoint request's fields, validated (the work is done by the
+/// registry; this is all the request decides on its own).
+pub fn new_endpoint(r: pb::CreateEndpointRequest) -> Result<NewEndpoint, Status> {
+    let owner = owner_of(r.attachment.as_ref())?;
+    if r.host_interface.is_empty() {
+        return Err(Status::invalid_argument("host_interface must not be empty"));
+    }
+    if r.pod_namespace.is_empty() || r.pod_name.is_empty() {
+        return Err(Status::invalid_argument(
+            "pod_namespace and pod_name must not be empty (K8S_POD_NAMESPACE/K8S_POD_NAME)",
+        ));
+    }
+    Ok(NewEndpoint {
+        owner,
+        netns: r.netns,
+        host_interface: r.host_interface,
+        ipv4: parse_ipv4("ipv4", &r.ipv4)?,
+        pod_mac: parse_mac("pod_mac", &r.pod_mac)?,
+        pod_namespace: r.pod_namespace,
+        pod_name: r.pod_name,
+        pod_uid: r.pod_uid,
+    })
+}
+
+/// A TracePolicy request's protocol number and port.
+pub fn trace_query(r: &pb::TracePolicyRequest) -> Result<(u8, u16), Status> {
+    let proto = match r.protocol.to_ascii_uppercase().as_str() {
+        "" | "TCP" => sluice_bpf_common::conntrack::PROTO_TCP,
+        "UDP" => sluice_bpf_common::conntrack::PROTO_UDP,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "protocol {other:?}: TCP or UDP"
+            )));
+        }
+    };
+    let port = u16::try_from(r.port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| Status::invalid_argument(format!("port {} is not a port", r.port)))?;
+    Ok((proto, port))
+}
+
 pub fn format_mac(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -102,8 +145,22 @@ fn endpoint_status(e: EndpointError) -> Status {
         EndpointError::Identity(IdentityError::Exhausted { .. }) => {
             Status::resource_exhausted(e.to_string())
         }
+        EndpointError::Datapath(ref cause) if is_map_full(cause) => {
+            Status::resource_exhausted(e.to_string())
+        }
         other => Status::internal(other.to_string()),
     }
+}
+
+/// Whether a datapath error is a map refusing a new entry because it is
+/// full (the kernel's E2BIG on update): a pool that frees up as pods go,
+/// unlike other datapath failures.
+pub fn is_map_full(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::E2BIG))
+    })
 }
 
 pub fn to_proto(e: &Endpoint) -> pb::Endpoint {
@@ -313,19 +370,7 @@ impl Agent for AgentService {
     ) -> Result<Response<pb::TracePolicyResponse>, Status> {
         let r = request.into_inner();
         let (from, to) = (self.trace_peer(&r.from)?, self.trace_peer(&r.to)?);
-        let proto = match r.protocol.to_ascii_uppercase().as_str() {
-            "" | "TCP" => sluice_bpf_common::conntrack::PROTO_TCP,
-            "UDP" => sluice_bpf_common::conntrack::PROTO_UDP,
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "protocol {other:?}: TCP or UDP"
-                )));
-            }
-        };
-        let port = u16::try_from(r.port)
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| Status::invalid_argument(format!("port {} is not a port", r.port)))?;
+        let (proto, port) = trace_query(&r)?;
         let mut traced =
             trace::trace(&self.pin_dir, from.address, to.address, proto, port).map_err(internal)?;
         let elsewhere =
@@ -461,26 +506,9 @@ impl Agent for AgentService {
     ) -> Result<Response<pb::Endpoint>, Status> {
         self.ensure_ready()?;
         let r = request.into_inner();
-        let owner = owner_of(r.attachment.as_ref())?;
-        if r.host_interface.is_empty() {
-            return Err(Status::invalid_argument("host_interface must not be empty"));
-        }
-        if r.pod_namespace.is_empty() || r.pod_name.is_empty() {
-            return Err(Status::invalid_argument(
-                "pod_namespace and pod_name must not be empty (K8S_POD_NAMESPACE/K8S_POD_NAME)",
-            ));
-        }
-        let new = NewEndpoint {
-            owner,
-            netns: r.netns,
-            host_interface: r.host_interface,
-            ipv4: parse_ipv4("ipv4", &r.ipv4)?,
-            pod_mac: parse_mac("pod_mac", &r.pod_mac)?,
-            pod_namespace: r.pod_namespace,
-            pod_name: r.pod_name,
-            pod_uid: r.pod_uid,
-        };
-        if r.routed {
+        let routed = r.routed;
+        let new = new_endpoint(r)?;
+        if routed {
             self.node_net
                 .configure_routed_pod(&new.host_interface, POD_GATEWAY, new.ipv4)
                 .await

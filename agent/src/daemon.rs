@@ -20,12 +20,12 @@ use anyhow::Context;
 use sluice_api::agent::v1::agent_server::AgentServer;
 use sluice_bpf_common::config::NodeConfig;
 use tokio::{net::UnixListener, sync::watch};
-use tokio_stream::wrappers::UnixListenerStream;
 use tracing::info;
 
 use crate::{
     api::AgentService,
     api_metrics::ApiLatency,
+    api_server,
     config::{AgentConfig, LbMode, SourceKind},
     conntrack_gc,
     datapath::{
@@ -379,10 +379,17 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     };
     let listener = bind_api_socket(&config.api_socket)?;
     let api = tokio::spawn(
-        tonic::transport::Server::builder()
+        api_server::builder()
             .layer(api_latency.layer())
-            .add_service(AgentServer::new(service))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped()),
+            .add_service(
+                AgentServer::new(service)
+                    .max_decoding_message_size(api_server::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(api_server::MAX_MESSAGE_BYTES),
+            )
+            .serve_with_incoming_shutdown(
+                api_server::limited_incoming(listener, api_server::MAX_CONNECTIONS),
+                stopped(),
+            ),
     );
     let router = metrics::router(
         metrics::registry(

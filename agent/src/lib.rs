@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod api_metrics;
+pub mod api_server;
 pub mod apiserver;
 pub mod boot_state;
 pub mod cidr;

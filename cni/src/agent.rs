@@ -1,6 +1,7 @@
 //! Calls to the node agent's gRPC API (`sluice.agent.v1`), with errors
-//! mapped to CNI codes: unreachable or not ready → 11 (the runtime retries),
-//! anything else the agent refuses → 100 with its status in `details`.
+//! mapped to CNI codes: unreachable, not ready or a full pool → 11 (the
+//! runtime retries), anything else the agent refuses → 100 with its status
+//! in `details`.
 
 use std::{
     future::Future,
@@ -157,10 +158,14 @@ impl Agent {
             status.message()
         );
         match status.code() {
-            // Not ready yet, restarting, or the connection dropped mid-call.
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
-                CniError::TryAgainLater(details)
-            }
+            // Not ready yet, restarting, or the connection dropped mid-call;
+            // or a pool is full (pod CIDR, identities), which frees up as
+            // pods go: the spec's "try again later", not a config error.
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::ResourceExhausted => CniError::TryAgainLater(details),
             _ => agent_rejected(details),
         }
     }

@@ -215,49 +215,20 @@ impl Cluster {
         pod: &str,
     ) -> (bool, String) {
         let node = &self.nodes[node];
-        let config = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "sluice",
-            "type": "sluice-cni",
-            "agentSocket": node.setup.socket(),
-            "logFile": node.setup.state.path().join("cni.log"),
-        });
-        let (namespace, name) = pod.split_once('/').expect("ns/name");
+        let (_, name) = pod.split_once('/').expect("ns/name");
         let uid = self
             .pod_uids
             .get(pod)
             .cloned()
             .unwrap_or_else(|| format!("uid-{name}"));
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net={}", node.ns.path().display()))
-            .arg(workspace_binary("sluice-cni", "SLUICE_CNI_BIN"))
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container_id)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .env(
-                "CNI_ARGS",
-                format!(
-                    "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};\
-                     K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID={uid}"
-                ),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run sluice-cni");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(config.to_string().as_bytes())
-            .expect("write the CNI config");
-        let output = child.wait_with_output().expect("sluice-cni finishes");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
+        run_cni_with_uid(
+            &node.ns,
+            &node.setup,
+            command,
+            container_id,
+            netns,
+            pod,
+            &uid,
         )
     }
 
@@ -358,4 +329,70 @@ pub fn attach_to_underlay(underlay: &NetNs, ns: &NetNs, port: &str, ip: Ipv4Addr
     underlay.ip(&["link", "set", port, "master", "br0", "up"]);
     ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
     ns.ip(&["link", "set", "eth0", "up"]);
+}
+
+/// Runs `sluice-cni` with `command` inside `node` against the agent of
+/// `setup`, as containerd would, and returns (exit success, stdout).
+pub fn run_cni(
+    node: &NetNs,
+    setup: &AgentSetup,
+    command: &str,
+    container_id: &str,
+    netns: &str,
+    pod: &str,
+) -> (bool, String) {
+    let name = pod.split_once('/').expect("ns/name").1;
+    let uid = format!("uid-{name}");
+    run_cni_with_uid(node, setup, command, container_id, netns, pod, &uid)
+}
+
+/// [`run_cni`] with the pod's `K8S_POD_UID`.
+pub fn run_cni_with_uid(
+    node: &NetNs,
+    setup: &AgentSetup,
+    command: &str,
+    container_id: &str,
+    netns: &str,
+    pod: &str,
+    uid: &str,
+) -> (bool, String) {
+    let config = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "sluice",
+        "type": "sluice-cni",
+        "agentSocket": setup.socket(),
+        "logFile": setup.state.path().join("cni.log"),
+    });
+    let (namespace, name) = pod.split_once('/').expect("ns/name");
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", node.path().display()))
+        .arg(workspace_binary("sluice-cni", "SLUICE_CNI_BIN"))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env(
+            "CNI_ARGS",
+            format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};\
+                     K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID={uid}"
+            ),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluice-cni");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(config.to_string().as_bytes())
+        .expect("write the CNI config");
+    let output = child.wait_with_output().expect("sluice-cni finishes");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }

@@ -3,27 +3,37 @@
 
 use aya::{
     TestRun, TestRunResult,
-    programs::{SchedClassifier, TestRunOptions, Xdp},
+    programs::{ProgramError, SchedClassifier, TestRunOptions, Xdp},
 };
 
 /// Runs `program` `repeat` times on `packet`: the kernel's result and the
-/// packet the last run wrote back.
-fn run<P>(program: &P, packet: &[u8], repeat: u32) -> (TestRunResult, Vec<u8>)
+/// packet the last run wrote back, or the kernel's refusal to run it.
+fn try_run<P>(
+    program: &P,
+    packet: &[u8],
+    repeat: u32,
+) -> Result<(TestRunResult, Vec<u8>), ProgramError>
 where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
 {
     // Room for programs that grow the packet (answers, encapsulation).
     let mut out = vec![0u8; packet.len() + 256];
-    let result = program
-        .test_run(TestRunOptions {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            repeat,
-            ..TestRunOptions::new()
-        })
-        .expect("BPF_PROG_TEST_RUN");
+    let result = program.test_run(TestRunOptions {
+        data_in: Some(packet),
+        data_out: Some(&mut out),
+        repeat,
+        ..TestRunOptions::new()
+    })?;
     out.truncate(result.data_size_out as usize);
-    (result, out)
+    Ok((result, out))
+}
+
+/// [`try_run`] for packets the kernel must accept.
+fn run<P>(program: &P, packet: &[u8], repeat: u32) -> (TestRunResult, Vec<u8>)
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    try_run(program, packet, repeat).expect("BPF_PROG_TEST_RUN")
 }
 
 /// Runs `program` once on `packet`: its return value and the packet it
@@ -67,6 +77,17 @@ pub fn run_tc(program: &SchedClassifier, packet: &[u8]) -> TcRun {
     }
 }
 
+/// Runs `program` once on `packet`, which may be any bytes: the kernel
+/// refuses some frames itself (EINVAL for an IPv4 frame shorter than an IP
+/// header), and that refusal is an `Err` here, not a panic.
+pub fn try_run_tc(program: &SchedClassifier, packet: &[u8]) -> Result<TcRun, ProgramError> {
+    let (result, packet) = try_run(program, packet, 1)?;
+    Ok(TcRun {
+        action: result.return_value as i32,
+        packet,
+    })
+}
+
 /// XDP verdicts (include/uapi/linux/bpf.h, `enum xdp_action`).
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -76,6 +97,15 @@ pub const XDP_PASS: u32 = 2;
 pub struct XdpRun {
     pub action: u32,
     pub packet: Vec<u8>,
+}
+
+/// [`run_xdp`] for any bytes (see [`try_run_tc`]).
+pub fn try_run_xdp(program: &Xdp, packet: &[u8]) -> Result<XdpRun, ProgramError> {
+    let (result, packet) = try_run(program, packet, 1)?;
+    Ok(XdpRun {
+        action: result.return_value,
+        packet,
+    })
 }
 
 /// Runs XDP `program` once on `packet` (the kernel takes any frame of at

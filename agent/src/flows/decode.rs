@@ -20,6 +20,19 @@ pub trait Names {
     fn rule(&self, id: u32) -> Option<(String, String)>;
 }
 
+/// One ring-buffer record as a [`FlowEvent`]; `None` for a record too short
+/// to hold one (the ring hands out raw bytes, and a bad record must not
+/// take the reader down).
+pub fn parse_event(record: &[u8]) -> Option<FlowEvent> {
+    if record.len() < std::mem::size_of::<FlowEvent>() {
+        return None;
+    }
+    // SAFETY: `FlowEvent` is `repr(C)` plain data (every bit pattern is a
+    // value) and the record holds at least one; ring records are not
+    // aligned for it, hence the unaligned read.
+    Some(unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) })
+}
+
 pub fn protocol_name(proto: u8) -> String {
     match proto {
         PROTO_TCP => "TCP".into(),

@@ -5,12 +5,12 @@ use std::{net::Ipv4Addr, path::Path, sync::Arc};
 use anyhow::Context;
 use aya::maps::{Map, MapData, RingBuf};
 use k8s_openapi::api::core::v1::Pod;
-use sluice_bpf_common::{events::FlowEvent, pin::EVENTS_MAP};
+use sluice_bpf_common::pin::EVENTS_MAP;
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
     buffer::FlowBuffer,
-    decode::{Names, decode},
+    decode::{Names, decode, parse_event},
 };
 use crate::{
     endpoints::EndpointRegistry,
@@ -100,12 +100,9 @@ pub async fn run(
         let offset = clock_offset_ns();
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            if item.len() < std::mem::size_of::<FlowEvent>() {
-                continue;
+            if let Some(event) = parse_event(&item) {
+                buffer.push(decode(&event, &node, offset, &names));
             }
-            // SAFETY: the datapath writes whole `FlowEvent`s; read unaligned.
-            let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            buffer.push(decode(&event, &node, offset, &names));
         }
         guard.clear_ready();
     }

@@ -281,6 +281,14 @@ impl LbState {
                 report.frontends_removed += 1;
             }
         }
+        // Backends neither a kept frontend nor the desired state refers to:
+        // freed before the additions, so a full backend map makes room for
+        // them in the same sync.
+        let wanted: BTreeSet<BackendAddr> = desired
+            .values()
+            .flat_map(|spec| spec.active.iter().chain(&spec.terminating).copied())
+            .collect();
+        self.remove_unused_backends(&wanted, maps, &mut report)?;
         for (front, spec) in desired {
             if self.frontends.get(front).is_some_and(|p| &p.spec == spec) {
                 continue;
@@ -289,10 +297,22 @@ impl LbState {
             report.frontends_written += 1;
         }
         // Backends no frontend refers to any more.
+        self.remove_unused_backends(&BTreeSet::new(), maps, &mut report)?;
+        Ok(report)
+    }
+
+    /// Removes every backend outside `keep` that no frontend refers to.
+    fn remove_unused_backends(
+        &mut self,
+        keep: &BTreeSet<BackendAddr>,
+        maps: &mut dyn LbMaps,
+        report: &mut SyncReport,
+    ) -> anyhow::Result<()> {
         let referenced: BTreeSet<BackendAddr> = self
             .frontends
             .values()
             .flat_map(|p| p.spec.active.iter().chain(&p.spec.terminating).copied())
+            .chain(keep.iter().copied())
             .collect();
         let unused: Vec<(BackendAddr, u32)> = self
             .backends
@@ -306,7 +326,7 @@ impl LbState {
             self.backend_ids.remove(&id);
             report.backends_removed += 1;
         }
-        Ok(report)
+        Ok(())
     }
 
     fn program(
@@ -316,19 +336,19 @@ impl LbState {
         maps: &mut dyn LbMaps,
         report: &mut SyncReport,
     ) -> anyhow::Result<()> {
-        let (rev_nat, old_slots) = match self.frontends.get(front) {
-            Some(p) => (p.rev_nat, p.slots),
+        let (rev_nat, old_slots, new_frontend) = match self.frontends.get(front) {
+            Some(p) => (p.rev_nat, p.slots, false),
             None => {
                 let id = self.free_rev_nat()?;
                 self.rev_nat_ids.insert(id);
-                (id, 0)
+                (id, 0, true)
             }
         };
         let mut active_ids = Vec::with_capacity(spec.active.len());
         for backend in spec.active.iter().chain(&spec.terminating) {
             let (id, new) = self.backend_id(*backend);
             if new {
-                maps.set_backend(
+                let written = maps.set_backend(
                     id,
                     Backend {
                         addr: be32(backend.addr),
@@ -336,7 +356,17 @@ impl LbState {
                         proto: backend.proto,
                         _pad: 0,
                     },
-                )?;
+                );
+                if let Err(e) = written {
+                    // Not in the map (e.g. it is full): forget the id, or a
+                    // later sync would point a frontend at a missing backend.
+                    self.backends.remove(backend);
+                    self.backend_ids.remove(&id);
+                    if new_frontend {
+                        self.rev_nat_ids.remove(&rev_nat);
+                    }
+                    return Err(e);
+                }
                 report.backends_added += 1;
             }
             if spec.active.contains(backend) {

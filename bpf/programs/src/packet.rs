@@ -43,6 +43,9 @@ pub struct Ipv4 {
     pub proto: u8,
     /// Offset of the L4 header (IP options skipped).
     pub l4_off: usize,
+    /// Offset just past the IP payload (the total length's end; trailing
+    /// bytes after it are link padding, not payload).
+    pub l4_end: usize,
     /// Any fragment (first or not): no reliable L4 header to translate.
     pub is_fragment: bool,
 }
@@ -62,6 +65,12 @@ pub fn parse_ipv4(ctx: &TcContext) -> Result<Option<Ipv4>, DropReason> {
     if ip.vihl >> 4 != 4 || header_len < IPV4_MIN_LEN {
         return Err(DropReason::InvalidIpv4Header);
     }
+    // A total length shorter than the header or longer than the frame is
+    // a packet the kernel's own IP input drops: never track or forward it.
+    let total_len = usize::from(u16::from_be_bytes(ip.tot_len));
+    if total_len < header_len || ETH_LEN + total_len > ctx.len() as usize {
+        return Err(DropReason::InvalidIpv4Header);
+    }
     // MF flag or a non-zero offset.
     let frags = u16::from_be_bytes(ip.frags);
     Ok(Some(Ipv4 {
@@ -69,6 +78,7 @@ pub fn parse_ipv4(ctx: &TcContext) -> Result<Option<Ipv4>, DropReason> {
         daddr: u32::from_ne_bytes(ip.dst_addr),
         proto: ip.proto as u8,
         l4_off: ETH_LEN + header_len,
+        l4_end: ETH_LEN + total_len,
         is_fragment: frags & 0x3fff != 0,
     }))
 }
@@ -106,6 +116,15 @@ pub fn parse_flow(ctx: &TcContext, ip: &Ipv4) -> Result<Option<Flow>, DropReason
         _pad: [0; 3],
     };
     let mut tcp_flags = 0;
+    // The L4 header must lie within the IP payload, not in link padding.
+    let l4_min = match ip.proto {
+        PROTO_TCP => 20,
+        PROTO_UDP | PROTO_ICMP => 8,
+        _ => 0,
+    };
+    if ip.l4_off + l4_min > ip.l4_end {
+        return Err(DropReason::InvalidL4Header);
+    }
     // The common case: no IP options and the L4 header in the linear part
     // of the skb, read directly (no helper call per field).
     if ip.l4_off == ETH_LEN + IPV4_MIN_LEN {

@@ -15,11 +15,20 @@ struct FakeMaps {
     rev_nat: BTreeMap<u16, RevNat>,
     maglev: BTreeMap<u16, Vec<u32>>,
     writes: usize,
+    /// Backend map capacity (`None`: unbounded), as the kernel map refuses
+    /// a new key when full.
+    backend_capacity: Option<usize>,
 }
 
 impl LbMaps for FakeMaps {
     fn set_backend(&mut self, id: u32, backend: Backend) -> anyhow::Result<()> {
         self.writes += 1;
+        if self
+            .backend_capacity
+            .is_some_and(|cap| self.backends.len() >= cap && !self.backends.contains_key(&id))
+        {
+            anyhow::bail!("writing a backend (is the backend map full?)");
+        }
         self.backends.insert(id, backend);
         Ok(())
     }
@@ -324,5 +333,32 @@ fn a_restarted_agent_keeps_backend_and_frontend_ids() {
         maps.master(&front(1)).is_none(),
         "the deleted service is gone"
     );
+    assert_eq!(maps.backends.len(), 2);
+}
+
+#[test]
+fn a_full_backend_map_fails_the_sync_and_the_next_sync_recovers_without_dangling_ids() {
+    let mut maps = FakeMaps {
+        backend_capacity: Some(2),
+        ..FakeMaps::default()
+    };
+    let mut state = LbState::new(settings(None));
+    let a_only = BTreeMap::from([(front(1), spec(&[1, 2], &[]))]);
+    state.sync(&a_only, &mut maps).unwrap();
+    let mut both = a_only.clone();
+    both.insert(front(2), spec(&[3, 4], &[]));
+    state
+        .sync(&both, &mut maps)
+        .expect_err("no room for B's backends");
+    assert_eq!(maps.slot_backends(&front(1)), vec![backend(1), backend(2)]);
+    assert!(maps.master(&front(2)).is_none(), "B half-programmed");
+
+    // A leaves in the same sync that B comes: A's backends make room first.
+    let b_only = BTreeMap::from([(front(2), spec(&[3, 4], &[]))]);
+    state
+        .sync(&b_only, &mut maps)
+        .expect("B fits once A is gone");
+    assert_eq!(maps.slot_backends(&front(2)), vec![backend(3), backend(4)]);
+    assert!(maps.master(&front(1)).is_none());
     assert_eq!(maps.backends.len(), 2);
 }
