@@ -289,9 +289,21 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     );
 
     let store = Arc::new(Store::default());
-    let source = start_source(&config, store.clone()).await?;
+    let mut source = start_source(&config, store.clone()).await?;
+    if let RunningSource::Kubernetes(kubernetes) = &mut source {
+        if let Some(cluster) = &mut cluster {
+            let listed = kubernetes.also_wait_for("kubernetes/SluiceEndpoint");
+            cluster.follow_remote(&config.node_name, store.clone(), listed);
+        }
+        // Policy, services, routes and endpoint records derived from a
+        // half-listed store would drop what is merely not listed yet
+        // (after a restart: open policy, lost services, removed routes).
+        info!("waiting for the first list of every kind");
+        kubernetes.wait_listed().await;
+        info!("every kind listed");
+    }
     if let Some(cluster) = &mut cluster {
-        cluster.follow(&config.node_name, registry.clone(), store.clone());
+        cluster.publish(&config.node_name, registry.clone(), store.clone());
     }
     let policy = Arc::new(PolicyController::new(
         store.clone(),

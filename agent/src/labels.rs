@@ -23,6 +23,17 @@ pub fn security_labels(store: &Store, namespace: &str, name: &str) -> SecurityLa
     SecurityLabels::for_pod(namespace, &pod_labels, &namespace_labels)
 }
 
+/// Like [`security_labels`], but `None` while the store lacks the pod.
+/// With `--source kubernetes` the store fills asynchronously, and labels
+/// derived without the pod would move a running pod to another identity
+/// until its Pod arrives: its endpoint keeps the labels it has. (A missing
+/// Namespace means no namespace labels, as ever: the files source has pods
+/// in namespaces no manifest declares.)
+pub fn known_security_labels(store: &Store, namespace: &str, name: &str) -> Option<SecurityLabels> {
+    store.get::<Pod>(Some(namespace), name)?;
+    Some(security_labels(store, namespace, name))
+}
+
 /// Re-derives every endpoint's labels (after start or a lagged subscription).
 fn relabel_all(store: &Store, registry: &EndpointRegistry) {
     for endpoint in registry.list() {
@@ -31,7 +42,9 @@ fn relabel_all(store: &Store, registry: &EndpointRegistry) {
 }
 
 fn relabel_pod(store: &Store, registry: &EndpointRegistry, namespace: &str, name: &str) {
-    let labels = security_labels(store, namespace, name);
+    let Some(labels) = known_security_labels(store, namespace, name) else {
+        return;
+    };
     match registry.relabel(namespace, name, &labels) {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -75,5 +88,64 @@ pub async fn follow_label_changes(store: Arc<Store>, registry: Arc<EndpointRegis
                 Err(RecvError::Closed) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+    use crate::store::Scope;
+
+    fn meta(namespace: Option<&str>, name: &str, app: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: namespace.map(str::to_owned),
+            labels: Some([("app".to_owned(), app.to_owned())].into()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// An agent restarting in cluster mode: the store fills kind by kind,
+    /// and no endpoint may be relabelled before its Pod is listed.
+    #[test]
+    fn labels_are_known_only_once_the_pod_is() {
+        let store = Store::default();
+        let scope = Scope::new("test");
+        assert_eq!(
+            known_security_labels(&store, "shop", "web"),
+            None,
+            "empty store"
+        );
+        let namespace = Namespace {
+            metadata: meta(None, "shop", "ns"),
+            ..Namespace::default()
+        };
+        store.apply(&scope, namespace.into()).expect("namespace");
+        assert_eq!(
+            known_security_labels(&store, "shop", "web"),
+            None,
+            "pod not listed yet"
+        );
+        let pod = Pod {
+            metadata: meta(Some("shop"), "web", "web"),
+            ..Pod::default()
+        };
+        store.apply(&scope, pod.into()).expect("pod");
+        let known = known_security_labels(&store, "shop", "web").expect("pod known");
+        assert_eq!(known, security_labels(&store, "shop", "web"));
+        assert!(known.iter().any(|l| l == "k8s:app=web"), "{known:?}");
+
+        // A namespace no manifest declares: the pod's labels still count.
+        let undeclared = Store::default();
+        let pod = Pod {
+            metadata: meta(Some("default"), "db", "db"),
+            ..Pod::default()
+        };
+        undeclared.apply(&scope, pod.into()).expect("pod");
+        let known = known_security_labels(&undeclared, "default", "db").expect("pod known");
+        assert!(known.iter().any(|l| l == "k8s:app=db"), "{known:?}");
     }
 }

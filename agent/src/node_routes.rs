@@ -64,6 +64,15 @@ pub fn desired_routes(nodes: &[Arc<Node>], local_node: &str) -> Vec<NodeRoute> {
     routes
 }
 
+/// The routes to install now, or `None` while the store has no Node at
+/// all: every cluster has at least this node, so no Node means the source
+/// has not listed them yet (e.g. an agent restart with `--source
+/// kubernetes`), and syncing then would remove the routes (and tunnel map
+/// entries) that other nodes' pods are being reached through.
+pub fn routes_to_sync(nodes: &[Arc<Node>], local_node: &str) -> Option<Vec<NodeRoute>> {
+    (!nodes.is_empty()).then(|| desired_routes(nodes, local_node))
+}
+
 /// The tunnel map's entries for `routes`: each other node's pod CIDR and
 /// its own address (/32) → that node.
 pub fn tunnel_entries(routes: &[NodeRoute]) -> BTreeMap<Ipv4Net, Ipv4Addr> {
@@ -74,7 +83,10 @@ pub fn tunnel_entries(routes: &[NodeRoute]) -> BTreeMap<Ipv4Net, Ipv4Addr> {
 }
 
 async fn sync(store: &Store, local_node: &str, net: &NodeNet, routing: &mut Routing) {
-    let routes = desired_routes(&store.list::<Node>(), local_node);
+    let Some(routes) = routes_to_sync(&store.list::<Node>(), local_node) else {
+        tracing::debug!("no Node objects yet; node routes left as they are");
+        return;
+    };
     let target = match routing {
         Routing::Native => RouteTarget::Gateway,
         Routing::Tunnel { ifindex, map } => {
@@ -146,6 +158,17 @@ mod tests {
                 ..Default::default()
             }),
         })
+    }
+
+    #[test]
+    fn no_node_at_all_leaves_the_routes_alone() {
+        assert_eq!(routes_to_sync(&[], "node-1"), None, "not listed yet");
+        let only_us = [node("node-1", Some("10.244.1.0/24"), Some("172.31.0.1"))];
+        assert_eq!(
+            routes_to_sync(&only_us, "node-1"),
+            Some(vec![]),
+            "listed: other nodes' routes go"
+        );
     }
 
     #[test]

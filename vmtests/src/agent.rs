@@ -71,6 +71,8 @@ pub struct AgentSetup {
     pub extra_args: Vec<String>,
     /// The node name the agent uses (default: its namespace's name).
     pub node_name: Option<String>,
+    /// More environment for the agent (e.g. `KUBECONFIG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentSetup {
@@ -81,6 +83,7 @@ impl AgentSetup {
             pod_cidr: pod_cidr.to_owned(),
             extra_args: Vec::new(),
             node_name: None,
+            env: Vec::new(),
         }
     }
 
@@ -108,7 +111,8 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     /// Starts `sluice-agent run` inside `node` and waits until it reports
-    /// ready (API served).
+    /// ready (API served). An empty `pod_cidr` passes no `--pod-cidr` (in
+    /// cluster mode the operator allocates it).
     pub fn start(node: &NetNs, setup: &AgentSetup) -> Self {
         let mut cmd = Command::new(agent_binary());
         cmd.arg("--netns")
@@ -116,8 +120,13 @@ impl AgentProcess {
             .arg("run")
             .arg("--node-name")
             .arg(setup.node_name.as_deref().unwrap_or(node.name()))
-            .arg("--pod-cidr")
-            .arg(&setup.pod_cidr)
+            .args(
+                Some(&setup.pod_cidr)
+                    .filter(|cidr| !cidr.is_empty())
+                    .map(|cidr| ["--pod-cidr", cidr])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--bpffs-root")
             .arg(setup.pins.path())
             .arg("--state-dir")
@@ -126,7 +135,8 @@ impl AgentProcess {
             .arg(setup.socket())
             // Loopback of the node's own namespace: no clash between nodes.
             .args(["--metrics-addr", "127.0.0.1:9091"])
-            .args(&setup.extra_args);
+            .args(&setup.extra_args)
+            .envs(setup.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

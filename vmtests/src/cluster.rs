@@ -5,6 +5,7 @@
 //! would.
 
 use std::{
+    collections::BTreeMap,
     io::Write,
     net::Ipv4Addr,
     path::Path,
@@ -76,6 +77,8 @@ pub struct Cluster {
     pub internet: NetNs,
     pub underlay: NetNs,
     pub manifests: tempfile::TempDir,
+    /// The `K8S_POD_UID` CNI ADD/DEL pass per `ns/name` (default `uid-NAME`).
+    pub pod_uids: BTreeMap<String, String>,
 }
 
 fn node_manifest(name: &str, pod_cidr: &str, ip: Ipv4Addr) -> String {
@@ -104,6 +107,51 @@ impl Cluster {
         agent_args: &[&str],
         node_args: impl Fn(&str) -> Vec<String>,
     ) -> Self {
+        let manifests = tempfile::tempdir().expect("manifests dir");
+        let source = ["--source", "files", "--manifests"]
+            .map(String::from)
+            .into_iter()
+            .chain([manifests.path().display().to_string()])
+            .collect();
+        let mut cluster = Self::without_agents(nodes, manifests, source, agent_args, node_args);
+        for i in 0..nodes {
+            cluster.start_agent(i);
+        }
+        cluster
+    }
+
+    /// Cluster mode: agents with `--source kubernetes` and `KUBECONFIG`,
+    /// their pod CIDRs left to the operator. No agent runs yet: start each
+    /// with [`start_agent`](Self::start_agent) once the API serves.
+    pub fn in_cluster_mode(nodes: usize, kubeconfig: &Path, agent_args: &[&str]) -> Self {
+        let manifests = tempfile::tempdir().expect("manifests dir");
+        let source = vec!["--source".to_owned(), "kubernetes".to_owned()];
+        let mut cluster =
+            Self::without_agents(nodes, manifests, source, agent_args, |_| Vec::new());
+        for node in &mut cluster.nodes {
+            node.pod_cidr.clear();
+            node.setup.pod_cidr.clear();
+            node.setup
+                .env
+                .push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
+        }
+        cluster
+    }
+
+    /// Starts (or restarts) node `node`'s agent; the old one is killed first.
+    pub fn start_agent(&mut self, node: usize) {
+        let node = &mut self.nodes[node];
+        drop(node.agent.take());
+        node.agent = Some(AgentProcess::start(&node.ns, &node.setup));
+    }
+
+    fn without_agents(
+        nodes: usize,
+        manifests: tempfile::TempDir,
+        source_args: Vec<String>,
+        agent_args: &[&str],
+        node_args: impl Fn(&str) -> Vec<String>,
+    ) -> Self {
         let routing = routing_of(agent_args);
         let suffix = unique_suffix();
         let underlay = NetNs::new(&format!("slt-ul-{suffix}"));
@@ -114,7 +162,6 @@ impl Cluster {
         attach_to_underlay(&underlay, &internet, "inet", ROUTER_IP);
         internet.ip(&["addr", "add", &format!("{INTERNET_IP}/32"), "dev", "lo"]);
 
-        let manifests = tempfile::tempdir().expect("manifests dir");
         let mut all_nodes = String::new();
         let mut cluster_nodes = Vec::new();
         for i in 1..=nodes {
@@ -128,22 +175,14 @@ impl Cluster {
             all_nodes.push_str(&node_manifest(&name, &pod_cidr, ip));
             let mut setup = AgentSetup::new(&pod_cidr);
             setup.node_name = Some(name.clone());
-            setup.extra_args = [
-                "--uplink",
-                "eth0",
-                "--cluster-cidr",
-                CLUSTER_CIDR,
-                "--source",
-                "files",
-                "--manifests",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([manifests.path().display().to_string()])
-            .chain(["--routing".to_string(), routing.clone()])
-            .chain(without_routing(agent_args))
-            .chain(node_args(&name))
-            .collect();
+            setup.extra_args = ["--uplink", "eth0", "--cluster-cidr", CLUSTER_CIDR]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(source_args.iter().cloned())
+                .chain(["--routing".to_string(), routing.clone()])
+                .chain(without_routing(agent_args))
+                .chain(node_args(&name))
+                .collect();
             cluster_nodes.push(ClusterNode {
                 name,
                 ns,
@@ -154,18 +193,15 @@ impl Cluster {
             });
         }
         std::fs::write(manifests.path().join("nodes.yaml"), all_nodes).expect("write nodes");
-        let mut cluster = Self {
+        Self {
             routing,
             pods: Vec::new(),
             nodes: cluster_nodes,
             internet,
             underlay,
             manifests,
-        };
-        for node in &mut cluster.nodes {
-            node.agent = Some(AgentProcess::start(&node.ns, &node.setup));
+            pod_uids: BTreeMap::new(),
         }
-        cluster
     }
 
     /// Runs `sluice-cni` with `command` in node `node`'s namespace, as
@@ -179,7 +215,21 @@ impl Cluster {
         pod: &str,
     ) -> (bool, String) {
         let node = &self.nodes[node];
-        run_cni(&node.ns, &node.setup, command, container_id, netns, pod)
+        let (_, name) = pod.split_once('/').expect("ns/name");
+        let uid = self
+            .pod_uids
+            .get(pod)
+            .cloned()
+            .unwrap_or_else(|| format!("uid-{name}"));
+        run_cni_with_uid(
+            &node.ns,
+            &node.setup,
+            command,
+            container_id,
+            netns,
+            pod,
+            &uid,
+        )
     }
 
     /// Creates pod `ns/name` on `node` through CNI ADD; returns its index.
@@ -291,6 +341,21 @@ pub fn run_cni(
     netns: &str,
     pod: &str,
 ) -> (bool, String) {
+    let name = pod.split_once('/').expect("ns/name").1;
+    let uid = format!("uid-{name}");
+    run_cni_with_uid(node, setup, command, container_id, netns, pod, &uid)
+}
+
+/// [`run_cni`] with the pod's `K8S_POD_UID`.
+pub fn run_cni_with_uid(
+    node: &NetNs,
+    setup: &AgentSetup,
+    command: &str,
+    container_id: &str,
+    netns: &str,
+    pod: &str,
+    uid: &str,
+) -> (bool, String) {
     let config = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "sluice",
@@ -311,7 +376,7 @@ pub fn run_cni(
             "CNI_ARGS",
             format!(
                 "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};\
-                     K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID=uid-{name}"
+                     K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID={uid}"
             ),
         )
         .stdin(Stdio::piped())

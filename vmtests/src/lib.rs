@@ -6,13 +6,16 @@
 //! - [`test_run`]: BPF_PROG_TEST_RUN for table-driven datapath tests.
 //! - [`agent`]: the real `sluice-agent` binary as a child process.
 //! - [`api`]: a blocking client of its gRPC API.
+//! - [`apiserver`]: a Kubernetes API test double for cluster mode.
 //! - [`containerd`]: a real containerd per node, driven over CRI.
+//! - [`operator`]: the real `sluice-operator` binary as a child process.
 //! - [`netpol`]: the Kubernetes NetworkPolicy conformance corpus, parsed.
 //!
 //! Every test starts with [`require_root`]: these tests never skip silently.
 
 pub mod agent;
 pub mod api;
+pub mod apiserver;
 pub mod capture;
 pub mod cgroup;
 pub mod cluster;
@@ -20,6 +23,7 @@ pub mod containerd;
 pub mod manifests;
 pub mod netns;
 pub mod netpol;
+pub mod operator;
 pub mod packet;
 pub mod test_run;
 pub mod topology;

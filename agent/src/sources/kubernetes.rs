@@ -5,8 +5,12 @@
 //! deleted while the watch was down disappear; later watch events are applied
 //! one by one. Pods are scoped to this node with a `spec.nodeName` field
 //! selector; the other kinds are watched cluster-wide.
+//!
+//! [`KubernetesSource::wait_listed`] tells when every kind was listed once:
+//! until then the store is half filled, and what is derived from it (policy,
+//! services, routes) would drop what is merely not listed yet.
 
-use std::{fmt::Debug, sync::Arc};
+use std::{collections::BTreeSet, fmt::Debug, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::{
@@ -23,7 +27,7 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 use sluice_crds::{SluiceClusterwideNetworkPolicy, SluiceNetworkPolicy, cluster::SluiceNode};
-use tokio::task::JoinSet;
+use tokio::{sync::watch, task::JoinSet};
 
 use crate::store::{Object, Scope, Store, StoredKind};
 
@@ -79,27 +83,68 @@ pub fn scope_of<K: StoredKind>() -> Scope {
     Scope::new(format!("kubernetes/{}", K::KIND))
 }
 
+/// Kinds listed at least once.
+type Listed = watch::Sender<BTreeSet<String>>;
+
 /// The running watchers; dropping this stops them.
 #[derive(Debug)]
 pub struct KubernetesSource {
     tasks: JoinSet<()>,
+    listed: Listed,
+    kinds: usize,
 }
 
 impl KubernetesSource {
     /// Starts a watcher per kind. Must be called inside a tokio runtime.
     pub fn start(client: Client, node_name: &str, store: Arc<Store>) -> Self {
         let mut tasks = JoinSet::new();
+        let listed = Listed::new(BTreeSet::new());
         let all = watcher::Config::default();
         let local_pods = watcher::Config::default().fields(&pods_on_node_selector(node_name));
-        spawn_watch::<Namespace>(&mut tasks, &client, all.clone(), &store);
-        spawn_watch::<Node>(&mut tasks, &client, all.clone(), &store);
-        spawn_watch::<Pod>(&mut tasks, &client, local_pods, &store);
-        spawn_watch::<Service>(&mut tasks, &client, all.clone(), &store);
-        spawn_watch::<EndpointSlice>(&mut tasks, &client, all.clone(), &store);
-        spawn_watch::<NetworkPolicy>(&mut tasks, &client, all.clone(), &store);
-        spawn_watch::<SluiceNetworkPolicy>(&mut tasks, &client, all.clone(), &store);
-        spawn_watch::<SluiceClusterwideNetworkPolicy>(&mut tasks, &client, all, &store);
-        Self { tasks }
+        let w = (&mut tasks, &client, &store, &listed);
+        spawn_watch::<Namespace>(w.0, w.1, all.clone(), w.2, w.3);
+        let w = (&mut tasks, &client, &store, &listed);
+        spawn_watch::<Node>(w.0, w.1, all.clone(), w.2, w.3);
+        let w = (&mut tasks, &client, &store, &listed);
+        spawn_watch::<Pod>(w.0, w.1, local_pods, w.2, w.3);
+        let w = (&mut tasks, &client, &store, &listed);
+        spawn_watch::<Service>(w.0, w.1, all.clone(), w.2, w.3);
+        let w = (&mut tasks, &client, &store, &listed);
+        spawn_watch::<EndpointSlice>(w.0, w.1, all.clone(), w.2, w.3);
+        let w = (&mut tasks, &client, &store, &listed);
+        spawn_watch::<NetworkPolicy>(w.0, w.1, all.clone(), w.2, w.3);
+        let w = (&mut tasks, &client, &store, &listed);
+        spawn_watch::<SluiceNetworkPolicy>(w.0, w.1, all.clone(), w.2, w.3);
+        let w = (&mut tasks, &client, &store, &listed);
+        spawn_watch::<SluiceClusterwideNetworkPolicy>(w.0, w.1, all, w.2, w.3);
+        let kinds = tasks.len();
+        Self {
+            tasks,
+            listed,
+            kinds,
+        }
+    }
+
+    /// One more watch [`wait_listed`](Self::wait_listed) waits for (e.g.
+    /// the remote endpoints of cluster mode): call what this returns after
+    /// each list of it.
+    pub fn also_wait_for(&mut self, name: &str) -> impl FnMut() + Send + 'static {
+        self.kinds += 1;
+        let (listed, name) = (self.listed.clone(), name.to_owned());
+        move || {
+            listed.send_if_modified(|l| l.insert(name.clone()));
+        }
+    }
+
+    /// Whether every kind has been listed once.
+    pub fn is_listed(&self) -> bool {
+        self.listed.borrow().len() == self.kinds
+    }
+
+    /// Waits until every kind has been listed once (into the store).
+    pub async fn wait_listed(&self) {
+        let mut listed = self.listed.subscribe();
+        let _ = listed.wait_for(|l| l.len() == self.kinds).await;
     }
 
     /// Stops every watcher.
@@ -113,22 +158,42 @@ fn spawn_watch<K>(
     client: &Client,
     config: watcher::Config,
     store: &Arc<Store>,
+    listed: &Listed,
 ) where
     K: Resource<DynamicType = ()> + StoredKind + Clone + DeserializeOwned + Debug + Send + 'static,
     Object: From<K>,
 {
     let api = Api::<K>::all(client.clone());
     let stream = watcher::watcher(api, config).default_backoff();
-    tasks.spawn(apply_watch_events(
+    let (listed, scope) = (listed.clone(), scope_of::<K>());
+    let name = scope.to_string();
+    tasks.spawn(apply_watch_events_then(
         stream,
-        scope_of::<K>(),
+        scope,
         Arc::clone(store),
+        move || {
+            listed.send_if_modified(|l| l.insert(name.clone()));
+        },
     ));
 }
 
 /// Applies a watcher's events to the store until the stream ends.
 pub async fn apply_watch_events<K, S, E>(stream: S, scope: Scope, store: Arc<Store>)
 where
+    S: Stream<Item = Result<Event<K>, E>>,
+    E: std::fmt::Display,
+    Object: From<K>,
+{
+    apply_watch_events_then(stream, scope, store, || {}).await;
+}
+
+/// [`apply_watch_events`], calling `listed` after each (re)list is applied.
+pub async fn apply_watch_events_then<K, S, E>(
+    stream: S,
+    scope: Scope,
+    store: Arc<Store>,
+    mut listed: impl FnMut(),
+) where
     S: Stream<Item = Result<Event<K>, E>>,
     E: std::fmt::Display,
     Object: From<K>,
@@ -156,6 +221,7 @@ where
                         tracing::error!(%scope, error = %e, "list returned an unusable object")
                     }
                 }
+                listed();
             }
             Ok(Event::Apply(object)) => {
                 if let Err(e) = store.apply(&scope, object.into()) {
@@ -494,6 +560,10 @@ mod tests {
         // Watches are left pending, as a quiet API server would.
         let mut pending = Vec::new();
         while watches.len() < expected_lists.len() {
+            assert!(
+                lists.len() == expected_lists.len() || !source.is_listed(),
+                "listed before every kind was"
+            );
             let next = tokio::time::timeout(Duration::from_secs(30), handle.next_request());
             let (request, send) = next
                 .await
@@ -529,6 +599,15 @@ mod tests {
             }
         }
         assert_eq!(lists, expected_lists);
+        tokio::time::timeout(Duration::from_secs(10), source.wait_listed())
+            .await
+            .expect("every kind listed once");
+        assert!(source.is_listed());
+        let mut source = source;
+        let mut remote_listed = source.also_wait_for("kubernetes/SluiceEndpoint");
+        assert!(!source.is_listed(), "one more watch to wait for");
+        remote_listed();
+        assert!(source.is_listed());
         assert!(store.get::<Namespace>(None, "shop").is_some());
         source.shutdown().await;
     }

@@ -84,3 +84,55 @@ async fn agents_sharing_a_directory_give_each_label_set_one_number() {
         .count();
     assert_eq!(files_after, SETS);
 }
+
+/// `listed` (what the agent waits for before it syncs anything) fires on
+/// the watch's end of list, over the files backend as over kube-rs, and
+/// only once the listed remote pods are in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_endpoints_are_in_the_store_when_listed_fires() {
+    use sluice_cluster_api::ClusterApi;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Arc::new(FilesApi::open(dir.path()).expect("open"));
+    for (name, node, ip) in [
+        ("web-2", "node-2", "10.244.2.7"),
+        ("web-1", "node-1", "10.244.1.5"),
+    ] {
+        let record: sluice_crds::SluiceEndpoint = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.io/v1alpha1", "kind": "SluiceEndpoint",
+            "metadata": {"name": name, "namespace": "shop",
+                         "labels": {sluice_cluster_api::NODE_LABEL: node}},
+            "spec": {"pod": name, "podUID": format!("uid-{name}"), "node": node, "ipv4": ip,
+                     "identity": 300,
+                     "labels": ["k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop"]},
+        }))
+        .expect("record");
+        api.apply_endpoint(&record).await.expect("apply");
+    }
+    let store = Arc::new(crate::store::Store::default());
+    let (listed, mut lists) = tokio::sync::mpsc::unbounded_channel();
+    let seen = store.clone();
+    tokio::spawn(super::remote::follow_remote_endpoints_with(
+        api,
+        "node-1".to_owned(),
+        store,
+        None,
+        move || {
+            let names: Vec<_> = seen
+                .list::<k8s_openapi::api::core::v1::Pod>()
+                .iter()
+                .filter_map(|pod| pod.metadata.name.clone())
+                .collect();
+            let _ = listed.send(names);
+        },
+    ));
+    let names = tokio::time::timeout(std::time::Duration::from_secs(10), lists.recv())
+        .await
+        .expect("listed within 10 s")
+        .expect("listed");
+    assert_eq!(
+        names,
+        ["web-2"],
+        "the remote pod, not our own, when listed fires"
+    );
+}

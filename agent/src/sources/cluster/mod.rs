@@ -109,23 +109,38 @@ impl Cluster {
         )
     }
 
-    /// Starts recording local endpoints and following remote ones.
-    pub fn follow(&mut self, node: &str, registry: Arc<EndpointRegistry>, store: Arc<Store>) {
+    /// Starts following other nodes' endpoints; `listed` is called after
+    /// each (re)list of them reached the store. Where other nodes' pods
+    /// are already in the store (the mesh's shared manifests) nothing is
+    /// followed and `listed` is called at once.
+    pub fn follow_remote(
+        &mut self,
+        node: &str,
+        store: Arc<Store>,
+        mut listed: impl FnMut() + Send + 'static,
+    ) {
+        if !self.remote_from_endpoints {
+            listed();
+            return;
+        }
+        self.tasks.spawn(remote::follow_remote_endpoints_with(
+            self.api.clone(),
+            node.to_owned(),
+            store,
+            Some(self.identities.clone()),
+            listed,
+        ));
+    }
+
+    /// Starts recording local endpoints as `SluiceEndpoint`s.
+    pub fn publish(&mut self, node: &str, registry: Arc<EndpointRegistry>, store: Arc<Store>) {
         self.tasks.spawn(endpoints::publish(
             self.api.clone(),
             node.to_owned(),
             registry,
-            store.clone(),
+            store,
             PUBLISH_INTERVAL,
         ));
-        if self.remote_from_endpoints {
-            self.tasks.spawn(remote::follow_remote_endpoints_with(
-                self.api.clone(),
-                node.to_owned(),
-                store,
-                Some(self.identities.clone()),
-            ));
-        }
     }
 
     pub async fn shutdown(mut self) {

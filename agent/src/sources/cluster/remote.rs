@@ -21,7 +21,7 @@ use sluice_crds::SluiceEndpoint;
 use super::identities::ClusterIdentities;
 use crate::{
     identity::{NAMESPACE_LABEL_PREFIX, POD_LABEL_PREFIX, POD_NAMESPACE_LABEL},
-    sources::kubernetes::apply_watch_events,
+    sources::kubernetes::apply_watch_events_then,
     store::{Scope, Store},
 };
 
@@ -159,21 +159,24 @@ pub async fn follow_remote_endpoints(
     identities: Option<Arc<ClusterIdentities>>,
 ) {
     let api = Arc::new(KubeApi::new(client, super::FIELD_MANAGER));
-    follow_remote_endpoints_with(api, node, store, identities).await;
+    follow_remote_endpoints_with(api, node, store, identities, || {}).await;
 }
 
-/// [`follow_remote_endpoints`] over any backend.
+/// [`follow_remote_endpoints`] over any backend, calling `listed` after
+/// each (re)list (the watch's `InitDone`) reached the store.
 pub async fn follow_remote_endpoints_with(
     api: Arc<dyn ClusterApi>,
     node: String,
     store: Arc<Store>,
     identities: Option<Arc<ClusterIdentities>>,
+    listed: impl FnMut(),
 ) {
     let stream = api.watch_endpoints();
-    apply_watch_events(
+    apply_watch_events_then(
         remote_pod_events(stream, node, identities),
         remote_scope(),
         store,
+        listed,
     )
     .await;
 }
