@@ -18,6 +18,23 @@ trap '"$SLUICE" mesh down' EXIT
 "$SLUICE" mesh get pods
 "$SLUICE" mesh test
 
+echo
+echo "Identities are cluster-wide: the same numbers on every node (SluiceIdentity objects)."
+for node in node-1 node-2; do
+    echo "== $node"
+    "$SLUICE" identity list --node "$node"
+done
+
+echo
+echo "A cross-node flow traced end to end (egress on frontend-1's node, ingress on db-0's):"
+# Exit 1 means DENIED, which is what the example's policy says.
+status=0
+"$SLUICE" policy trace --from demo/frontend-1 --to demo/db-0 --port 5432/tcp || status=$?
+if [[ $status -ne 1 ]]; then
+    echo "demo: expected the trace to answer DENIED (exit 1), got exit $status" >&2
+    exit 1
+fi
+
 cat <<'NEXT'
 
 Try next (while the mesh is up, e.g. with `sluice mesh up` in your own shell):
