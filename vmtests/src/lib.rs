@@ -25,6 +25,7 @@ pub mod netns;
 pub mod netpol;
 pub mod operator;
 pub mod packet;
+pub mod scratch_datapath;
 pub mod test_run;
 pub mod topology;
 pub mod workload;

@@ -10,7 +10,7 @@ use sluice_agent::{
     datapath::{
         Datapath,
         lb_maps::KernelLbMaps,
-        maps::{EndpointMap, conntrack, nat, read_counters},
+        maps::{conntrack, nat, read_counters},
     },
     services::{
         model::{BackendAddr, FrontendAddr, FrontendSpec},
@@ -18,9 +18,7 @@ use sluice_agent::{
     },
 };
 use sluice_bpf_common::{
-    config::NodeConfig,
     conntrack::{CtKey, PROTO_TCP, PROTO_UDP},
-    endpoint::EndpointInfo,
     events::EVENTS_RING_SIZE,
     metrics::{DropReason, Verdict},
     nat::{NAT_PORT_MAX, NAT_PORT_MIN},
@@ -29,7 +27,7 @@ use sluice_bpf_common::{
 use sluice_vmtests::{
     agent::PinRoot,
     packet::{Ipv4Flow, TcpFlags, ports, summarize},
-    require_root,
+    scratch_datapath::{self, ct_key},
     test_run::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TcRun, run_tc},
 };
 
@@ -39,10 +37,6 @@ const BACKEND_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 6);
 const BACKEND_B: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 7);
 const OTHER_NODE_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 7);
 const INTERNET: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-
-fn be(addr: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(addr.octets())
-}
 
 fn flow(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Flow {
     Ipv4Flow {
@@ -54,17 +48,6 @@ fn flow(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Flow {
     }
 }
 
-fn tuple(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> CtKey {
-    CtKey {
-        saddr: be(src),
-        daddr: be(dst),
-        sport: sport.to_be(),
-        dport: dport.to_be(),
-        proto,
-        _pad: [0; 3],
-    }
-}
-
 struct Bench {
     _pins: PinRoot,
     datapath: Datapath,
@@ -73,36 +56,8 @@ struct Bench {
 impl Bench {
     /// The datapath with `small` applied to the test map sizes.
     fn new(small: impl FnOnce(&mut DatapathConfig)) -> Self {
-        require_root();
-        let pins = PinRoot::new();
-        let mut config = DatapathConfig::for_tests(pins.path().to_owned());
-        small(&mut config);
-        let mut datapath = Datapath::load(&config).expect("load the datapath");
-        datapath
-            .set_node_config(NodeConfig {
-                node_ip: be(NODE_IP),
-                cluster_net: be(Ipv4Addr::new(10, 244, 0, 0)),
-                cluster_mask: be(Ipv4Addr::new(255, 255, 0, 0)),
-                maglev_table_size: 0,
-                ..Default::default()
-            })
-            .expect("node config");
-        let mut endpoints = EndpointMap::open(datapath.pin_dir()).expect("endpoint map");
-        for ip in [POD, BACKEND_A, BACKEND_B] {
-            let last = ip.octets()[3];
-            endpoints
-                .upsert(
-                    ip,
-                    EndpointInfo {
-                        ifindex: u32::from(last),
-                        identity: 300,
-                        pod_mac: [0x0a, 0, 0, 0, 0, last],
-                        node_mac: [0x0e, 0, 0, 0, 0, last],
-                        flags: 0,
-                    },
-                )
-                .expect("seed a local pod");
-        }
+        let (pins, datapath) = scratch_datapath::load(NODE_IP, small);
+        scratch_datapath::seed_local_pods(&datapath, &[POD, BACKEND_A, BACKEND_B]);
         Self {
             _pins: pins,
             datapath,
@@ -159,9 +114,9 @@ fn a_full_conntrack_map_evicts_the_oldest_flows_and_traffic_keeps_flowing() {
         "{} entries in a map of {CAPACITY}",
         keys.len()
     );
-    let newest = tuple(POD, OTHER_NODE_POD, 10_000 + flows - 1, 53, PROTO_UDP);
+    let newest = ct_key(POD, OTHER_NODE_POD, 10_000 + flows - 1, 53, PROTO_UDP);
     assert!(keys.contains(&newest), "the newest flow is tracked");
-    let oldest = tuple(POD, OTHER_NODE_POD, 10_000, 53, PROTO_UDP);
+    let oldest = ct_key(POD, OTHER_NODE_POD, 10_000, 53, PROTO_UDP);
     assert!(!keys.contains(&oldest), "the oldest flow was evicted");
     // The evicted flow's reply is still delivered, and its next packet is
     // tracked again.

@@ -4,15 +4,11 @@
 
 use std::net::Ipv4Addr;
 
-use sluice_agent::{
-    config::DatapathConfig,
-    datapath::{
-        Datapath,
-        maps::{EndpointMap, conntrack, nat, read_counters},
-    },
+use sluice_agent::datapath::{
+    Datapath,
+    maps::{EndpointMap, conntrack, nat, read_counters},
 };
 use sluice_bpf_common::{
-    config::NodeConfig,
     conntrack::{CtKey, CtState, PROTO_ICMP, PROTO_TCP, PROTO_UDP},
     endpoint::EndpointInfo,
     metrics::{DropReason, Verdict},
@@ -25,7 +21,7 @@ use sluice_vmtests::{
         Ipv4Flow, TcpFlags, as_first_fragment, l4_checksum_ok, ports, summarize, with_ip_options,
         with_truncated_l4,
     },
-    require_root,
+    scratch_datapath::{self, be, ct_key},
     test_run::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TcRun, run_tc},
 };
 
@@ -43,10 +39,6 @@ const POD_ENDPOINT: EndpointInfo = EndpointInfo {
     flags: 0,
 };
 
-fn be(addr: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(addr.octets())
-}
-
 fn flow(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Flow {
     Ipv4Flow {
         src_mac: MAC_A,
@@ -54,17 +46,6 @@ fn flow(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Flow {
         src,
         dst,
         ttl: 64,
-    }
-}
-
-fn tuple(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> CtKey {
-    CtKey {
-        saddr: be(src),
-        daddr: be(dst),
-        sport: sport.to_be(),
-        dport: dport.to_be(),
-        proto,
-        _pad: [0; 3],
     }
 }
 
@@ -76,19 +57,7 @@ struct Bench {
 
 impl Bench {
     fn new() -> Self {
-        require_root();
-        let pins = PinRoot::new();
-        let mut datapath = Datapath::load(&DatapathConfig::for_tests(pins.path().to_owned()))
-            .expect("load the datapath");
-        datapath
-            .set_node_config(NodeConfig {
-                node_ip: be(NODE_IP),
-                cluster_net: be(Ipv4Addr::new(10, 244, 0, 0)),
-                cluster_mask: be(Ipv4Addr::new(255, 255, 0, 0)),
-                maglev_table_size: 0,
-                ..Default::default()
-            })
-            .expect("node config");
+        let (pins, datapath) = scratch_datapath::load(NODE_IP, |_| {});
         EndpointMap::open(datapath.pin_dir())
             .expect("endpoint map")
             .upsert(POD, POD_ENDPOINT)
@@ -139,7 +108,7 @@ fn assert_checksums(packet: &[u8], what: &str) {
 #[test]
 fn tcp_conntrack_follows_the_connection_through_its_states() {
     let mut bench = Bench::new();
-    let key = tuple(POD, OTHER_NODE_POD, 40000, 80, PROTO_TCP);
+    let key = ct_key(POD, OTHER_NODE_POD, 40000, 80, PROTO_TCP);
     let out = flow(POD, OTHER_NODE_POD);
     let back = flow(OTHER_NODE_POD, POD);
 
@@ -173,7 +142,7 @@ fn tcp_conntrack_follows_the_connection_through_its_states() {
 #[test]
 fn udp_and_icmp_echo_are_tracked_until_replied() {
     let mut bench = Bench::new();
-    let udp = tuple(POD, OTHER_NODE_POD, 5353, 53, PROTO_UDP);
+    let udp = ct_key(POD, OTHER_NODE_POD, 5353, 53, PROTO_UDP);
     bench.run(
         PROG_FROM_POD,
         &flow(POD, OTHER_NODE_POD).udp(5353, 53, b"query"),
@@ -188,7 +157,7 @@ fn udp_and_icmp_echo_are_tracked_until_replied() {
     // ICMP echo: the identifier plays the requester's port.
     let echo = CtKey {
         dport: 0,
-        ..tuple(POD, OTHER_NODE_POD, 777, 0, PROTO_ICMP)
+        ..ct_key(POD, OTHER_NODE_POD, 777, 0, PROTO_ICMP)
     };
     bench.run(
         PROG_FROM_POD,
@@ -211,7 +180,7 @@ fn fragments_are_forwarded_by_address_but_not_tracked() {
         run.action, TC_ACT_REDIRECT,
         "delivery needs only the address"
     );
-    let key = tuple(OTHER_NODE_POD, POD, 53, 5353, PROTO_UDP);
+    let key = ct_key(OTHER_NODE_POD, POD, 53, 5353, PROTO_UDP);
     assert!(bench.ct_state(&key).is_none());
 }
 
@@ -251,14 +220,14 @@ fn masquerade_translates_pod_flows_leaving_the_cluster_and_their_replies() {
     // NAT state: flow → node port, reply → pod.
     let (snat, snat_rev) = nat(bench.datapath.pin_dir()).unwrap();
     let binding = snat
-        .get(&tuple(POD, INTERNET, 40000, 80, PROTO_TCP))
+        .get(&ct_key(POD, INTERNET, 40000, 80, PROTO_TCP))
         .expect("SNAT entry");
     assert_eq!(
         (binding.addr, u16::from_be(binding.port)),
         (be(NODE_IP), nat_port)
     );
     let reverse = snat_rev
-        .get(&tuple(INTERNET, NODE_IP, 80, nat_port, PROTO_TCP))
+        .get(&ct_key(INTERNET, NODE_IP, 80, nat_port, PROTO_TCP))
         .expect("SNAT_REV entry");
     assert_eq!((reverse.addr, u16::from_be(reverse.port)), (be(POD), 40000));
 
@@ -274,7 +243,7 @@ fn masquerade_translates_pod_flows_leaving_the_cluster_and_their_replies() {
     assert_checksums(&back.packet, "reverse-NATed SYN-ACK");
     assert_eq!(bench.counter(Verdict::Unmasqueraded), 1);
     assert_eq!(
-        bench.ct_state(&tuple(POD, INTERNET, 40000, 80, PROTO_TCP)),
+        bench.ct_state(&ct_key(POD, INTERNET, 40000, 80, PROTO_TCP)),
         Some((CtState::TcpEstablished, 1, 1)),
         "the reply is tracked on the pod's original flow"
     );

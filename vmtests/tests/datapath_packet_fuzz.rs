@@ -27,11 +27,10 @@ use std::{
 };
 
 use sluice_agent::{
-    config::DatapathConfig,
     datapath::{
         Datapath,
         lb_maps::KernelLbMaps,
-        maps::{EndpointMap, conntrack, nat},
+        maps::{conntrack, nat},
     },
     services::{
         model::{BackendAddr, FrontendAddr, FrontendSpec},
@@ -39,9 +38,7 @@ use sluice_agent::{
     },
 };
 use sluice_bpf_common::{
-    config::NodeConfig,
     conntrack::{CtKey, CtState, PROTO_ICMP, PROTO_TCP, PROTO_UDP},
-    endpoint::EndpointInfo,
     lb::HAIRPIN_ADDR,
     nat::{NAT_PORT_MAX, NAT_PORT_MIN},
     pin::{PROG_FROM_POD, PROG_FROM_UPLINK, PROG_TO_UPLINK},
@@ -49,7 +46,7 @@ use sluice_bpf_common::{
 use sluice_vmtests::{
     agent::PinRoot,
     packet::Ipv4Flow,
-    require_root,
+    scratch_datapath::{self, be},
     test_run::{
         TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, try_run_tc, try_run_xdp,
     },
@@ -70,10 +67,6 @@ const DEFAULT_FRAMES: usize = 1_500;
 const DEFAULT_SEED: u64 = 0x5eed_f00d_cafe_0001;
 /// Frames between checks and flushes of the conntrack and NAT maps.
 const FLUSH_EVERY: usize = 200;
-
-fn be(addr: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(addr.octets())
-}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -276,35 +269,8 @@ struct Bench {
 
 impl Bench {
     fn new() -> Self {
-        require_root();
-        let pins = PinRoot::new();
-        let mut datapath = Datapath::load(&DatapathConfig::for_tests(pins.path().to_owned()))
-            .expect("load the datapath");
-        datapath
-            .set_node_config(NodeConfig {
-                node_ip: be(NODE_IP),
-                cluster_net: be(Ipv4Addr::new(10, 244, 0, 0)),
-                cluster_mask: be(Ipv4Addr::new(255, 255, 0, 0)),
-                maglev_table_size: 0,
-                ..Default::default()
-            })
-            .expect("node config");
-        let mut endpoints = EndpointMap::open(datapath.pin_dir()).expect("endpoint map");
-        for ip in [POD, BACKEND] {
-            let last = ip.octets()[3];
-            endpoints
-                .upsert(
-                    ip,
-                    EndpointInfo {
-                        ifindex: u32::from(last),
-                        identity: 300,
-                        pod_mac: [0x0a, 0, 0, 0, 0, last],
-                        node_mac: [0x0e, 0, 0, 0, 0, last],
-                        flags: 0,
-                    },
-                )
-                .expect("seed a local pod");
-        }
+        let (pins, datapath) = scratch_datapath::load(NODE_IP, |_| {});
+        scratch_datapath::seed_local_pods(&datapath, &[POD, BACKEND]);
         let mut lb = LbState::new(LbSettings {
             node_ip: NODE_IP,
             maglev_table_size: None,

@@ -32,6 +32,7 @@ use sluice_bpf_common::{
     metrics::{DropReason, Verdict},
     pin::{PROG_FROM_POD, PROG_FROM_UPLINK},
 };
+use sluice_vmtests::scratch_datapath::be;
 use sluice_vmtests::{
     agent::PinRoot,
     packet::{Ipv4Flow, TcpFlags},
@@ -80,10 +81,6 @@ metadata: {name: batch-2, namespace: shop, labels: {app: batch}}
 spec: {nodeName: node-2, containers: [{name: c, image: x}]}
 status: {podIP: 10.244.2.50}
 ";
-
-fn be(addr: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(addr.octets())
-}
 
 fn local_pod(name: &str, app: &str, ip: Ipv4Addr) -> String {
     format!(

@@ -25,6 +25,7 @@ use sluice_bpf_common::{
     metrics::{DropReason, Verdict},
     pin::{PROG_FROM_POD, PROG_FROM_UPLINK},
 };
+use sluice_vmtests::scratch_datapath::be;
 use sluice_vmtests::{
     agent::PinRoot,
     packet::{Ipv4Flow, TcpFlags, l4_checksum_ok, ports, summarize},
@@ -39,10 +40,6 @@ const LOCAL_BACKENDS: [Ipv4Addr; 2] =
     [Ipv4Addr::new(10, 244, 1, 10), Ipv4Addr::new(10, 244, 1, 11)];
 const REMOTE_BACKEND: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 20);
 const MAGLEV_SIZE: u32 = 251;
-
-fn be(addr: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(addr.octets())
-}
 
 fn endpoint(last: u8) -> EndpointInfo {
     EndpointInfo {

@@ -23,6 +23,7 @@ use sluice_bpf_common::{
     metrics::{DropReason, Verdict},
     pin::PROG_FROM_POD,
 };
+use sluice_vmtests::scratch_datapath::be;
 use sluice_vmtests::{
     agent::PinRoot,
     packet::Ipv4Flow,
@@ -35,10 +36,6 @@ const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const FLOOD: u64 = 100_000;
 /// Answers per second per CPU, as the agent would configure it.
 const RATE_PER_CPU: u32 = 200;
-
-fn be(addr: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(addr.octets())
-}
 
 /// The CPUs the test thread may run on: each has its own bucket.
 fn cpus() -> u64 {
