@@ -367,7 +367,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         pin_dir: pin_dir.clone(),
         ipam,
         registry: registry.clone(),
-        policy,
+        policy: policy.clone(),
         store,
         node_net,
         ready: ready.clone(),
@@ -391,17 +391,16 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
                 stopped(),
             ),
     );
-    let router = metrics::router(
-        metrics::registry(
-            pin_dir,
-            registry,
-            ready.clone(),
-            metric_identities,
-            metric_flows,
-            &api_latency,
-        ),
+    let mut metric_registry = metrics::registry(
+        pin_dir,
+        registry,
         ready.clone(),
+        metric_identities,
+        metric_flows,
+        &api_latency,
     );
+    policy.register_metrics(&mut metric_registry);
+    let router = metrics::router(metric_registry, ready.clone());
     let http = tokio::spawn(metrics::serve(config.metrics_addr, router, stopped()));
 
     ready.store(true, Ordering::Release);

@@ -4,20 +4,20 @@
 //! start remove whatever a previous agent left that is no longer wanted.
 
 use std::{
-    collections::BTreeSet,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
-    datapath::policy_maps::{KernelPolicyMaps, policy_bytes},
+    datapath::policy_maps::KernelPolicyMaps,
     endpoints::EndpointRegistry,
-    policy::{
-        DesiredState, Engine, LocalEndpoint, PolicyInputs, PolicyRef, apply, diff,
-        diff_from_unknown, lookup_hints_of,
-    },
+    policy::{DesiredState, Engine, LocalEndpoint, PolicyInputs, PolicyRef, write_state},
     store::{Object, Store},
 };
 
@@ -49,36 +49,39 @@ pub struct PolicyController {
     registry: Arc<EndpointRegistry>,
     node_name: String,
     inner: Mutex<Applied>,
+    metrics: SyncMetrics,
 }
 
-/// Policy keys as (prefix length, data bytes); ipcache keys as (prefix
-/// length, address).
-type PolicyKeySet = BTreeSet<(u32, [u8; 12])>;
-type IpcacheKeySet = BTreeSet<(u32, u32)>;
-
-fn keep_sets(state: &DesiredState) -> (PolicyKeySet, IpcacheKeySet) {
-    let policy = state
-        .endpoints
-        .iter()
-        .flat_map(|(ip, ep)| {
-            ep.entries.keys().map(move |k| {
-                let key = k.to_bpf(*ip);
-                (key.prefix_len, policy_bytes(&key.data()))
-            })
-        })
-        .collect();
-    let ipcache = state
-        .ipcache
-        .keys()
-        .map(|net| {
-            (
-                u32::from(net.prefix_len()),
-                u32::from_ne_bytes(net.network().octets()),
-            )
-        })
-        .collect();
-    (policy, ipcache)
+/// Whether the maps follow the store: a failing sync (a full policy map)
+/// shows here, for alerts and insights, and is retried with backoff.
+#[derive(Default)]
+struct SyncMetrics {
+    failures: Counter,
+    in_sync: Gauge,
+    /// Consecutive failures (for the retry backoff).
+    failing: std::sync::atomic::AtomicU32,
 }
+
+impl SyncMetrics {
+    fn record(&self, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.in_sync.set(i64::from(ok));
+        if ok {
+            self.failing.store(0, Relaxed);
+        } else {
+            self.failures.inc();
+            self.failing.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// How long to wait before retrying after `failing` consecutive failed
+/// syncs: 1 s doubling up to 30 s; `None` when the last sync succeeded.
+fn retry_after(failing: u32) -> Option<Duration> {
+    (failing > 0).then(|| Duration::from_secs(1u64 << (failing - 1).min(5)).min(RETRY_MAX))
+}
+
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl PolicyController {
     pub fn new(
@@ -99,7 +102,31 @@ impl PolicyController {
                 maps,
                 state: None,
             }),
+            metrics: SyncMetrics::default(),
         }
+    }
+
+    /// Registers `sluice_policy_sync_failures_total` and `sluice_policy_in_sync`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "sluice_policy_sync_failures",
+            "Policy syncs that could not write the policy maps (e.g. the policy map is full)",
+            self.metrics.failures.clone(),
+        );
+        registry.register(
+            "sluice_policy_in_sync",
+            "1 when the last policy sync wrote the maps, 0 while the previous policy stays in force",
+            self.metrics.in_sync.clone(),
+        );
+    }
+
+    /// When to retry after failed syncs (`None`: the last one succeeded).
+    fn retry_after(&self) -> Option<Duration> {
+        retry_after(
+            self.metrics
+                .failing
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, Applied> {
@@ -131,32 +158,29 @@ impl PolicyController {
                 reasons: reasons.clone(),
             })
             .collect();
-        // On failure the state stays unknown (`None`): the next sync
-        // starts from scratch and prunes.
-        let ops = match inner.state.take() {
-            Some(old) => {
-                let ops = diff(&old, &out.state);
-                apply(&ops, &mut inner.maps)?;
-                ops
-            }
-            None => {
-                let ops = diff_from_unknown(&out.state);
-                apply(&ops, &mut inner.maps)?;
-                let (policy, ipcache) = keep_sets(&out.state);
-                let pruned = inner.maps.prune(&policy, &ipcache)?;
-                if pruned > 0 {
+        let written = inner.state.take();
+        let result = write_state(&mut inner.maps, written.as_ref(), &out.state);
+        self.metrics.record(result.is_ok());
+        match result {
+            Ok(report) => {
+                if report.pruned > 0 {
                     tracing::info!(
-                        pruned,
-                        "removed stale policy entries left by an earlier agent"
+                        pruned = report.pruned,
+                        "removed stale policy entries (an earlier agent's, or a failed write's)"
                     );
                 }
-                // Only now that no stale entry is left may hints hide lookups.
-                apply(&lookup_hints_of(&out.state), &mut inner.maps)?;
-                ops
+                tracing::debug!(ops = report.ops, "policy synced");
+                inner.state = Some(out.state);
             }
-        };
-        tracing::debug!(ops = ops.len(), "policy synced");
-        inner.state = Some(out.state);
+            // Nothing was written: the maps still hold `written`.
+            Err(e) if e.left_maps_unchanged() => {
+                inner.state = written;
+                return Err(e.into());
+            }
+            // What the maps hold is unknown (`None`): the next sync
+            // rewrites from scratch and prunes.
+            Err(e) => return Err(e.into()),
+        }
         crate::memory::release_freed();
         self.synced
             .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
@@ -203,7 +227,17 @@ pub async fn follow(controller: Arc<PolicyController>, store: Arc<Store>) {
         let mut seen = subscription.revision;
         controller.sync_async().await;
         loop {
-            let received = subscription.events.recv().await;
+            let received = match controller.retry_after() {
+                None => subscription.events.recv().await,
+                Some(wait) => match tokio::time::timeout(wait, subscription.events.recv()).await {
+                    Ok(received) => received,
+                    // The last sync failed and nothing changed since: retry.
+                    Err(_) => {
+                        controller.sync_async().await;
+                        continue;
+                    }
+                },
+            };
             if received.is_ok() {
                 seen += 1;
             }
@@ -232,5 +266,17 @@ pub async fn follow(controller: Arc<PolicyController>, store: Arc<Store>) {
                 Err(RecvError::Closed) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_syncs_are_retried_with_a_doubling_backoff_capped_at_30_s() {
+        assert_eq!(retry_after(0), None);
+        let waits: Vec<u64> = (1..=8).map(|n| retry_after(n).unwrap().as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }

@@ -3,15 +3,19 @@
 //! says, the counters behind the metrics show it, and it recovers when the
 //! load drops.
 
-use std::{collections::BTreeMap, collections::HashSet, net::Ipv4Addr};
+use std::{collections::BTreeMap, collections::HashSet, net::Ipv4Addr, sync::Arc};
 
 use sluice_agent::{
     config::DatapathConfig,
     datapath::{
         Datapath,
         lb_maps::KernelLbMaps,
-        maps::{conntrack, nat, read_counters},
+        maps::{conntrack, nat, read_counters, read_policy},
+        ops::KernelDatapath,
+        policy_maps::KernelPolicyMaps,
     },
+    identity::NumericIdentity,
+    policy::{DesiredState, EndpointPolicy, EntryKey, EntryValue, PortMatch, write_state},
     services::{
         model::{BackendAddr, FrontendAddr, FrontendSpec},
         sync::{LbSettings, LbState},
@@ -23,6 +27,9 @@ use sluice_bpf_common::{
     metrics::{DropReason, Verdict},
     nat::{NAT_PORT_MAX, NAT_PORT_MIN},
     pin::{PROG_FROM_POD, PROG_FROM_UPLINK, PROG_TO_UPLINK},
+    policy::{
+        DIRECTION_INGRESS, ENDPOINT_F_ENFORCE_INGRESS, POLICY_PREFIX_FULL_BITS, PolicyVerdict,
+    },
 };
 use sluice_vmtests::{
     agent::PinRoot,
@@ -49,7 +56,7 @@ fn flow(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Flow {
 }
 
 struct Bench {
-    _pins: PinRoot,
+    pins: PinRoot,
     datapath: Datapath,
 }
 
@@ -58,10 +65,7 @@ impl Bench {
     fn new(small: impl FnOnce(&mut DatapathConfig)) -> Self {
         let (pins, datapath) = scratch_datapath::load(NODE_IP, small);
         scratch_datapath::seed_local_pods(&datapath, &[POD, BACKEND_A, BACKEND_B]);
-        Self {
-            _pins: pins,
-            datapath,
-        }
+        Self { pins, datapath }
     }
 
     fn run(&mut self, program: &str, packet: &[u8]) -> TcRun {
@@ -285,4 +289,164 @@ fn a_full_backend_map_keeps_programmed_services_and_recovers() {
     let b = to_vip(&mut bench, VIP_B, 50_200);
     assert_eq!(b.action, TC_ACT_REDIRECT);
     assert_eq!(ports(&b.packet).1, 9090);
+}
+
+/// The address of the remote pod with identity `id` (ids from 1000).
+fn remote_pod(id: u32) -> Ipv4Addr {
+    Ipv4Addr::new(10, 244, 2, (id - 1000) as u8)
+}
+
+/// `POD` enforces ingress and allows TCP/80 from the remote pods with
+/// identities `ids` (each in the ipcache).
+fn allowing(ids: std::ops::Range<u32>) -> DesiredState {
+    let entry = |identity| {
+        let key = EntryKey {
+            direction: DIRECTION_INGRESS,
+            identity,
+            ports: PortMatch {
+                proto: PROTO_TCP,
+                port: 80,
+                prefix_len: POLICY_PREFIX_FULL_BITS,
+            },
+        };
+        let value = EntryValue {
+            verdict: PolicyVerdict::Allow,
+            audit: false,
+            rule: identity,
+        };
+        (key, value)
+    };
+    DesiredState {
+        endpoints: [(
+            POD,
+            Arc::new(EndpointPolicy {
+                flags: ENDPOINT_F_ENFORCE_INGRESS,
+                entries: ids.clone().map(entry).collect(),
+            }),
+        )]
+        .into(),
+        ipcache: ids
+            .map(|id| (remote_pod(id).into(), NumericIdentity::new(id)))
+            .collect(),
+        ..DesiredState::default()
+    }
+}
+
+#[test]
+fn a_full_policy_map_keeps_the_last_policy_in_force_and_recovers() {
+    const CAPACITY: u32 = 16;
+    let mut bench = Bench::new(|c| c.policy_map_size = CAPACITY);
+    // The agent's map writer: a second load sharing the pinned maps.
+    let mut config = DatapathConfig::for_tests(bench.pins.path().to_owned());
+    config.policy_map_size = CAPACITY;
+    let writer = Arc::new(
+        KernelDatapath::new(Datapath::load(&config).expect("second load")).expect("writer"),
+    );
+    let mut maps = KernelPolicyMaps::open(bench.datapath.pin_dir(), writer).expect("policy maps");
+    let mut sport = 30_000;
+    let mut delivered = |bench: &mut Bench, id: u32| {
+        sport += 1;
+        let packet = flow(remote_pod(id), POD).tcp(sport, 80, TcpFlags::Syn);
+        match bench.run(PROG_FROM_UPLINK, &packet).action {
+            TC_ACT_REDIRECT => true,
+            TC_ACT_SHOT => false,
+            other => panic!("from {}: verdict {other}", remote_pod(id)),
+        }
+    };
+
+    let old = allowing(1000..1010);
+    write_state(&mut maps, None, &old).expect("10 entries fit in 16");
+    assert!(delivered(&mut bench, 1003));
+    assert!(!delivered(&mut bench, 1012));
+
+    // A policy needing more entries than the map holds: refused before any
+    // write; the last policy stays in force, exactly as it was.
+    let policy_map = |bench: &Bench| {
+        let mut entries: Vec<_> = read_policy(bench.datapath.pin_dir())
+            .unwrap()
+            .into_iter()
+            .map(|(len, data, entry)| (len, data.bytes(), entry.rule))
+            .collect();
+        entries.sort();
+        entries
+    };
+    let before = policy_map(&bench);
+    let err = write_state(&mut maps, Some(&old), &allowing(1000..1030)).unwrap_err();
+    assert!(err.left_maps_unchanged());
+    assert!(err.to_string().contains("needs 30"), "{err}");
+    assert_eq!(policy_map(&bench), before);
+    assert!(delivered(&mut bench, 1003), "the old policy still allows");
+    assert!(!delivered(&mut bench, 1020), "and still denies the rest");
+    let denied = bench.drops(DropReason::PolicyDefaultDeny);
+    assert!(denied >= 2, "default-deny drops counted: {denied}");
+
+    // A policy that fits alone but not next to the old one (10 + 10 > 16):
+    // the diff fails part way, the rewrite frees the stale entries first.
+    let new = allowing(1020..1030);
+    let written = write_state(&mut maps, Some(&old), &new).expect("rewritten");
+    assert!(written.from_scratch);
+    assert_eq!(policy_map(&bench).len(), 10);
+    assert!(delivered(&mut bench, 1025), "the new policy allows");
+    assert!(!delivered(&mut bench, 1003), "the old allow is gone");
+
+    // Load drops: a smaller policy is an ordinary diff again.
+    let written = write_state(&mut maps, Some(&new), &allowing(1020..1022)).expect("diff");
+    assert!(!written.from_scratch);
+    assert_eq!(policy_map(&bench).len(), 2);
+}
+
+#[test]
+fn full_nat_maps_evict_the_oldest_bindings_and_a_live_flow_gets_one_back() {
+    const CAPACITY: u32 = 64;
+    let mut bench = Bench::new(|c| c.nat_map_size = CAPACITY);
+    // As on a node: tracked leaving the pod, masqueraded on the uplink.
+    let masquerade = |bench: &mut Bench, sport: u16, flags| {
+        let packet = flow(POD, INTERNET).tcp(sport, 443, flags);
+        bench.run(PROG_FROM_POD, &packet);
+        let out = bench.run(PROG_TO_UPLINK, &packet);
+        assert_eq!(out.action, TC_ACT_OK, "flow {sport} masqueraded");
+        assert_eq!(
+            summarize(&out.packet).src,
+            NODE_IP,
+            "flow {sport} ({flags:?})"
+        );
+        ports(&out.packet).0
+    };
+    let reply_reaches_the_pod = |bench: &mut Bench, nat_port: u16, sport: u16| {
+        let back = bench.run(
+            PROG_FROM_UPLINK,
+            &flow(INTERNET, NODE_IP).tcp(443, nat_port, TcpFlags::Ack),
+        );
+        back.action == TC_ACT_REDIRECT
+            && summarize(&back.packet).dst == POD
+            && ports(&back.packet) == (443, sport)
+    };
+    // Four times more flows than the maps hold: every one is masqueraded
+    // (no drop for a full LRU map), the maps stay at their capacity.
+    let flows = 4 * CAPACITY as u16;
+    let mut bound = Vec::new();
+    for sport in 1..=flows {
+        bound.push(masquerade(&mut bench, sport, TcpFlags::Syn));
+    }
+    let (snat, snat_rev) = nat(bench.datapath.pin_dir()).unwrap();
+    let (forward, reverse) = (snat.list().unwrap(), snat_rev.list().unwrap());
+    assert!(forward.len() <= CAPACITY as usize && reverse.len() <= CAPACITY as usize);
+    assert!(
+        !forward.iter().any(|(k, _)| k.sport == 1u16.to_be()),
+        "the oldest binding was evicted"
+    );
+    // The newest bindings survive: their replies come back.
+    let newest = usize::from(flows) - 1;
+    assert!(reply_reaches_the_pod(&mut bench, bound[newest], flows));
+    assert_eq!(bench.drops(DropReason::NatNoPort), 0);
+
+    // The oldest flow is still live: its next packet binds it again, both
+    // directions, and its replies reach the pod.
+    let port = masquerade(&mut bench, 1, TcpFlags::Ack);
+    assert!(
+        reply_reaches_the_pod(&mut bench, port, 1),
+        "a re-bound flow's reply is reverse-NATed"
+    );
+    // And it keeps the new binding from then on.
+    assert_eq!(masquerade(&mut bench, 1, TcpFlags::Ack), port);
 }

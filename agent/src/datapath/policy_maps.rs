@@ -1,7 +1,7 @@
 //! The kernel's policy maps (POLICY, IPCACHE, and the enforcement bits of
 //! the endpoint map) behind the policy engine's [`PolicyMaps`].
 
-use std::{collections::BTreeSet, net::Ipv4Addr, path::Path, sync::Arc};
+use std::{net::Ipv4Addr, path::Path, sync::Arc};
 
 use anyhow::Context;
 use aya::maps::{
@@ -17,60 +17,30 @@ use super::{
     maps::{open_pinned, removed},
     ops::KernelDatapath,
 };
-use crate::policy::PolicyMaps;
+use crate::policy::{KeepSets, PolicyMaps};
 
 pub struct KernelPolicyMaps {
     policy: LpmTrie<MapData, PolicyData, PolicyEntry>,
     ipcache: LpmTrie<MapData, u32, IpcacheEntry>,
     endpoints: Arc<KernelDatapath>,
+    /// The policy map's `max_entries`.
+    policy_capacity: usize,
 }
 
 impl KernelPolicyMaps {
     pub fn open(pin_dir: &Path, endpoints: Arc<KernelDatapath>) -> anyhow::Result<Self> {
+        let policy = open_pinned(pin_dir, POLICY_MAP)?;
+        let policy_capacity = policy
+            .info()
+            .context("reading the policy map's capacity")?
+            .max_entries() as usize;
         Ok(Self {
-            policy: LpmTrie::try_from(Map::LpmTrie(open_pinned(pin_dir, POLICY_MAP)?))?,
+            policy: LpmTrie::try_from(Map::LpmTrie(policy))?,
             ipcache: LpmTrie::try_from(Map::LpmTrie(open_pinned(pin_dir, IPCACHE_MAP)?))?,
             endpoints,
+            policy_capacity,
         })
     }
-
-    /// Removes every entry not in `keep` (a previous agent's leftovers).
-    pub fn prune(
-        &mut self,
-        keep_policy: &BTreeSet<(u32, [u8; 12])>,
-        keep_ipcache: &BTreeSet<(u32, u32)>,
-    ) -> anyhow::Result<usize> {
-        let stale_policy: Vec<Key<PolicyData>> = self
-            .policy
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !keep_policy.contains(&(k.prefix_len(), policy_bytes(&k.data()))))
-            .collect();
-        let stale_ipcache: Vec<Key<u32>> = self
-            .ipcache
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !keep_ipcache.contains(&(k.prefix_len(), k.data())))
-            .collect();
-        for key in &stale_policy {
-            removed(self.policy.remove(key), "a stale policy entry")?;
-        }
-        for key in &stale_ipcache {
-            removed(self.ipcache.remove(key), "a stale ipcache entry")?;
-        }
-        Ok(stale_policy.len() + stale_ipcache.len())
-    }
-}
-
-/// A comparable form of a policy key's data.
-pub fn policy_bytes(d: &PolicyData) -> [u8; 12] {
-    let mut out = [0u8; 12];
-    out[0..4].copy_from_slice(&d.endpoint.to_ne_bytes());
-    out[4..8].copy_from_slice(&d.identity_be.to_ne_bytes());
-    out[8] = d.direction;
-    out[9] = d.proto;
-    out[10..12].copy_from_slice(&d.dport_be.to_ne_bytes());
-    out
 }
 
 impl PolicyMaps for KernelPolicyMaps {
@@ -106,5 +76,33 @@ impl PolicyMaps for KernelPolicyMaps {
 
     fn set_lookup_hints(&mut self, endpoint: Ipv4Addr, hints: u32) -> anyhow::Result<()> {
         self.endpoints.set_lookup_hints(endpoint, hints)
+    }
+
+    fn policy_capacity(&self) -> Option<usize> {
+        Some(self.policy_capacity)
+    }
+
+    /// Removes every entry not in `keep` (a previous agent's leftovers, or
+    /// what a failed write left).
+    fn prune(&mut self, keep: &KeepSets) -> anyhow::Result<usize> {
+        let stale_policy: Vec<Key<PolicyData>> = self
+            .policy
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep.policy.contains(&(k.prefix_len(), k.data().bytes())))
+            .collect();
+        let stale_ipcache: Vec<Key<u32>> = self
+            .ipcache
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep.ipcache.contains(&(k.prefix_len(), k.data())))
+            .collect();
+        for key in &stale_policy {
+            removed(self.policy.remove(key), "a stale policy entry")?;
+        }
+        for key in &stale_ipcache {
+            removed(self.ipcache.remove(key), "a stale ipcache entry")?;
+        }
+        Ok(stale_policy.len() + stale_ipcache.len())
     }
 }

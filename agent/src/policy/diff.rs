@@ -28,7 +28,10 @@ use sluice_bpf_common::policy::{
     PolicyKey, PolicyVerdict,
 };
 
-use super::state::{DesiredState, EndpointPolicy, ipcache_entry, ipcache_key};
+use super::{
+    state::{DesiredState, EndpointPolicy, ipcache_entry, ipcache_key},
+    write::KeepSets,
+};
 
 const ENFORCE_BITS: u32 = ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS;
 
@@ -73,6 +76,11 @@ pub trait PolicyMaps {
     /// Sets the `ENDPOINT_F_ENTRIES_*` / `ENDPOINT_F_WILDCARD_*` bits of
     /// `endpoint` to those in `hints`, leaving its other flags alone.
     fn set_lookup_hints(&mut self, endpoint: Ipv4Addr, hints: u32) -> anyhow::Result<()>;
+    /// Entries the policy map holds at most, when known.
+    fn policy_capacity(&self) -> Option<usize>;
+    /// Removes every policy and ipcache entry not in `keep`; returns how
+    /// many went.
+    fn prune(&mut self, keep: &KeepSets) -> anyhow::Result<usize>;
 }
 
 /// Applies `ops` in order; stops at the first failure (the caller retries

@@ -17,7 +17,7 @@ use sluice_bpf_common::policy::{
     PolicyVerdict, direction_flags, may_have_entries, may_have_wildcard,
 };
 
-use super::{diff::PolicyMaps, model::Direction};
+use super::{diff::PolicyMaps, model::Direction, write::KeepSets};
 use crate::identity::NumericIdentity;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,10 +26,30 @@ pub struct FakeMaps {
     pub ipcache: HashMap<IpcacheKey, IpcacheEntry>,
     pub enforcement: HashMap<Ipv4Addr, u32>,
     pub lookup_hints: HashMap<Ipv4Addr, u32>,
+    /// Simulates a full kernel map: a new key beyond this many fails.
+    pub policy_capacity: Option<usize>,
+    /// Simulates a map whose every policy write fails.
+    pub fail_policy_writes: bool,
+}
+
+impl FakeMaps {
+    /// Maps whose policy map holds at most `capacity` entries.
+    pub fn with_policy_capacity(capacity: usize) -> Self {
+        Self {
+            policy_capacity: Some(capacity),
+            ..Self::default()
+        }
+    }
 }
 
 impl PolicyMaps for FakeMaps {
     fn upsert_policy(&mut self, key: PolicyKey, entry: PolicyEntry) -> anyhow::Result<()> {
+        let full = self
+            .policy_capacity
+            .is_some_and(|cap| self.policy.len() >= cap && !self.policy.contains_key(&key));
+        if full || self.fail_policy_writes {
+            anyhow::bail!("writing a policy entry: no space left (E2BIG)");
+        }
         self.policy.insert(key, entry);
         Ok(())
     }
@@ -57,6 +77,19 @@ impl PolicyMaps for FakeMaps {
     fn set_lookup_hints(&mut self, endpoint: Ipv4Addr, hints: u32) -> anyhow::Result<()> {
         self.lookup_hints.insert(endpoint, hints);
         Ok(())
+    }
+
+    fn policy_capacity(&self) -> Option<usize> {
+        self.policy_capacity
+    }
+
+    fn prune(&mut self, keep: &KeepSets) -> anyhow::Result<usize> {
+        let before = self.policy.len() + self.ipcache.len();
+        self.policy
+            .retain(|k, _| keep.policy.contains(&(k.prefix_len, k.data().bytes())));
+        self.ipcache
+            .retain(|k, _| keep.ipcache.contains(&(k.prefix_len, k.addr)));
+        Ok(before - self.policy.len() - self.ipcache.len())
     }
 }
 
@@ -98,17 +131,6 @@ pub struct Decision {
     pub remote_identity: NumericIdentity,
 }
 
-/// Key bytes as the LPM trie sees them (after `prefix_len`).
-fn policy_bytes(key: &PolicyKey) -> [u8; 12] {
-    let mut b = [0u8; 12];
-    b[0..4].copy_from_slice(&key.endpoint.to_ne_bytes());
-    b[4..8].copy_from_slice(&key.identity_be.to_ne_bytes());
-    b[8] = key.direction;
-    b[9] = key.proto;
-    b[10..12].copy_from_slice(&key.dport_be.to_ne_bytes());
-    b
-}
-
 /// Whether the first `bits` bits of `a` and `b` agree (MSB first per byte).
 fn prefix_matches(a: &[u8], b: &[u8], bits: u32) -> bool {
     let (full, rest) = ((bits / 8) as usize, bits % 8);
@@ -120,12 +142,12 @@ fn prefix_matches(a: &[u8], b: &[u8], bits: u32) -> bool {
 
 /// Longest-prefix match of `lookup` (with `prefix_len` = all bits).
 fn lpm_policy(maps: &FakeMaps, lookup: &PolicyKey) -> Option<PolicyEntry> {
-    let wanted = policy_bytes(lookup);
+    let wanted = lookup.data().bytes();
     maps.policy
         .iter()
         .filter(|(k, _)| {
             k.prefix_len <= POLICY_PREFIX_FULL_BITS
-                && prefix_matches(&policy_bytes(k), &wanted, k.prefix_len)
+                && prefix_matches(&k.data().bytes(), &wanted, k.prefix_len)
         })
         .max_by_key(|(k, _)| k.prefix_len)
         .map(|(_, v)| *v)

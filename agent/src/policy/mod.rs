@@ -17,6 +17,7 @@ mod model;
 mod ports;
 mod state;
 mod universe;
+mod write;
 
 pub use compile::{CompileOutput, Engine};
 pub use diff::{MapOp, PolicyMaps, apply, diff, diff_from_unknown, lookup_hints_of};
@@ -25,6 +26,7 @@ pub use maps::{Decision, FakeMaps, Verdict, evaluate, lookup_identity};
 pub use model::{Direction, PolicyKind, PolicyRef, RuleRef, RuleSection};
 pub use ports::{PROTO_SCTP, PROTO_TCP, PROTO_UDP, PortMatch, port_range};
 pub use state::{DesiredState, EndpointPolicy, EntryKey, EntryValue};
+pub use write::{KeepSets, WriteError, Written, policy_entries, write_state};
 
 #[cfg(test)]
 mod tests;

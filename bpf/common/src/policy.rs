@@ -80,6 +80,20 @@ impl PolicyKey {
     }
 }
 
+impl PolicyData {
+    /// The key bytes as the LPM trie compares them (native order fields,
+    /// in declaration order): what user space sorts and matches prefixes on.
+    pub fn bytes(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0..4].copy_from_slice(&self.endpoint.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.identity_be.to_ne_bytes());
+        b[8] = self.direction;
+        b[9] = self.proto;
+        b[10..12].copy_from_slice(&self.dport_be.to_ne_bytes());
+        b
+    }
+}
+
 /// What a matching entry decides.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
