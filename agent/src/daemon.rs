@@ -129,6 +129,9 @@ async fn node_config(config: &AgentConfig, net: &NodeNet) -> anyhow::Result<Node
         tunnel_ifindex: 0,
         flags: 0,
         refusals_per_cpu_second: per_cpu_rate(config.refusal_rate, online_cpus()),
+        // Narrowed to the pod CIDR once the endpoints are restored.
+        local_net: 0,
+        local_mask: 0,
     })
 }
 
@@ -266,8 +269,9 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         Some(cluster) => cluster.allocator(&boot_dir, on_corrupt)?,
         None => IdentityAllocator::open(boot_dir.join("identities.json"), on_corrupt)?,
     });
+    let pod_cidr = pod_cidr(&config).await?;
     let ipam = Arc::new(Ipam::open(
-        pod_cidr(&config).await?,
+        pod_cidr,
         boot_dir.join("ipam.json"),
         on_corrupt,
     )?);
@@ -286,6 +290,11 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         gone = report.gone.len(),
         stale_map_entries = report.stale_map_entries,
         "endpoints restored"
+    );
+    let narrowed = tokio::task::block_in_place(|| kernel.narrow_local_delivery(pod_cidr))?;
+    info!(
+        %pod_cidr,
+        narrowed, "local delivery looks up only addresses in the pod CIDR when narrowed"
     );
 
     let store = Arc::new(Store::default());

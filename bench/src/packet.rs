@@ -138,6 +138,9 @@ impl Rig {
             cluster_net: be(Ipv4Addr::new(10, 244, 0, 0)),
             cluster_mask: be(Ipv4Addr::new(255, 255, 0, 0)),
             maglev_table_size: 0,
+            // As the agent narrows it: every local pod is in its pod CIDR.
+            local_net: be(Ipv4Addr::new(10, 244, 1, 0)),
+            local_mask: be(Ipv4Addr::new(255, 255, 255, 0)),
             ..Default::default()
         })?;
         let mut endpoints = EndpointMap::open(datapath.pin_dir())?;

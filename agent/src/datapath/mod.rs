@@ -149,6 +149,16 @@ impl Datapath {
     }
 
     /// Writes the node settings into the `CONFIG` map.
+    /// What `set_node_config` last wrote (zeros before).
+    pub fn node_config(&self) -> anyhow::Result<NodeConfig> {
+        let map = self
+            .ebpf
+            .map(CONFIG_MAP)
+            .with_context(|| format!("the eBPF object has no map {CONFIG_MAP}"))?;
+        let array: aya::maps::Array<_, NodeConfig> = aya::maps::Array::try_from(map)?;
+        Ok(array.get(&0, 0)?)
+    }
+
     pub fn set_node_config(&mut self, config: NodeConfig) -> anyhow::Result<()> {
         let map = self
             .ebpf

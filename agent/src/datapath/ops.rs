@@ -4,6 +4,7 @@
 use std::{net::Ipv4Addr, sync::Mutex};
 
 use anyhow::Context;
+use ipnet::Ipv4Net;
 use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
 use sluice_bpf_common::{
     endpoint::EndpointInfo,
@@ -42,6 +43,38 @@ impl KernelDatapath {
     /// Sets the policy lookup hints of endpoint `ip` (others kept).
     pub fn set_lookup_hints(&self, ip: Ipv4Addr, hints: u32) -> anyhow::Result<()> {
         self.set_flag_bits(ip, HINT_BITS, hints)
+    }
+
+    /// Lets the datapath skip the endpoint lookup for addresses outside
+    /// `pod_cidr` (every packet to another node pays a lookup miss
+    /// otherwise), if every endpoint in the map is inside it. Returns
+    /// whether it did. [`DatapathOps::write_endpoint`] of an address outside
+    /// turns the skip off again before the endpoint exists (chained CNI:
+    /// addresses from another IPAM).
+    pub fn narrow_local_delivery(&self, pod_cidr: Ipv4Net) -> anyhow::Result<bool> {
+        let map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        if map.list()?.iter().any(|(ip, _)| !pod_cidr.contains(ip)) {
+            return Ok(false);
+        }
+        let mut datapath = self.datapath.lock().unwrap_or_else(|p| p.into_inner());
+        let mut config = datapath.node_config()?;
+        config.local_net = u32::from_ne_bytes(pod_cidr.network().octets());
+        config.local_mask = u32::from_ne_bytes(pod_cidr.netmask().octets());
+        datapath.set_node_config(config)?;
+        Ok(true)
+    }
+
+    /// Turns the local-delivery skip off if `ip` is outside its range.
+    fn admit_local_address(&self, ip: Ipv4Addr) -> anyhow::Result<()> {
+        let mut datapath = self.datapath.lock().unwrap_or_else(|p| p.into_inner());
+        let mut config = datapath.node_config()?;
+        if config.may_be_local(u32::from_ne_bytes(ip.octets())) {
+            return Ok(());
+        }
+        tracing::info!(%ip, "an endpoint outside the pod CIDR: every address is looked up from now on");
+        config.local_net = 0;
+        config.local_mask = 0;
+        datapath.set_node_config(config)
     }
 
     fn set_flag_bits(&self, ip: Ipv4Addr, mask: u32, bits: u32) -> anyhow::Result<()> {
@@ -86,6 +119,8 @@ impl DatapathOps for KernelDatapath {
 
     fn write_endpoint(&self, ip: Ipv4Addr, mut info: EndpointInfo) -> anyhow::Result<()> {
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        // Before the entry exists, so the datapath never skips it.
+        self.admit_local_address(ip)?;
         // The policy bits (enforcement, lookup hints) belong to the policy
         // engine: keep them.
         if let Some(existing) = map.get(ip) {

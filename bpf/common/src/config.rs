@@ -22,6 +22,12 @@ pub struct NodeConfig {
     /// Answers to refused connections (RST, ICMP port unreachable) each
     /// CPU may send per second; 0 = unlimited (see `reject`).
     pub refusals_per_cpu_second: u32,
+    /// Every local endpoint's address is inside `local_net/local_mask`
+    /// (the node's pod CIDR): an address outside is not looked up in the
+    /// endpoint map (a miss costs a hash lookup on every packet to another
+    /// node). Mask 0: unknown (e.g. chained CNI), look every address up.
+    pub local_net: u32,
+    pub local_mask: u32,
 }
 
 /// Tunnel routing: ingress policy decides on the source identity a packet
@@ -32,6 +38,11 @@ pub const CONFIG_CARRIED_IDENTITY: u32 = 1;
 impl NodeConfig {
     pub const fn in_cluster(&self, addr: u32) -> bool {
         addr & self.cluster_mask == self.cluster_net
+    }
+
+    /// Whether `addr` may be a local endpoint (see `local_net`).
+    pub const fn may_be_local(&self, addr: u32) -> bool {
+        addr & self.local_mask == self.local_net
     }
 
     pub const fn tunnel_mode(&self) -> bool {

@@ -7,6 +7,10 @@
 pub const EVENTS_RING_SIZE: u32 = 256 * 1024;
 /// Drop events per source address per second; the rest are only counted.
 pub const DROP_EVENTS_PER_SECOND: u32 = 100;
+/// Drop events each CPU reports per second, all sources together: checked
+/// first, in a per-CPU slot, so a flood pays neither the per-source map
+/// lookup nor re-reading the headers for events nobody will see.
+pub const DROP_EVENTS_PER_CPU_SECOND: u32 = 1_000;
 /// Capacity of the per-source drop rate-limit map (LRU).
 pub const DROP_RATE_MAP_SIZE: u32 = 16_384;
 

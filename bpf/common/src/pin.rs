@@ -9,7 +9,7 @@
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/sluice";
 
 /// Version of the map layout; the pin directory is `<root>/v<LAYOUT_VERSION>`.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// Map names as the programs declare them (bpffs file names under the pin dir).
 pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
@@ -27,6 +27,7 @@ pub const POLICY_MAP: &str = "POLICY";
 pub const IPCACHE_MAP: &str = "IPCACHE";
 pub const EVENTS_MAP: &str = "EVENTS";
 pub const DROP_RATE_MAP: &str = "DROP_RATE";
+pub const DROP_BUDGET_MAP: &str = "DROP_BUDGET";
 pub const POLICY_SCRATCH_MAP: &str = "POLICY_SCRATCH";
 pub const LB_SOCK_REVNAT_MAP: &str = "LB_SOCK_REVNAT";
 pub const PREFILTER_MAP: &str = "PREFILTER";
@@ -34,7 +35,7 @@ pub const TUNNEL_MAP: &str = "TUNNEL";
 pub const REFUSAL_RATE_MAP: &str = "REFUSAL_RATE";
 
 /// Every pinned map, for tools that list or remove them.
-pub const ALL_MAPS: [&str; 20] = [
+pub const ALL_MAPS: [&str; 21] = [
     ENDPOINTS_MAP,
     METRICS_MAP,
     CONFIG_MAP,
@@ -50,6 +51,7 @@ pub const ALL_MAPS: [&str; 20] = [
     IPCACHE_MAP,
     EVENTS_MAP,
     DROP_RATE_MAP,
+    DROP_BUDGET_MAP,
     POLICY_SCRATCH_MAP,
     LB_SOCK_REVNAT_MAP,
     PREFILTER_MAP,

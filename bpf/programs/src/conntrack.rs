@@ -4,7 +4,7 @@
 //! Counters are updated without atomics (BPF has no fetch-add in Rust):
 //! under concurrent CPUs a flow's counts are approximate.
 
-use aya_ebpf::{bindings::BPF_ANY, helpers::generated::bpf_ktime_get_ns};
+use aya_ebpf::bindings::BPF_ANY;
 use sluice_bpf_common::conntrack::{CtEntry, CtState, PROTO_TCP};
 
 use crate::{
@@ -66,20 +66,17 @@ pub struct Tracked {
 /// which the caller checks against policy before [`create`].
 #[inline(always)]
 pub fn observe(flow: &Flow, bytes: u32) -> Option<Tracked> {
-    // The clock is read only on a hit: a new flow (a miss) reads it once,
-    // when `create` stamps the entry.
     let bytes = u64::from(bytes);
+    let syn = flow.tuple.proto == PROTO_TCP && flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     if let Some(entry) = CT.get_ptr_mut(flow.tuple) {
         let entry = unsafe { &mut *entry };
-        let reopened = flow.tuple.proto == PROTO_TCP
-            && flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-            && entry.state >= CtState::TcpClosing as u8;
-        if reopened {
+        if syn && entry.state >= CtState::TcpClosing as u8 {
+            // Reopened.
             return None;
         }
         entry.fwd_packets += 1;
         entry.fwd_bytes += bytes;
-        entry.last_seen_ns = unsafe { bpf_ktime_get_ns() };
+        entry.last_seen_ns = crate::clock::now_ns();
         entry.state = next_state(entry.state, flow, Direction::Original);
         return Some(Tracked {
             direction: Direction::Original,
@@ -87,11 +84,16 @@ pub fn observe(flow: &Flow, bytes: u32) -> Option<Tracked> {
             flags: entry.flags,
         });
     }
+    // A bare SYN opens a connection; it is never a reply (a simultaneous
+    // open is tracked as a new flow): one lookup saved on every new TCP flow.
+    if syn {
+        return None;
+    }
     if let Some(entry) = CT.get_ptr_mut(flow.tuple.reversed()) {
         let entry = unsafe { &mut *entry };
         entry.rev_packets += 1;
         entry.rev_bytes += bytes;
-        entry.last_seen_ns = unsafe { bpf_ktime_get_ns() };
+        entry.last_seen_ns = crate::clock::now_ns();
         entry.state = next_state(entry.state, flow, Direction::Reply);
         return Some(Tracked {
             direction: Direction::Reply,
@@ -104,11 +106,10 @@ pub fn observe(flow: &Flow, bytes: u32) -> Option<Tracked> {
 
 /// Starts tracking a new flow (after policy allowed it); `rev_nat` and
 /// `flags` come from service translation. Returns the entry's creation
-/// time, which the new-flow event reuses (a clock read costs about as much
-/// as a map lookup).
+/// time, which the new-flow event reuses.
 #[inline(always)]
 pub fn create(flow: &Flow, bytes: u32, rev_nat: u16, flags: u8) -> u64 {
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::clock::now_ns();
     let mut entry = new_entry(flow, now, u64::from(bytes));
     entry.rev_nat = rev_nat;
     entry.flags = flags;

@@ -1,17 +1,18 @@
 //! Flow events into the `EVENTS` ring buffer: one per new flow, one per
-//! dropped packet (at most `DROP_EVENTS_PER_SECOND` per source address;
-//! the rest, and events that do not fit the ring, are only counted).
+//! dropped packet (at most `DROP_EVENTS_PER_CPU_SECOND` per CPU and
+//! `DROP_EVENTS_PER_SECOND` per source address; the rest, and events that
+//! do not fit the ring, are only counted).
 
-use aya_ebpf::{bindings::BPF_ANY, helpers::generated::bpf_ktime_get_ns, programs::TcContext};
+use aya_ebpf::{bindings::BPF_ANY, programs::TcContext};
 use sluice_bpf_common::{
-    events::{DROP_EVENTS_PER_SECOND, DropRate, EventKind, FlowEvent},
+    events::{DROP_EVENTS_PER_CPU_SECOND, DROP_EVENTS_PER_SECOND, DropRate, EventKind, FlowEvent},
     metrics::{DropReason, Verdict},
 };
 
 use crate::{
     counters::count,
     identity::identity_of,
-    maps::{DROP_RATE, EVENTS, POLICY_SCRATCH},
+    maps::{DROP_BUDGET, DROP_RATE, EVENTS, POLICY_SCRATCH},
     packet::{Flow, parse_flow, parse_ipv4},
 };
 
@@ -74,18 +75,33 @@ pub fn new_flow(
     );
 }
 
+/// Counts one more event in a one-second window; whether it is within
+/// `limit`.
+#[inline(always)]
+fn within(rate: &mut DropRate, now: u64, limit: u32) -> bool {
+    if now.saturating_sub(rate.window_start_ns) >= 1_000_000_000 {
+        rate.window_start_ns = now;
+        rate.count = 1;
+        return true;
+    }
+    rate.count += 1;
+    rate.count <= limit
+}
+
+/// Whether this CPU may report one more drop event this second.
+#[inline(always)]
+fn budget_allows(now: u64) -> bool {
+    match DROP_BUDGET.get_ptr_mut(0) {
+        Some(budget) => within(unsafe { &mut *budget }, now, DROP_EVENTS_PER_CPU_SECOND),
+        None => true,
+    }
+}
+
 /// Whether `saddr` may send one more drop event this second.
 #[inline(always)]
 fn drop_allowed(saddr: u32, now: u64) -> bool {
     if let Some(rate) = DROP_RATE.get_ptr_mut(saddr) {
-        let rate = unsafe { &mut *rate };
-        if now.saturating_sub(rate.window_start_ns) >= 1_000_000_000 {
-            rate.window_start_ns = now;
-            rate.count = 1;
-            return true;
-        }
-        rate.count += 1;
-        return rate.count <= DROP_EVENTS_PER_SECOND;
+        return within(unsafe { &mut *rate }, now, DROP_EVENTS_PER_SECOND);
     }
     let fresh = DropRate {
         window_start_ns: now,
@@ -100,7 +116,11 @@ fn drop_allowed(saddr: u32, now: u64) -> bool {
 /// happy path carries no extra state for them).
 #[inline(always)]
 pub fn dropped(ctx: &TcContext, reason: DropReason) {
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::clock::now_ns();
+    if !budget_allows(now) {
+        count_verdict(ctx, Verdict::EventsRateLimited);
+        return;
+    }
     let mut event = FlowEvent {
         time_ns: now,
         kind: EventKind::Dropped as u8,

@@ -7,6 +7,7 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use sluice_bpf_common::{endpoint::EndpointKey, metrics::Verdict};
 
 use crate::{
+    identity::may_be_local,
     maps::ENDPOINTS,
     metrics,
     packet::{ETH_LEN, header_mut},
@@ -15,7 +16,7 @@ use crate::{
 /// Whether `daddr` (network order) is a local endpoint.
 #[inline(always)]
 pub fn is_local_endpoint(daddr: u32) -> bool {
-    ENDPOINTS.get_ptr(EndpointKey { ipv4: daddr }).is_some()
+    may_be_local(daddr) && ENDPOINTS.get_ptr(EndpointKey { ipv4: daddr }).is_some()
 }
 
 /// Delivers the packet to the local endpoint `daddr`, if there is one and
@@ -23,6 +24,9 @@ pub fn is_local_endpoint(daddr: u32) -> bool {
 /// are re-read here: earlier helper rewrites invalidate packet pointers.
 #[inline(always)]
 pub fn to_local_endpoint(ctx: &TcContext, daddr: u32) -> Option<i32> {
+    if !may_be_local(daddr) {
+        return None;
+    }
     let endpoint = unsafe { ENDPOINTS.get(EndpointKey { ipv4: daddr }) }?;
     let eth = header_mut::<EthHdr>(ctx, 0)?;
     let ip = header_mut::<Ipv4Hdr>(ctx, ETH_LEN)?;

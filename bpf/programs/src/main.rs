@@ -11,6 +11,7 @@
 #![no_std]
 #![no_main]
 
+mod clock;
 mod conntrack;
 mod counters;
 mod events;

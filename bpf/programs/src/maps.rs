@@ -98,6 +98,10 @@ pub static EVENTS: RingBuf<FlowEvent, { EVENTS_RING_SIZE as usize }> = RingBuf::
 pub static DROP_RATE: LruHashMap<u32, DropRate, { DROP_RATE_MAP_SIZE as usize }> =
     LruHashMap::new();
 
+/// This CPU's drop-event budget (slot 0; see `DROP_EVENTS_PER_CPU_SECOND`).
+#[btf_map]
+pub static DROP_BUDGET: PerCpuArray<DropRate, 1> = PerCpuArray::new();
+
 /// The rule of the last policy denial on this CPU, for its drop event
 /// (a packet is handled start to end on one CPU).
 #[btf_map]

@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST},
-    helpers::generated::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::generated::bpf_get_prandom_u32,
     programs::TcContext,
 };
 use sluice_bpf_common::{
@@ -160,7 +160,7 @@ pub fn snat(
     flow: &Flow,
     config: &NodeConfig,
 ) -> Result<(), DropReason> {
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::clock::now_ns();
     let nat = binding(flow, config.node_ip, now)?;
     rewrite(
         ctx,
@@ -179,7 +179,7 @@ pub fn rev_snat(ctx: &TcContext, ip: &Ipv4, flow: &Flow) -> Result<Option<NatEnt
         return Ok(None);
     };
     let back = unsafe { &mut *back };
-    back.last_seen_ns = unsafe { bpf_ktime_get_ns() };
+    back.last_seen_ns = crate::clock::now_ns();
     let back = *back;
     rewrite(
         ctx,

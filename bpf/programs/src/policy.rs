@@ -6,9 +6,7 @@
 //! entries, no second lookup. Established flows and replies are let
 //! through by conntrack instead.
 
-use aya_ebpf::{
-    btf_maps::lpm_trie::Key, helpers::generated::bpf_ktime_get_ns, programs::TcContext,
-};
+use aya_ebpf::{btf_maps::lpm_trie::Key, programs::TcContext};
 use sluice_bpf_common::{
     endpoint::EndpointKey,
     events::EventKind,
@@ -112,7 +110,7 @@ fn check(
         // Only audited denies matched: report, let through.
         let rule = if exact == deny { exact_rule } else { any_rule };
         metrics::verdict(ctx, Verdict::PolicyAudit);
-        let now = unsafe { bpf_ktime_get_ns() };
+        let now = crate::clock::now_ns();
         events::new_flow(ctx, EventKind::Audit, flow, (0, 0), rule, now);
         return Ok(rule);
     }

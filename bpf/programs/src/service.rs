@@ -2,11 +2,7 @@
 //! backend (sticky per flow, affinity, Maglev or random), DNAT to it, and
 //! translate the backend's replies back to the frontend.
 
-use aya_ebpf::{
-    bindings::BPF_ANY,
-    helpers::generated::{bpf_get_prandom_u32, bpf_ktime_get_ns},
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::BPF_ANY, helpers::generated::bpf_get_prandom_u32, programs::TcContext};
 use sluice_bpf_common::{
     conntrack::{CT_F_HAIRPIN, CT_SCOPE_SERVICE, CtEntry, CtKey, CtState, PROTO_TCP},
     lb::{
@@ -159,7 +155,7 @@ pub fn translate(
     flow: &mut Flow,
     front: &Frontend,
 ) -> Result<Translation, DropReason> {
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::clock::now_ns();
     let key = service_ct_key(flow);
     // A flow sticks to its backend for as long as that backend exists, even
     // when it is terminating (no longer in any slot).
