@@ -341,8 +341,13 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         store.clone(),
         registry.clone(),
     ));
+    let node_cidrs = match &source {
+        RunningSource::Kubernetes(kubernetes) => Some(kubernetes.node_cidrs()),
+        _ => None,
+    };
     tokio::spawn(node_routes::follow_nodes(
         store.clone(),
+        node_cidrs,
         config.node_name.clone(),
         NodeNet::connect()?,
         routing.routing,

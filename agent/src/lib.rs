@@ -22,6 +22,7 @@ pub mod labels;
 pub mod memory;
 pub mod metrics;
 pub mod netns;
+pub mod node_cidrs;
 pub mod node_net;
 pub mod node_routes;
 pub mod pod_ports;

@@ -81,16 +81,13 @@ struct Harness {
 }
 
 impl Harness {
-    /// A Node as kubelet registers it, with the pod CIDR the operator
-    /// will allocate (lowest free block: nodes are added one by one).
+    /// A Node as kubelet registers it in cluster-pool IPAM: no podCIDR
+    /// (the operator allocates one on the node's SluiceNode, and the agents
+    /// route from there).
     fn add_node(&self, node: usize) {
         let name = &self.cluster.nodes[node].name;
-        let cidr = format!("10.244.{node}.0/24");
-        self.api.create(
-            "Node",
-            None,
-            json!({"metadata": {"name": name}, "spec": {"podCIDR": cidr}}),
-        );
+        self.api
+            .create("Node", None, json!({"metadata": {"name": name}}));
         let ip = self.cluster.nodes[node].ip.to_string();
         self.api.merge_patch(
             "Node",

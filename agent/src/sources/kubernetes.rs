@@ -29,7 +29,10 @@ use serde::de::DeserializeOwned;
 use sluice_crds::{SluiceClusterwideNetworkPolicy, SluiceNetworkPolicy, cluster::SluiceNode};
 use tokio::{sync::watch, task::JoinSet};
 
-use crate::store::{Object, Scope, Store, StoredKind};
+use crate::{
+    node_cidrs::NodeCidrs,
+    store::{Object, Scope, Store, StoredKind},
+};
 
 /// A client from the in-cluster service account, or else the kubeconfig
 /// (`KUBECONFIG` or `~/.kube/config`).
@@ -92,6 +95,7 @@ pub struct KubernetesSource {
     tasks: JoinSet<()>,
     listed: Listed,
     kinds: usize,
+    node_cidrs: Arc<NodeCidrs>,
 }
 
 impl KubernetesSource {
@@ -116,13 +120,21 @@ impl KubernetesSource {
         let w = (&mut tasks, &client, &store, &listed);
         spawn_watch::<SluiceNetworkPolicy>(w.0, w.1, all.clone(), w.2, w.3);
         let w = (&mut tasks, &client, &store, &listed);
-        spawn_watch::<SluiceClusterwideNetworkPolicy>(w.0, w.1, all, w.2, w.3);
+        spawn_watch::<SluiceClusterwideNetworkPolicy>(w.0, w.1, all.clone(), w.2, w.3);
+        let node_cidrs = Arc::new(NodeCidrs::default());
+        spawn_node_cidrs(&mut tasks, &client, all, &node_cidrs, &listed);
         let kinds = tasks.len();
         Self {
             tasks,
             listed,
             kinds,
+            node_cidrs,
         }
+    }
+
+    /// Every node's pod CIDR as the operator allocated it.
+    pub fn node_cidrs(&self) -> Arc<NodeCidrs> {
+        self.node_cidrs.clone()
     }
 
     /// One more watch [`wait_listed`](Self::wait_listed) waits for (e.g.
@@ -175,6 +187,28 @@ fn spawn_watch<K>(
             listed.send_if_modified(|l| l.insert(name.clone()));
         },
     ));
+}
+
+/// The `SluiceNode` watcher: not into the store (a kube-derived type), into
+/// [`NodeCidrs`]; listed like the store's kinds, so no route is derived
+/// before the allocations are known.
+fn spawn_node_cidrs(
+    tasks: &mut JoinSet<()>,
+    client: &Client,
+    config: watcher::Config,
+    cidrs: &Arc<NodeCidrs>,
+    listed: &Listed,
+) {
+    let api = Api::<SluiceNode>::all(client.clone());
+    let stream = watcher::watcher(api, config).default_backoff();
+    let (listed, cidrs) = (listed.clone(), cidrs.clone());
+    tasks.spawn(async move {
+        cidrs
+            .follow(stream, move || {
+                listed.send_if_modified(|l| l.insert("kubernetes/SluiceNode".to_owned()));
+            })
+            .await;
+    });
 }
 
 /// Applies a watcher's events to the store until the stream ends.
