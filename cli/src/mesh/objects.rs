@@ -32,10 +32,10 @@ pub struct ObjectStore {
 impl ObjectStore {
     pub fn new(layout: &Layout) -> Self {
         Self {
-            applied: layout.state_dir().join("applied"),
+            applied: layout.applied_dir(),
             agents: layout.manifests_dir(),
             others: layout.other_objects_dir(),
-            resource_version: layout.state_dir().join("resource-version"),
+            resource_version: layout.resource_version_file(),
         }
     }
 
