@@ -162,6 +162,20 @@ impl Before {
 /// managed folder (its relay agent wrote it) and its agents programmed
 /// it; one warning line per cluster that did not in time.
 fn wait_clusters(layout: &Layout, mut waiting: Wanted, before: &Before) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    // A cluster whose relay agent is away gets it on reconnect: no wait.
+    if let Ok((_, infos)) = super::control_api::list(&layout.control_socket()) {
+        waiting.retain(|cluster, _| {
+            let connected = infos.iter().any(|i| &i.name == cluster && i.connected);
+            if !connected {
+                lines.push(format!(
+                    "warning: {cluster}'s relay agent is not connected: the cluster gets the \
+                     change once it is back (`sluice mesh status`)"
+                ));
+            }
+            connected
+        });
+    }
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     let mut written = Vec::new();
     loop {
@@ -183,16 +197,13 @@ fn wait_clusters(layout: &Layout, mut waiting: Wanted, before: &Before) -> Resul
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut lines: Vec<String> = waiting
-        .into_keys()
-        .map(|c| {
+    lines.extend(waiting.into_keys().map(|c| {
             format!(
                 "warning: {c} does not have it yet after {} s (relay agent down? it converges \
                  once its relay agent is back: `sluice mesh status`)",
                 CONVERGE_TIMEOUT.as_secs()
             )
-        })
-        .collect();
+    }));
     for cluster in written {
         if let Some((nodes, revisions)) = before.nodes.get(&cluster) {
             for late in converge::wait_for_nodes(nodes, revisions)? {
