@@ -69,17 +69,20 @@ fn connects(mesh: &Mesh, cluster: &str, from: &str, to: &str, port: &str) -> boo
 }
 
 fn frontend_reaches_backend(mesh: &Mesh, cluster: &str) -> bool {
-    connects(mesh, cluster, "demo/frontend-0", "demo/backend-0", "8080/tcp")
+    connects(
+        mesh,
+        cluster,
+        "demo/frontend-0",
+        "demo/backend-0",
+        "8080/tcp",
+    )
 }
 
 /// Waits until `check` holds; returns how long it took.
 fn within(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "{what}: not within {timeout:?}"
-        );
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
     start.elapsed()
@@ -131,7 +134,10 @@ fn redis(socket: &Path, args: &[&str]) -> Vec<String> {
 /// (kind, name) of every object of a cluster's snapshot in Redis.
 fn snapshot_in_redis(socket: &Path, cluster: &str) -> BTreeSet<(String, String)> {
     let mut objects = BTreeSet::new();
-    for kind in redis(socket, &["SMEMBERS", &format!("sluice:v1:cluster:{cluster}:kinds")]) {
+    for kind in redis(
+        socket,
+        &["SMEMBERS", &format!("sluice:v1:cluster:{cluster}:kinds")],
+    ) {
         let hash = format!("sluice:v1:cluster:{cluster}:objects:{kind}");
         for key in redis(socket, &["HKEYS", &hash]) {
             let name = key.rsplit('/').next().unwrap_or(&key).to_owned();
@@ -217,7 +223,10 @@ fn two_clusters_one_management_plane_one_global_policy() {
         .mode();
     assert_eq!(mode & 0o777, 0o600, "management socket mode {mode:o}");
     let redis_socket = control.join("redis.sock");
-    assert_eq!(redis(&redis_socket, &["CONFIG", "GET", "port"]), ["port", "0"]);
+    assert_eq!(
+        redis(&redis_socket, &["CONFIG", "GET", "port"]),
+        ["port", "0"]
+    );
 
     // Each cluster's snapshot in Redis is the cluster's objects.
     for cluster in CLUSTERS {
@@ -237,7 +246,10 @@ fn two_clusters_one_management_plane_one_global_policy() {
         let (stored, _) = &last;
         for wanted in [("Pod", "backend-0"), ("Node", "node-2"), ("Service", "db")] {
             let wanted = (wanted.0.to_owned(), wanted.1.to_owned());
-            assert!(stored.contains(&wanted), "{cluster}: {wanted:?} not in {stored:?}");
+            assert!(
+                stored.contains(&wanted),
+                "{cluster}: {wanted:?} not in {stored:?}"
+            );
         }
         assert!(
             stored.iter().any(|(kind, _)| kind == "SluiceIdentity"),
@@ -291,10 +303,15 @@ fn two_clusters_one_management_plane_one_global_policy() {
     });
     let deleted = Instant::now();
     let out = mesh.ok(&["delete", "--management", "-f", policy_path]);
-    assert!(out.contains("cluster-2's relay agent is not connected"), "{out}");
-    let restored = within("traffic restored in cluster-1", Duration::from_secs(2), || {
-        frontend_reaches_backend(&mesh, "cluster-1")
-    });
+    assert!(
+        out.contains("cluster-2's relay agent is not connected"),
+        "{out}"
+    );
+    let restored = within(
+        "traffic restored in cluster-1",
+        Duration::from_secs(2),
+        || frontend_reaches_backend(&mesh, "cluster-1"),
+    );
     println!(
         "policy deleted: cluster-1 restored {:.2?} after delete started",
         deleted.elapsed()
@@ -306,9 +323,11 @@ fn two_clusters_one_management_plane_one_global_policy() {
     // Back: it reconnects, sends a snapshot, gets the complete set.
     let restart = Instant::now();
     mesh.ok(&["--cluster", "cluster-2", "relay", "start"]);
-    within("cluster-2 converged after its relay restarted", Duration::from_secs(10), || {
-        frontend_reaches_backend(&mesh, "cluster-2")
-    });
+    within(
+        "cluster-2 converged after its relay restarted",
+        Duration::from_secs(10),
+        || frontend_reaches_backend(&mesh, "cluster-2"),
+    );
     println!(
         "cluster-2 converged {:.2?} after its relay agent restarted",
         restart.elapsed()

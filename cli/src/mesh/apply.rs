@@ -18,7 +18,6 @@ use super::{
     workloads,
 };
 
-
 /// What `apply` did, for its summary line.
 #[derive(Debug, Default)]
 pub struct ApplyReport {
@@ -296,7 +295,10 @@ mod tests {
         let used: BTreeSet<Ipv4Addr> =
             [Ipv4Addr::new(10, 96, 0, 11), Ipv4Addr::new(10, 96, 0, 13)].into();
         let range = crate::mesh::plan::cluster_ip_range(1);
-        assert_eq!(next_free_ip(&used, range), Some(Ipv4Addr::new(10, 96, 0, 12)));
+        assert_eq!(
+            next_free_ip(&used, range),
+            Some(Ipv4Addr::new(10, 96, 0, 12))
+        );
         assert_eq!(next_free_ip(&BTreeSet::new(), range), Some(range.0));
         let cluster_2 = crate::mesh::plan::cluster_ip_range(2);
         assert_eq!(

@@ -64,10 +64,11 @@ impl ControlState {
     pub fn load(layout: &Layout) -> Result<Option<Self>> {
         let path = layout.control_state_file();
         match fs::read(&path) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("{} is corrupt", path.display()))?,
-            )),
+            Ok(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                    format!("{} is corrupt", path.display())
+                })?))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -152,7 +153,14 @@ fn start_redis(layout: &Layout, journal: &Journal, bins: &Binaries) -> Result<Pr
     let mut cmd = Command::new(&bins.redis);
     cmd.args(["--port", "0", "--unixsocket"])
         .arg(&socket)
-        .args(["--unixsocketperm", "600", "--save", "", "--appendonly", "no"])
+        .args([
+            "--unixsocketperm",
+            "600",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .args(["--daemonize", "no", "--dir"])
         .arg(layout.control_dir());
     in_netns(&mut cmd, &netns_path(&layout.mgmt_netns()))?;
@@ -280,7 +288,11 @@ pub fn start_relay(cluster: &Layout, journal: &Journal) -> Result<ProcessRef> {
     in_netns(&mut cmd, &netns_path(&node_ns))?;
     let log = cluster.logs_dir().join("relay.log");
     let mut child = spawn_detached(&mut cmd, &log)?;
-    let process = record_process(journal, &child, &format!("relay {}", cluster.cluster_name()))?;
+    let process = record_process(
+        journal,
+        &child,
+        &format!("relay {}", cluster.cluster_name()),
+    )?;
     // Registration (first start) or the saved certificate: either way it
     // logs this before it streams; failing earlier is a clear error.
     let deadline = Instant::now() + START_TIMEOUT;

@@ -85,11 +85,7 @@ pub fn wait_warm(socket: &Path, clusters: &[String], timeout: Duration) -> Resul
         let (safe_mode, infos) = list(socket)?;
         let cold: Vec<&String> = clusters
             .iter()
-            .filter(|c| {
-                !infos
-                    .iter()
-                    .any(|i| &i.name == *c && i.connected && i.warm)
-            })
+            .filter(|c| !infos.iter().any(|i| &i.name == *c && i.connected && i.warm))
             .collect();
         if cold.is_empty() && !safe_mode {
             return Ok(());

@@ -35,10 +35,7 @@ pub fn print(layout: &Layout) -> Result<bool> {
     let (redis_ok, redis) = running(state.redis.as_ref());
     let answers = redis_ok && control::redis_pong(&layout.redis_socket());
     healthy &= answers;
-    println!(
-        "management plane ({}):",
-        layout.mgmt_netns()
-    );
+    println!("management plane ({}):", layout.mgmt_netns());
     println!(
         "  redis:          {redis}{} ({})",
         if answers { ", answers PING" } else { "" },

@@ -9,7 +9,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-
 use anyhow::{Result, bail};
 
 /// The mesh `sluice mesh` works on when no `--name` is given.
@@ -130,9 +129,7 @@ impl Layout {
         if self.cluster == 1 {
             self.state_dir()
         } else {
-            self.state_dir()
-                .join("clusters")
-                .join(self.cluster_name())
+            self.state_dir().join("clusters").join(self.cluster_name())
         }
     }
 
@@ -348,7 +345,10 @@ mod tests {
         let c1 = mesh.for_cluster(1);
         let c2 = mesh.for_cluster(2);
         assert_eq!(c1, mesh);
-        assert_eq!(c1.state_file(), PathBuf::from("/run/sluice-mesh-t1/state.json"));
+        assert_eq!(
+            c1.state_file(),
+            PathBuf::from("/run/sluice-mesh-t1/state.json")
+        );
         assert_eq!(
             c2.state_file(),
             PathBuf::from("/run/sluice-mesh-t1/clusters/cluster-2/state.json")

@@ -89,8 +89,10 @@ fn check(layout: &Layout, clusters: &[String], manifests: &[Manifest]) -> Result
                 }
             }
         }
-        let one: resources::Resources =
-            BTreeMap::from([(kind.to_owned(), BTreeMap::from([(name.to_owned(), value.clone())]))]);
+        let one: resources::Resources = BTreeMap::from([(
+            kind.to_owned(),
+            BTreeMap::from([(name.to_owned(), value.clone())]),
+        )]);
         let mut pushed = BTreeMap::new();
         let mut reasons = BTreeSet::new();
         for cluster in clusters {
@@ -198,11 +200,11 @@ fn wait_clusters(layout: &Layout, mut waiting: Wanted, before: &Before) -> Resul
         std::thread::sleep(Duration::from_millis(20));
     }
     lines.extend(waiting.into_keys().map(|c| {
-            format!(
-                "warning: {c} does not have it yet after {} s (relay agent down? it converges \
+        format!(
+            "warning: {c} does not have it yet after {} s (relay agent down? it converges \
                  once its relay agent is back: `sluice mesh status`)",
-                CONVERGE_TIMEOUT.as_secs()
-            )
+            CONVERGE_TIMEOUT.as_secs()
+        )
     }));
     for cluster in written {
         if let Some((nodes, revisions)) = before.nodes.get(&cluster) {
@@ -307,11 +309,19 @@ mod tests {
         let pushed = &checked[0].pushed;
         assert_eq!(pushed.len(), 2);
         let ((kind, key), value) = &pushed["cluster-2"];
-        assert_eq!((kind.as_str(), key.as_str()), ("SluiceClusterwideNetworkPolicy", "api-only"));
-        assert_eq!(value["spec"]["podSelector"]["matchLabels"]["app"], "backend");
+        assert_eq!(
+            (kind.as_str(), key.as_str()),
+            ("SluiceClusterwideNetworkPolicy", "api-only")
+        );
+        assert_eq!(
+            value["spec"]["podSelector"]["matchLabels"]["app"],
+            "backend"
+        );
         assert_eq!(
             checked[0].file,
-            PathBuf::from("/run/sluice-mesh-t1/control/resources/globalnetworkpolicy_api-only.yaml")
+            PathBuf::from(
+                "/run/sluice-mesh-t1/control/resources/globalnetworkpolicy_api-only.yaml"
+            )
         );
     }
 
@@ -325,9 +335,18 @@ mod tests {
              apiVersion: v1\nkind: Namespace\nmetadata: {{name: x}}\n",
             GNP
         );
-        let error = format!("{:#}", check(&layout, &clusters, &parse(&text)).err().unwrap());
-        assert!(error.contains("names cluster-2, which this mesh does not have"), "{error}");
+        let error = format!(
+            "{:#}",
+            check(&layout, &clusters, &parse(&text)).err().unwrap()
+        );
+        assert!(
+            error.contains("names cluster-2, which this mesh does not have"),
+            "{error}"
+        );
         assert!(error.contains("spec.clusters is required"), "{error}");
-        assert!(error.contains("Namespace x is not a management-level resource"), "{error}");
+        assert!(
+            error.contains("Namespace x is not a management-level resource"),
+            "{error}"
+        );
     }
 }

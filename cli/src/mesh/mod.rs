@@ -64,7 +64,12 @@ pub struct MeshArgs {
     name: String,
     /// Which cluster of the mesh a command acts on (`up --clusters C`
     /// builds cluster-1 … cluster-C).
-    #[arg(long, global = true, env = "SLUICE_MESH_CLUSTER", default_value = "cluster-1")]
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_MESH_CLUSTER",
+        default_value = "cluster-1"
+    )]
     cluster: String,
     #[command(subcommand)]
     command: MeshCommand,
@@ -217,6 +222,14 @@ fn cluster_layout(args: &MeshArgs) -> Result<Layout> {
         bail!("`up` and `down` act on the whole mesh: drop --cluster");
     }
     Ok(mesh.for_cluster(cluster))
+}
+
+/// Where cluster `cluster` of the local mesh `mesh` keeps its state
+/// (the inspection commands' `--mesh`/`--cluster`).
+pub fn cluster_state_file(mesh: &str, cluster: &str) -> Result<PathBuf> {
+    Ok(Layout::new(mesh)?
+        .for_cluster(plan::parse_cluster(cluster)?)
+        .state_file())
 }
 
 /// Where the local mesh `mesh` serves its management API (`sluice cluster
@@ -386,7 +399,10 @@ fn relay(layout: &Layout, action: RelayAction) -> Result<ExitCode> {
         }
         (RelayAction::Stop, None) => println!("relay agent of {cluster} was not running"),
         (RelayAction::Start, Some(p)) => {
-            println!("relay agent of {cluster} is already running (pid {})", p.pid)
+            println!(
+                "relay agent of {cluster} is already running (pid {})",
+                p.pid
+            )
         }
         (RelayAction::Start, None) => {
             let p = control::start_relay(layout, &mesh.journal)?;

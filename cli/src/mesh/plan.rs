@@ -109,7 +109,10 @@ mod tests {
         assert_eq!(service_cidr(1), "10.96.0.0/12");
         assert_eq!(
             cluster_ip_range(1),
-            (Ipv4Addr::new(10, 96, 0, 11), Ipv4Addr::new(10, 111, 255, 254))
+            (
+                Ipv4Addr::new(10, 96, 0, 11),
+                Ipv4Addr::new(10, 111, 255, 254)
+            )
         );
     }
 
@@ -131,7 +134,13 @@ mod tests {
         let last_cidr: ipnet::Ipv4Net = service_cidr(MAX_CLUSTERS).parse().unwrap();
         assert!(last_cidr.contains(&first) && last_cidr.contains(&last));
         // The last node of the largest mesh stays below the management address.
-        assert!(node_address(MAX_CLUSTERS, MAX_NODES / MAX_CLUSTERS, MAX_NODES / MAX_CLUSTERS) < MGMT_ADDRESS);
+        assert!(
+            node_address(
+                MAX_CLUSTERS,
+                MAX_NODES / MAX_CLUSTERS,
+                MAX_NODES / MAX_CLUSTERS
+            ) < MGMT_ADDRESS
+        );
     }
 
     #[test]

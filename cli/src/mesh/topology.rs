@@ -19,8 +19,8 @@ use super::{
         AGENT_METRICS_ADDR, INFRA_SERVER_PORT, Layout, OUTSIDE_ADDRESS, ROUTER_ADDRESS,
         UNDERLAY_PREFIX_LEN, netns_path,
     },
-    plan,
     netns::{self, ip_in},
+    plan,
     process::{self, in_netns, spawn_detached},
     state::{NodeState, ProcessRef},
 };

@@ -15,8 +15,9 @@ use super::{
     journal::{Journal, Resource},
     layout::Layout,
     manifests::{self, ObjectKey},
-    netns, plan,
+    netns,
     objects::ObjectStore,
+    plan,
     state::{MeshInfo, MeshLock, MeshState, ProcessRef},
     topology,
 };
