@@ -299,7 +299,7 @@ fn two_clusters_one_management_plane_one_global_policy() {
     // cluster-2's relay agent is away while the policy is deleted.
     mesh.ok(&["--cluster", "cluster-2", "relay", "stop"]);
     within("cluster-2 disconnected", Duration::from_secs(5), || {
-        relay_state(&cluster_list(&mesh), "cluster-2").0 == false
+        !relay_state(&cluster_list(&mesh), "cluster-2").0
     });
     let deleted = Instant::now();
     let out = mesh.ok(&["delete", "--management", "-f", policy_path]);
