@@ -32,17 +32,6 @@ spec:
       - from: [{podSelector: {matchLabels: {app: db}}}]
 ";
 
-fn control_binaries_exist() {
-    let bin = sluice();
-    for name in ["sluice-control", "sluice-operator"] {
-        assert!(
-            bin.with_file_name(name).is_file(),
-            "{name} is missing next to {}: `cargo build -p sluice-control -p sluice-operator`",
-            bin.display()
-        );
-    }
-}
-
 /// `sluice mesh --name N --cluster C probe …`: true when connected.
 fn connects(mesh: &Mesh, cluster: &str, from: &str, to: &str, port: &str) -> bool {
     let out = mesh.run(&[
@@ -194,7 +183,6 @@ fn cluster_dir(mesh: &Mesh, cluster: &str) -> std::path::PathBuf {
 #[test]
 fn two_clusters_one_management_plane_one_global_policy() {
     require_root();
-    control_binaries_exist();
     let test_start = Instant::now();
     let mesh = Mesh::new();
 
@@ -257,13 +245,30 @@ fn two_clusters_one_management_plane_one_global_policy() {
         );
     }
 
+    // Bad input: a clear error, nothing written.
+    let policy = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(policy.path(), POLICY.replace("cluster-2]", "cluster-3]")).expect("write");
+    let policy_path = policy.path().to_str().expect("utf-8 path");
+    let refused = mesh.run(&["apply", "--management", "-f", policy_path]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("names cluster-3, which this mesh does not have"),
+        "{stderr}"
+    );
+    let resources = control.join("resources");
+    assert_eq!(std::fs::read_dir(&resources).expect("resources").count(), 0);
+    let no_such = mesh.run(&["--cluster", "cluster-3", "get", "pods"]);
+    assert!(
+        String::from_utf8_lossy(&no_such.stderr).contains("has no cluster cluster-3"),
+        "{no_such:?}"
+    );
+
     // One GlobalNetworkPolicy, applied once, enforced in both clusters.
     for cluster in CLUSTERS {
         assert!(frontend_reaches_backend(&mesh, cluster), "{cluster} before");
     }
-    let policy = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(policy.path(), POLICY).expect("write policy");
-    let policy_path = policy.path().to_str().expect("utf-8 path");
     let applied = Instant::now();
     let out = mesh.ok(&["apply", "--management", "-f", policy_path]);
     assert!(

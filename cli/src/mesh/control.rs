@@ -39,11 +39,11 @@ use super::{
 pub const CONTROL_METRICS_ADDR: &str = "127.0.0.1:9091";
 /// The name the relay agents check in sluice-control's certificate.
 pub const SERVER_NAME: &str = "sluice-control";
-/// How often sluice-control re-reads the resources and checks Redis, and
-/// how often a relay agent re-reads its cluster's manifests (ms): short,
-/// since a change travels through both.
+/// How often sluice-control re-reads the resources and checks Redis (ms):
+/// short, since a management-level change waits for it. (The relay
+/// agents keep their default poll of the manifests, 500 ms: it costs a
+/// read of every file, and pushes do not wait for it.)
 const TICK_MS: &str = "100";
-const RELAY_POLL_MS: &str = "100";
 /// Startup budget of one process.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long `up` waits for every cluster to be warm.
@@ -283,7 +283,6 @@ pub fn start_relay(cluster: &Layout, journal: &Journal) -> Result<ProcessRef> {
         .arg(cluster.relay_dir().join("state"))
         .args(["--source", "files", "--manifests"])
         .arg(cluster.manifests_dir())
-        .args(["--poll-ms", RELAY_POLL_MS])
         .env("RUST_LOG", "info");
     in_netns(&mut cmd, &netns_path(&node_ns))?;
     let log = cluster.logs_dir().join("relay.log");

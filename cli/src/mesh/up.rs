@@ -117,9 +117,7 @@ pub fn up(layout: &Layout, options: UpOptions, files: &[PathBuf]) -> Result<UpRe
             let layouts: Vec<Layout> = (1..=options.clusters)
                 .map(|i| layout.for_cluster(i))
                 .collect();
-            let control = control::start(layout, &journal, bins, &layouts)?;
-            control.save(layout)?;
-            Some(control)
+            Some(control::start(layout, &journal, bins, &layouts)?)
         }
         None => None,
     };
