@@ -19,6 +19,9 @@ use serde_json::Value;
 
 const CLUSTERS: [&str; 2] = ["cluster-1", "cluster-2"];
 
+/// One mesh at a time: the timings below are for an otherwise idle mesh.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// frontend → backend is allowed by the example; this policy lets only
 /// the db pods reach the backends, in both clusters.
 const POLICY: &str = "apiVersion: control.sluice.io/v1alpha1
@@ -183,6 +186,7 @@ fn cluster_dir(mesh: &Mesh, cluster: &str) -> std::path::PathBuf {
 #[test]
 fn two_clusters_one_management_plane_one_global_policy() {
     require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let test_start = Instant::now();
     let mesh = Mesh::new();
 
@@ -285,6 +289,12 @@ fn two_clusters_one_management_plane_one_global_policy() {
     let enforced = applied.elapsed();
     println!("global policy enforced in both clusters {enforced:.2?} after apply started");
     assert!(enforced < Duration::from_secs(2), "{enforced:?}");
+    let policies = mesh.ok(&["--cluster", "cluster-2", "get", "policies"]);
+    assert!(
+        policies.contains("backend-from-db-only")
+            && policies.contains("SluiceClusterwideNetworkPolicy"),
+        "the pushed policy is one of cluster-2's: {policies}"
+    );
     for cluster in CLUSTERS {
         // The allowed peer still gets through: the policy, not an outage.
         assert!(
@@ -362,4 +372,28 @@ fn two_clusters_one_management_plane_one_global_policy() {
     let left = mesh.leftovers();
     assert!(left.is_empty(), "left behind: {left:?}");
     println!("whole test: {:.1?}", test_start.elapsed());
+}
+
+#[test]
+fn without_a_control_plane_there_is_no_management_namespace() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mesh = Mesh::new();
+    let up = mesh.ok(&["up", "--nodes", "1", "--no-control-plane"]);
+    assert!(!up.contains("management plane"), "{up}");
+    let mgmt = format!("{}mgmt", mesh.netns_prefix());
+    assert!(!mesh_support::netns_names().contains(&mgmt));
+    assert!(!mesh.state_dir().join("control").exists());
+    let status = mesh.ok(&["status"]);
+    assert!(status.contains("management plane: none"), "{status}");
+    let policy = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(policy.path(), POLICY).expect("write policy");
+    let policy_path = policy.path().to_str().expect("utf-8 path");
+    let refused = mesh.run(&["apply", "--management", "-f", policy_path]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("has no management plane"),
+        "{refused:?}"
+    );
+    let refused = mesh.run(&["--cluster", "cluster-2", "relay", "start"]);
+    assert!(!refused.status.success());
 }

@@ -32,7 +32,9 @@ pub enum Output {
 }
 
 fn objects(mesh: &Mesh, what: Resource) -> Result<Vec<Manifest>> {
-    let all = mesh.objects.all()?;
+    let mut all = mesh.objects.all()?;
+    // Policies the management plane pushed count as the cluster's own.
+    all.extend(mesh.objects.managed()?);
     Ok(all
         .into_iter()
         .filter(|m| match what {

@@ -265,9 +265,10 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         MeshCommand::Apply { files, management } => {
+            let info = management.then(|| control_plane(layout)).transpose()?;
             let objects = manifests::load_paths(&files)?;
-            let lines = if management {
-                management::apply(layout, &control_plane(layout)?, &objects)?
+            let lines = if let Some(info) = info {
+                management::apply(layout, &info, &objects)?
             } else {
                 let mut mesh = Mesh::open(layout)?;
                 apply::apply(&mut mesh, objects)?.lines
@@ -278,9 +279,10 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         MeshCommand::Delete { files, management } => {
+            let info = management.then(|| control_plane(layout)).transpose()?;
             let objects = manifests::load_paths(&files)?;
-            let lines = if management {
-                management::delete(layout, &control_plane(layout)?, &objects)?
+            let lines = if let Some(info) = info {
+                management::delete(layout, &info, &objects)?
             } else {
                 let mut mesh = Mesh::open(layout)?;
                 apply::delete(&mut mesh, objects)?
