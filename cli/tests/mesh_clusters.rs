@@ -220,6 +220,24 @@ fn two_clusters_one_management_plane_one_global_policy() {
         ["port", "0"]
     );
 
+    // Each relay agent runs on its cluster's node-1: relay traffic crosses
+    // the underlay to the management namespace.
+    let control_state: Value =
+        serde_json::from_slice(&std::fs::read(control.join("state.json")).expect("control state"))
+            .expect("control state JSON");
+    for (cluster, node_ns) in [("cluster-1", "node-1"), ("cluster-2", "c2-node-1")] {
+        let pid = control_state["relays"][cluster]["pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no relay agent of {cluster}: {control_state}"));
+        use std::os::unix::fs::MetadataExt;
+        let netns = |path: String| std::fs::metadata(&path).expect(&path).ino();
+        assert_eq!(
+            netns(format!("/proc/{pid}/ns/net")),
+            netns(format!("/run/netns/{}{node_ns}", mesh.netns_prefix())),
+            "{cluster}'s relay agent is not in its node-1 namespace"
+        );
+    }
+
     // Each cluster's snapshot in Redis is the cluster's objects.
     for cluster in CLUSTERS {
         let manifests = cluster_dir(&mesh, cluster).join("manifests");
