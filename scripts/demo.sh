@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The README's demo: bring the default local mesh up, run the connectivity
-# test, and always tear it down again (also on failure or Ctrl-C).
+# The README's demo: bring the default local mesh up with two clusters and
+# its management plane, run the connectivity test, apply one global policy
+# at the management plane and show it enforced in both clusters, and always
+# tear it down again (also on failure or Ctrl-C).
 # Needs root and a built workspace (`cargo build`; `make demo` does both).
 set -euo pipefail
 
 SLUICE="${SLUICE:-target/debug/sluice}"
+# Every `sluice mesh` and inspection command honours SLUICE_MESH_NAME.
+MESH="${SLUICE_MESH_NAME:-default}"
 if [[ $EUID -ne 0 ]]; then
     echo "demo.sh needs root (network namespaces, eBPF, bpffs): run it with sudo" >&2
     exit 2
@@ -14,7 +18,7 @@ fi
 "$SLUICE" mesh down >/dev/null
 trap '"$SLUICE" mesh down' EXIT
 
-"$SLUICE" mesh up
+"$SLUICE" mesh up --clusters 2
 "$SLUICE" mesh get pods
 "$SLUICE" mesh test
 
@@ -35,11 +39,43 @@ if [[ $status -ne 1 ]]; then
     exit 1
 fi
 
+echo
+echo "The management plane: both clusters report to sluice-control (connected/warm)."
+"$SLUICE" cluster list --mesh "$MESH"
+"$SLUICE" cluster list --mesh "$MESH" -o json \
+    | grep -c '"warm": true' | grep -qx 2 \
+    || { echo "demo: expected both clusters warm" >&2; exit 1; }
+
+# probe CLUSTER: exit 0 connected, 1 denied (timed out or refused).
+probe() {
+    "$SLUICE" mesh --cluster "$1" probe --from demo/frontend-0 --to demo/backend-0 \
+        --port 8080/tcp --timeout 500
+}
+expect() { # expect connected|denied CLUSTER
+    local status=0
+    probe "$2" || status=$?
+    if [[ ($1 == connected && $status -ne 0) || ($1 == denied && $status -ne 1) ]]; then
+        echo "demo: expected frontend-0 → backend-0 in $2 to be $1 (probe exit $status)" >&2
+        exit 1
+    fi
+}
+
+echo
+echo "One GlobalNetworkPolicy, applied once at the management plane, for both clusters:"
+for c in cluster-1 cluster-2; do expect connected "$c"; done
+"$SLUICE" mesh apply --management -f examples/global-network-policy.yaml
+for c in cluster-1 cluster-2; do expect denied "$c"; done
+echo "frontend-0 → backend-0 is now denied in cluster-1 and cluster-2."
+"$SLUICE" mesh delete --management -f examples/global-network-policy.yaml
+for c in cluster-1 cluster-2; do expect connected "$c"; done
+echo "Deleted: traffic restored in both."
+
 cat <<'NEXT'
 
 Try next (while the mesh is up, e.g. with `sluice mesh up` in your own shell):
   sluice mesh probe --from demo/frontend-0 --to demo/backend-1 --port 8080/tcp
   sluice mesh exec demo/frontend-0 -- ip route
-  sluice mesh status
+  sluice mesh status --cluster cluster-2
+  sluice mesh relay stop --cluster cluster-2    # then apply a global policy, and start it again
 Tear it down with: sluice mesh down
 NEXT

@@ -26,6 +26,7 @@ stream and revokes its certificate.
 Examples:
   sluice cluster register cluster-1 --root-ca-out cluster-1-root.pem
   sluice cluster list -o json
+  sluice cluster list --mesh default     # the local mesh's (`sluice mesh up`)
   sluice cluster deregister cluster-1";
 
 #[derive(Args, Debug)]
@@ -33,6 +34,10 @@ pub struct ClusterArgs {
     /// sluice-control's management API socket.
     #[arg(long, global = true, env = "SLUICE_CONTROL_SOCKET", default_value = sluice_api::DEFAULT_CONTROL_SOCKET)]
     socket: PathBuf,
+    /// The management plane of this local mesh (`sluice mesh up --name
+    /// NAME`; `default` for the unnamed one) instead of --socket.
+    #[arg(long, global = true, value_name = "NAME")]
+    mesh: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
     #[command(subcommand)]
@@ -79,8 +84,12 @@ fn run_inner(args: ClusterArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let socket = match &args.mesh {
+        Some(mesh) => crate::mesh::control_socket(mesh)?,
+        None => args.socket.clone(),
+    };
     runtime.block_on(async {
-        let mut client = connect(&args.socket).await?;
+        let mut client = connect(&socket).await?;
         match args.command {
             ClusterCommand::Register {
                 name,
@@ -145,7 +154,7 @@ async fn connect(socket: &std::path::Path) -> Result<ManagementClient<Channel>> 
             .map(ToString::to_string)
             .unwrap_or_else(|| e.to_string());
         anyhow::anyhow!(
-            "cannot reach sluice-control at {}: {cause} (is it running? pick its socket with --socket or SLUICE_CONTROL_SOCKET)",
+            "cannot reach sluice-control at {}: {cause} (is it running? pick its socket with --socket or SLUICE_CONTROL_SOCKET, or a local mesh's with --mesh NAME)",
             socket.display()
         )
     })

@@ -2,7 +2,10 @@
 //!
 //! Every `*.yaml`, `*.yml` and `*.json` file directly in the directory is read
 //! (hidden files, e.g. editor swap files and ConfigMap `..data` links, are
-//! skipped). A file is taken whole or not at all: if any document in it is
+//! skipped), and those directly in its [`MANAGED_SUBDIR`]: the objects the
+//! management plane pushed (the relay agent's files mode writes them
+//! there, docs/control.md). Other subdirectories (e.g. the cluster state
+//! of `--cluster-state`) are not manifests. A file is taken whole or not at all: if any document in it is
 //! malformed, of an unknown kind or invalid, every problem is logged with the
 //! file and the 1-based document number, and the file's previous good objects
 //! stay in the store. A file that disappears takes its objects with it.
@@ -49,6 +52,11 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(25);
 /// A rescan happens at the latest this many debounce periods after the
 /// first change, even if changes keep coming.
 const MAX_DEBOUNCE_FACTOR: u32 = 10;
+
+/// Subfolder of the manifests directory the relay agent writes the
+/// management plane's objects into (`sluice_relay::files::MANAGED_DIR`);
+/// read like the directory itself.
+pub const MANAGED_SUBDIR: &str = "sluice-control";
 
 /// Namespace given to namespaced objects that name none, as `kubectl` does.
 pub const DEFAULT_NAMESPACE: &str = apiserver::defaults::DEFAULT_NAMESPACE;
@@ -420,6 +428,15 @@ impl ManifestDir {
                 paths.push(path);
             }
         }
+        // The management plane's objects, when a relay agent pushed any.
+        if let Ok(entries) = fs::read_dir(self.dir.join(MANAGED_SUBDIR)) {
+            for entry in entries {
+                let path = entry?.path();
+                if is_manifest(&path) {
+                    paths.push(path);
+                }
+            }
+        }
         paths.sort();
         Ok(paths)
     }
@@ -444,7 +461,6 @@ fn is_content_change(kind: &EventKind) -> bool {
 /// A running `files` source; dropping it stops the watch.
 #[derive(Debug)]
 pub struct FilesSource {
-    _watcher: RecommendedWatcher,
     task: JoinHandle<()>,
 }
 
@@ -477,12 +493,17 @@ impl FilesSource {
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(watch_error)?;
         let mut manifests = ManifestDir::new(&dir);
+        let mut managed = ManagedWatch::default();
+        managed.ensure(&mut watcher, &dir);
         manifests.rescan(&store);
-        let task = tokio::spawn(watch_loop(manifests, store, rx, debounce));
-        Ok(Self {
-            _watcher: watcher,
-            task,
-        })
+        let task = tokio::spawn(watch_loop(
+            manifests,
+            store,
+            rx,
+            debounce,
+            (watcher, managed),
+        ));
+        Ok(Self { task })
     }
 }
 
@@ -492,11 +513,43 @@ impl Drop for FilesSource {
     }
 }
 
+/// Whether the managed subfolder is watched: it may appear (the relay
+/// agent creates it) after the source started.
+#[derive(Debug, Default)]
+struct ManagedWatch {
+    watched: bool,
+}
+
+impl ManagedWatch {
+    /// Watches `dir/MANAGED_SUBDIR` once it exists; true when the watch
+    /// began now (its files may predate the watch: rescan).
+    fn ensure(&mut self, watcher: &mut RecommendedWatcher, dir: &Path) -> bool {
+        if self.watched {
+            return false;
+        }
+        let managed = dir.join(MANAGED_SUBDIR);
+        if !managed.is_dir() {
+            return false;
+        }
+        match watcher.watch(&managed, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                self.watched = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(dir = %managed.display(), error = %e, "cannot watch the managed manifests");
+                false
+            }
+        }
+    }
+}
+
 async fn watch_loop(
     mut manifests: ManifestDir,
     store: Arc<Store>,
     mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     debounce: Duration,
+    (mut watcher, mut managed): (RecommendedWatcher, ManagedWatch),
 ) {
     let relevant = |event: notify::Result<notify::Event>| match event {
         Ok(event) => is_content_change(&event.kind),
@@ -523,6 +576,9 @@ async fn watch_loop(
             }
         }
         manifests.rescan(&store);
+        if managed.ensure(&mut watcher, &manifests.dir) {
+            manifests.rescan(&store);
+        }
         crate::memory::release_freed();
     }
 }
@@ -1039,6 +1095,49 @@ spec:
         })
         .await;
         assert!(store.get::<Namespace>(None, "shop").is_some());
+    }
+
+    #[tokio::test]
+    async fn reads_the_managed_subfolder_even_when_it_appears_later_but_no_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::default());
+        let mut events = store.subscribe().events;
+        fs::write(dir.path().join("shop.yaml"), SHOP).expect("write shop");
+        // Cluster state next to the manifests is not a manifest.
+        fs::create_dir(dir.path().join("cluster-state")).expect("mkdir");
+        fs::write(
+            dir.path().join("cluster-state/stray.yaml"),
+            pod_yaml("stray", "x"),
+        )
+        .expect("write stray");
+        let _source =
+            FilesSource::start_with_debounce(dir.path(), store.clone(), Duration::from_millis(50))
+                .expect("start files source");
+        // The relay agent creates the folder on its first push.
+        let managed = dir.path().join(MANAGED_SUBDIR);
+        fs::create_dir(&managed).expect("mkdir managed");
+        fs::write(
+            managed.join("p.yaml"),
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: pushed, namespace: shop}\nspec: {podSelector: {}}\n",
+        )
+        .expect("push");
+        wait_until(&store, &mut events, "pushed policy", |s| {
+            s.get::<NetworkPolicy>(Some("shop"), "pushed").is_some()
+        })
+        .await;
+        // Later pushes into the (now watched) folder, and removals.
+        fs::write(managed.join("q.yaml"), pod_yaml("q", "pushed")).expect("push q");
+        wait_until(&store, &mut events, "pushed pod", |s| {
+            pod_app(s, "default", "q").is_some()
+        })
+        .await;
+        fs::remove_file(managed.join("p.yaml")).expect("unpush");
+        wait_until(&store, &mut events, "policy removed", |s| {
+            s.get::<NetworkPolicy>(Some("shop"), "pushed").is_none()
+        })
+        .await;
+        assert!(pod_app(&store, "default", "stray").is_none());
     }
 
     #[tokio::test]

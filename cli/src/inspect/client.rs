@@ -15,6 +15,8 @@ use tonic::{Response, Status, transport::Channel};
 
 /// The mesh `--node` looks in when no `--mesh` is given (as `sluice mesh`).
 const DEFAULT_MESH: &str = "default";
+/// The cluster of the mesh when no `--cluster` is given.
+const DEFAULT_CLUSTER: &str = "cluster-1";
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
@@ -29,6 +31,10 @@ pub struct AgentArgs {
     /// (`sluice mesh --name`) [default: default].
     #[arg(long, global = true, env = "SLUICE_MESH_NAME", value_name = "NAME")]
     pub mesh: Option<String>,
+    /// The cluster of that mesh (`sluice mesh up --clusters C`) whose nodes
+    /// --node names [default: cluster-1].
+    #[arg(long, global = true, env = "SLUICE_MESH_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
 }
 
 impl AgentArgs {
@@ -36,10 +42,14 @@ impl AgentArgs {
         self.mesh.as_deref().unwrap_or(DEFAULT_MESH)
     }
 
+    fn cluster_name(&self) -> &str {
+        self.cluster.as_deref().unwrap_or(DEFAULT_CLUSTER)
+    }
+
     /// The socket these flags name.
     pub fn socket_path(&self) -> Result<PathBuf> {
         match (&self.node, &self.socket) {
-            (Some(node), _) => mesh_node_socket(self.mesh_name(), node),
+            (Some(node), _) => mesh_node_socket(self.mesh_name(), self.cluster_name(), node),
             (None, Some(socket)) => Ok(socket.clone()),
             (None, None) => Ok(PathBuf::from(DEFAULT_AGENT_SOCKET)),
         }
@@ -54,9 +64,10 @@ impl AgentArgs {
             return Ok(None);
         }
         let name = self.mesh_name();
-        match read_mesh_state(name) {
+        let cluster = self.cluster_name();
+        match read_mesh_state(name, cluster) {
             Ok(state) => Ok(Some((name.to_owned(), state.nodes))),
-            Err(_) if self.mesh.is_none() && !mesh_state_file(name)?.exists() => Ok(None),
+            Err(_) if self.mesh.is_none() && !mesh_state_file(name, cluster)?.exists() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -75,26 +86,13 @@ pub struct MeshNode {
     pub api_socket: PathBuf,
 }
 
-/// Where mesh `mesh` keeps its state: `/run/sluice-mesh` for the default
-/// mesh, `/run/sluice-mesh-<name>` otherwise (as `mesh/layout.rs` says).
-fn mesh_state_file(mesh: &str) -> Result<PathBuf> {
-    let valid = !mesh.is_empty()
-        && mesh
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !valid {
-        bail!("invalid mesh name {mesh:?}: lowercase letters and digits");
-    }
-    let dir = if mesh == DEFAULT_MESH {
-        PathBuf::from("/run/sluice-mesh")
-    } else {
-        PathBuf::from(format!("/run/sluice-mesh-{mesh}"))
-    };
-    Ok(dir.join("state.json"))
+/// Where a cluster of mesh `mesh` keeps its state (`mesh/layout.rs`).
+fn mesh_state_file(mesh: &str, cluster: &str) -> Result<PathBuf> {
+    crate::mesh::cluster_state_file(mesh, cluster)
 }
 
-fn read_mesh_state(mesh: &str) -> Result<MeshState> {
-    let file = mesh_state_file(mesh)?;
+fn read_mesh_state(mesh: &str, cluster: &str) -> Result<MeshState> {
+    let file = mesh_state_file(mesh, cluster)?;
     let bytes = match std::fs::read(&file) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -110,8 +108,8 @@ fn read_mesh_state(mesh: &str) -> Result<MeshState> {
         .with_context(|| format!("{} is not a mesh state file", file.display()))
 }
 
-fn mesh_node_socket(mesh: &str, node: &str) -> Result<PathBuf> {
-    let state = read_mesh_state(mesh)?;
+fn mesh_node_socket(mesh: &str, cluster: &str, node: &str) -> Result<PathBuf> {
+    let state = read_mesh_state(mesh, cluster)?;
     if let Some(found) = state.nodes.iter().find(|n| n.name == node) {
         return Ok(found.api_socket.clone());
     }
@@ -205,14 +203,19 @@ mod tests {
     #[test]
     fn mesh_state_files_follow_the_mesh_layout() {
         assert_eq!(
-            mesh_state_file("default").unwrap(),
+            mesh_state_file("default", "cluster-1").unwrap(),
             PathBuf::from("/run/sluice-mesh/state.json")
         );
         assert_eq!(
-            mesh_state_file("t1").unwrap(),
+            mesh_state_file("t1", "cluster-1").unwrap(),
             PathBuf::from("/run/sluice-mesh-t1/state.json")
         );
-        assert!(mesh_state_file("../etc").is_err());
+        assert_eq!(
+            mesh_state_file("t1", "cluster-2").unwrap(),
+            PathBuf::from("/run/sluice-mesh-t1/clusters/cluster-2/state.json")
+        );
+        assert!(mesh_state_file("../etc", "cluster-1").is_err());
+        assert!(mesh_state_file("t1", "c2").is_err());
     }
 
     fn args(socket: Option<&str>, node: Option<&str>, mesh: Option<&str>) -> AgentArgs {
@@ -220,6 +223,7 @@ mod tests {
             socket: socket.map(PathBuf::from),
             node: node.map(str::to_owned),
             mesh: mesh.map(str::to_owned),
+            cluster: None,
         }
     }
 

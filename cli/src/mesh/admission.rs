@@ -81,13 +81,21 @@ pub fn with_defaults(rendered: Value) -> Value {
 
 /// `metadata.uid` and `creationTimestamp` set once (kept from `previous`,
 /// the stored copy, across updates), `resourceVersion` new on every write.
+/// A Pod's uid is the one the mesh rendered into it: each incarnation's
+/// own, which its CNI call and its `SluiceEndpoint` carry (the operator
+/// deletes records whose uid no Pod has).
 pub fn stamp(rendered: &mut Value, previous: Option<&Value>, resource_version: u64, now: &str) {
     let kept = |field: &str| {
         previous
             .and_then(|p| get_at(p, &["metadata", field]))
             .cloned()
     };
-    let uid = kept("uid").unwrap_or_else(|| Value::from(random_uid()));
+    let runtime_uid = (str_at(rendered, &["kind"]) == Some("Pod"))
+        .then(|| get_at(rendered, &["metadata", "uid"]).cloned())
+        .flatten();
+    let uid = runtime_uid
+        .or_else(|| kept("uid"))
+        .unwrap_or_else(|| Value::from(random_uid()));
     let created = kept("creationTimestamp").unwrap_or_else(|| Value::from(now));
     set_at(rendered, &["metadata", "uid"], uid);
     set_at(rendered, &["metadata", "creationTimestamp"], created);
@@ -254,6 +262,19 @@ mod tests {
         let mut other: Value = serde_yaml::from_str("{metadata: {name: b}}").expect("yaml");
         stamp(&mut other, None, 9, "2026-01-02T03:04:05Z");
         assert_ne!(str_at(&other, &["metadata", "uid"]), Some(uid.as_str()));
+    }
+
+    #[test]
+    fn a_pod_keeps_the_uid_of_its_incarnation() {
+        let mut pod: Value =
+            serde_yaml::from_str("{kind: Pod, metadata: {name: p, uid: runtime-1}}").expect("yaml");
+        stamp(&mut pod, None, 1, "2026-01-02T03:04:05Z");
+        assert_eq!(str_at(&pod, &["metadata", "uid"]), Some("runtime-1"));
+        // Recreated (a spec change): the new incarnation's uid, not the stored one.
+        let mut again: Value =
+            serde_yaml::from_str("{kind: Pod, metadata: {name: p, uid: runtime-2}}").expect("yaml");
+        stamp(&mut again, Some(&pod), 2, "2026-01-02T03:04:05Z");
+        assert_eq!(str_at(&again, &["metadata", "uid"]), Some("runtime-2"));
     }
 
     #[test]

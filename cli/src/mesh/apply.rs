@@ -18,12 +18,6 @@ use super::{
     workloads,
 };
 
-/// First address handed out as a ClusterIP (10.96.0.1 is the API
-/// server's in Kubernetes, .10 its DNS).
-const FIRST_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
-/// Last address of the service CIDR 10.96.0.0/12.
-const LAST_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 111, 255, 254);
-
 /// What `apply` did, for its summary line.
 #[derive(Debug, Default)]
 pub struct ApplyReport {
@@ -163,8 +157,14 @@ fn with_cluster_ip(mesh: &Mesh, manifest: &Manifest) -> Result<Value> {
                 .iter()
                 .filter_map(|s| str_at(&s.value, &["spec", "clusterIP"])?.parse().ok())
                 .collect();
-            next_free_ip(&used)
-                .context("the service CIDR 10.96.0.0/12 is full")?
+            let cluster = mesh.layout.cluster();
+            next_free_ip(&used, super::plan::cluster_ip_range(cluster))
+                .with_context(|| {
+                    format!(
+                        "the service CIDR {} is full",
+                        super::plan::service_cidr(cluster)
+                    )
+                })?
                 .to_string()
         }
     };
@@ -181,8 +181,12 @@ fn with_cluster_ip(mesh: &Mesh, manifest: &Manifest) -> Result<Value> {
     Ok(rendered)
 }
 
-pub fn next_free_ip(used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-    (u32::from(FIRST_CLUSTER_IP)..=u32::from(LAST_CLUSTER_IP))
+/// The first ClusterIP of `range` (first, last) nobody uses.
+pub fn next_free_ip(
+    used: &BTreeSet<Ipv4Addr>,
+    (first, last): (Ipv4Addr, Ipv4Addr),
+) -> Option<Ipv4Addr> {
+    (u32::from(first)..=u32::from(last))
         .map(Ipv4Addr::from)
         .find(|ip| !used.contains(ip))
 }
@@ -259,6 +263,16 @@ status:
     serde_yaml::from_str(&yaml).unwrap_or_default()
 }
 
+/// A Node object with the `Ready` condition its kubelet would post once the
+/// node's agent is ready (the relay agent counts ready nodes as agents).
+pub fn ready_node_object(name: &str, pod_cidr: &str, address: Ipv4Addr) -> Value {
+    let mut node = node_object(name, pod_cidr, address);
+    let ready: Value = serde_yaml::from_str("[{type: Ready, status: 'True', reason: AgentReady}]")
+        .unwrap_or_default();
+    set_at(&mut node, &["status", "conditions"], ready);
+    node
+}
+
 /// `spec.selector` (Service) or `spec.podSelector.matchLabels` as text.
 pub fn selector_text(value: &Value, path: &[&str]) -> String {
     match get_at(value, path) {
@@ -280,8 +294,17 @@ mod tests {
     fn cluster_ips_fill_gaps() {
         let used: BTreeSet<Ipv4Addr> =
             [Ipv4Addr::new(10, 96, 0, 11), Ipv4Addr::new(10, 96, 0, 13)].into();
-        assert_eq!(next_free_ip(&used), Some(Ipv4Addr::new(10, 96, 0, 12)));
-        assert_eq!(next_free_ip(&BTreeSet::new()), Some(FIRST_CLUSTER_IP));
+        let range = crate::mesh::plan::cluster_ip_range(1);
+        assert_eq!(
+            next_free_ip(&used, range),
+            Some(Ipv4Addr::new(10, 96, 0, 12))
+        );
+        assert_eq!(next_free_ip(&BTreeSet::new(), range), Some(range.0));
+        let cluster_2 = crate::mesh::plan::cluster_ip_range(2);
+        assert_eq!(
+            next_free_ip(&BTreeSet::new(), cluster_2),
+            Some(Ipv4Addr::new(10, 112, 0, 11))
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ fn locate(name: &str, env: &str) -> Result<PathBuf> {
     if !path.is_file() {
         bail!(
             "{name} not found next to {} (build the workspace: `cargo build -p sluice -p \
-             sluice-agent -p sluice-cni -p sluice-operator`, or set {env})",
+             sluice-agent -p sluice-cni -p sluice-operator -p sluice-control`, or set {env})",
             me.display()
         );
     }
@@ -32,6 +32,11 @@ pub fn agent() -> Result<PathBuf> {
 
 pub fn operator() -> Result<PathBuf> {
     locate("sluice-operator", "SLUICE_OPERATOR_BIN")
+}
+
+/// The management server (`sluice-control`).
+pub fn control() -> Result<PathBuf> {
+    locate("sluice-control", "SLUICE_CONTROL_BIN")
 }
 
 pub fn cni() -> Result<PathBuf> {

@@ -434,7 +434,9 @@ fn probe_child(
     timeout: Duration,
 ) -> Result<ProbeResult> {
     let output = Command::new(sluice)
-        .args(["mesh", "--name", layout.name(), "probe"])
+        .args(["mesh", "--name", layout.name(), "--cluster"])
+        .arg(layout.cluster_name())
+        .arg("probe")
         .args(["--from", &check.from, "--to", &check.ip.to_string()])
         .args(["--port", &check.port.to_string()])
         .args(["--timeout", &timeout.as_millis().to_string(), "-o", "json"])

@@ -29,6 +29,15 @@ impl Mesh {
             );
         }
         let lock = MeshLock::acquire(layout)?;
+        let info = super::state::MeshInfo::load(layout)?;
+        if layout.cluster() > info.clusters {
+            bail!(
+                "mesh {:?} has no cluster {} (its clusters: {})",
+                layout.name(),
+                layout.cluster_name(),
+                info.cluster_names().join(", ")
+            );
+        }
         let Some(state) = MeshState::load(&state_file)? else {
             bail!(
                 "mesh {:?} is half-built (a crashed or running `up`?): clear it with \
@@ -46,6 +55,12 @@ impl Mesh {
             );
         }
         Ok(Self::with_state(layout, state, lock))
+    }
+
+    /// The state and the lock back (`up` applies to one cluster after the
+    /// other under one lock).
+    pub fn into_parts(self) -> (MeshState, MeshLock) {
+        (self.state, self._lock)
     }
 
     pub fn with_state(layout: &Layout, state: MeshState, lock: MeshLock) -> Self {

@@ -17,6 +17,7 @@ use serde_yaml::Value;
 use super::{
     context::Mesh,
     manifests::{Manifest, get_at, labels_of, selects, str_at},
+    state::NodeState,
 };
 
 /// How long `apply` waits for the agents.
@@ -100,12 +101,15 @@ fn target_port(service_port: &Value, port: u64, protocol: &str, pod: &Value) -> 
 
 /// Each node agent's store revision now (before a change is written).
 pub fn revisions(mesh: &Mesh) -> anyhow::Result<Vec<Option<u64>>> {
+    node_revisions(&mesh.state.nodes)
+}
+
+/// [`revisions`] of some nodes (of any cluster).
+pub fn node_revisions(nodes: &[NodeState]) -> anyhow::Result<Vec<Option<u64>>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    Ok(mesh
-        .state
-        .nodes
+    Ok(nodes
         .iter()
         .map(|node| status(&runtime, &node.api_socket).map(|s| s.store_revision))
         .collect())
@@ -128,12 +132,17 @@ fn status(
 /// Waits until every agent's store moved past `before` and its policy and
 /// service maps caught up with it; returns the nodes that did not in time.
 pub fn wait_for_datapath(mesh: &Mesh, before: &[Option<u64>]) -> anyhow::Result<Vec<String>> {
+    wait_for_nodes(&mesh.state.nodes, before)
+}
+
+/// [`wait_for_datapath`] of some nodes (of any cluster).
+pub fn wait_for_nodes(nodes: &[NodeState], before: &[Option<u64>]) -> anyhow::Result<Vec<String>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     let mut late = Vec::new();
-    for (node, before) in mesh.state.nodes.iter().zip(before) {
+    for (node, before) in nodes.iter().zip(before) {
         loop {
             let caught_up = status(&runtime, &node.api_socket).is_some_and(|s| {
                 before.is_none_or(|b| s.store_revision > b)

@@ -32,7 +32,9 @@ pub enum Output {
 }
 
 fn objects(mesh: &Mesh, what: Resource) -> Result<Vec<Manifest>> {
-    let all = mesh.objects.all()?;
+    let mut all = mesh.objects.all()?;
+    // Policies the management plane pushed count as the cluster's own.
+    all.extend(mesh.objects.managed()?);
     Ok(all
         .into_iter()
         .filter(|m| match what {
@@ -186,7 +188,7 @@ fn table(
     rows
 }
 
-fn row(cells: &[&str]) -> Vec<String> {
+pub fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| (*c).to_owned()).collect()
 }
 
@@ -278,9 +280,10 @@ fn socket_lb(node: &NodeState) -> (String, bool) {
 pub fn status(mesh: &Mesh) -> Result<bool> {
     let layout = &mesh.layout;
     println!("mesh:      {}", layout.name());
-    println!("state:     {}", layout.state_dir().display());
+    println!("cluster:   {}", layout.cluster_name());
+    println!("state:     {}", layout.cluster_dir().display());
     println!("manifests: {}", layout.manifests_dir().display());
-    println!("cluster:   {}", layout.cluster_state_dir().display());
+    println!("cl.state:  {}", layout.cluster_state_dir().display());
     println!("pins:      {}", layout.bpffs_dir().display());
     let cgroups = mesh.state.nodes.iter().find_map(|n| n.cgroup.as_ref());
     println!(
@@ -376,6 +379,7 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
         ]);
     }
     print_table(&rows);
+    healthy &= super::control_status::print(layout)?;
     Ok(healthy)
 }
 

@@ -24,19 +24,21 @@ pub const ROUTER_ADDRESS: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 254);
 pub const OUTSIDE_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// Port the built-in servers of nodes and the internet listen on (TCP and UDP).
 pub const INFRA_SERVER_PORT: u16 = 80;
-/// Most nodes one underlay /24 holds next to the router.
-pub const MAX_NODES: u32 = 200;
 /// The node agent's metrics address, on each node namespace's own loopback.
 pub const AGENT_METRICS_ADDR: &str = "127.0.0.1:9091";
-/// The operator's metrics address, on the underlay namespace's loopback.
-pub const OPERATOR_METRICS_ADDR: &str = "127.0.0.1:9091";
 /// Name of the cluster-state subdirectory of the manifests directory.
 pub const CLUSTER_STATE_DIR: &str = "cluster-state";
 
-/// Names and paths of one mesh.
+/// Names and paths of one mesh, seen from one of its clusters
+/// (`cluster-1` unless [`Layout::for_cluster`] says otherwise). Mesh-wide
+/// things (state root, journal, lock, underlay, internet, management
+/// namespace) are the same from every cluster; a cluster's own (manifests,
+/// nodes, pods, pins, cgroups) are where they always were for `cluster-1`
+/// and below `clusters/cluster-K/` (names `c<K>-…`) for the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     name: String,
+    cluster: u32,
 }
 
 impl Layout {
@@ -51,11 +53,46 @@ impl Layout {
         }
         Ok(Self {
             name: name.to_owned(),
+            cluster: 1,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The same mesh seen from cluster `index` (1-based).
+    pub fn for_cluster(&self, index: u32) -> Self {
+        Self {
+            name: self.name.clone(),
+            cluster: index,
+        }
+    }
+
+    /// The cluster this layout is of (1-based).
+    pub fn cluster(&self) -> u32 {
+        self.cluster
+    }
+
+    /// `cluster-K`: the name the management plane knows the cluster by.
+    pub fn cluster_name(&self) -> String {
+        super::plan::cluster_name(self.cluster)
+    }
+
+    /// What a cluster's per-node names start with: nothing for `cluster-1`
+    /// (its names are as they always were), `c<K>-` for the others.
+    fn cluster_tag(&self) -> String {
+        if self.cluster == 1 {
+            String::new()
+        } else {
+            format!("c{}-", self.cluster)
+        }
+    }
+
+    /// A node's mesh-wide key (`node-1`, `c2-node-1`): names its uplink
+    /// port, pin root and cgroup, which all clusters share a parent of.
+    pub fn node_key(&self, node: &str) -> String {
+        format!("{}{node}", self.cluster_tag())
     }
 
     fn is_default(&self) -> bool {
@@ -80,9 +117,57 @@ impl Layout {
         }
     }
 
-    /// Everything on disk: state, journal, manifests, logs, agent state.
+    /// Everything on disk of the whole mesh: the journal, the lock, every
+    /// cluster's directory and the control plane's.
     pub fn state_dir(&self) -> PathBuf {
         self.suffixed("/run/sluice-mesh")
+    }
+
+    /// This cluster's files: state, manifests, objects, logs, agent state.
+    /// The state directory itself for `cluster-1`.
+    pub fn cluster_dir(&self) -> PathBuf {
+        if self.cluster == 1 {
+            self.state_dir()
+        } else {
+            self.state_dir().join("clusters").join(self.cluster_name())
+        }
+    }
+
+    /// The management plane's files (redis socket, sluice-control state,
+    /// its management API socket, the management-level resources).
+    pub fn control_dir(&self) -> PathBuf {
+        self.state_dir().join("control")
+    }
+
+    /// sluice-control's management API (mode 0600): the only way into the
+    /// management plane from the machine's own namespace.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_dir().join("control.sock")
+    }
+
+    /// Redis listens only on this unix socket (no TCP port at all).
+    pub fn redis_socket(&self) -> PathBuf {
+        self.control_dir().join("redis.sock")
+    }
+
+    /// Management-level resources (`sluice-control --resources`).
+    pub fn control_resources_dir(&self) -> PathBuf {
+        self.control_dir().join("resources")
+    }
+
+    /// What `up` built of the control plane (processes), for `status`.
+    pub fn control_state_file(&self) -> PathBuf {
+        self.control_dir().join("state.json")
+    }
+
+    /// Mesh-wide facts: how many clusters, whether there is a control plane.
+    pub fn mesh_file(&self) -> PathBuf {
+        self.state_dir().join("mesh.json")
+    }
+
+    /// This cluster's relay agent's state (its key and certificate).
+    pub fn relay_dir(&self) -> PathBuf {
+        self.cluster_dir().join("relay")
     }
 
     /// bpffs directory holding every node's pin root.
@@ -95,7 +180,7 @@ impl Layout {
     }
 
     pub fn state_file(&self) -> PathBuf {
-        self.state_dir().join("state.json")
+        self.cluster_dir().join("state.json")
     }
 
     pub fn lock_file(&self) -> PathBuf {
@@ -104,7 +189,7 @@ impl Layout {
 
     /// The directory every agent's `files` source watches.
     pub fn manifests_dir(&self) -> PathBuf {
-        self.state_dir().join("manifests")
+        self.cluster_dir().join("manifests")
     }
 
     /// The cluster state the agents and the operator share
@@ -118,10 +203,24 @@ impl Layout {
 
     /// Objects of kinds the agents do not read yet (kept for `get`/`delete`).
     pub fn other_objects_dir(&self) -> PathBuf {
-        self.state_dir().join("other-objects")
+        self.cluster_dir().join("other-objects")
+    }
+
+    /// Objects as the user applied them, and the resource-version counter.
+    pub fn applied_dir(&self) -> PathBuf {
+        self.cluster_dir().join("applied")
+    }
+
+    pub fn resource_version_file(&self) -> PathBuf {
+        self.cluster_dir().join("resource-version")
     }
 
     pub fn logs_dir(&self) -> PathBuf {
+        self.cluster_dir().join("logs")
+    }
+
+    /// Logs of the mesh-wide processes (internet, management namespace).
+    pub fn mesh_logs_dir(&self) -> PathBuf {
         self.state_dir().join("logs")
     }
 
@@ -130,15 +229,15 @@ impl Layout {
     }
 
     pub fn node_netns(&self, node: &str) -> String {
-        format!("{}{node}", self.netns_prefix())
+        format!("{}{}", self.netns_prefix(), self.node_key(node))
     }
 
     pub fn node_dir(&self, node: &str) -> PathBuf {
-        self.state_dir().join("nodes").join(node)
+        self.cluster_dir().join("nodes").join(node)
     }
 
     pub fn node_bpffs_root(&self, node: &str) -> PathBuf {
-        self.bpffs_dir().join(node)
+        self.bpffs_dir().join(self.node_key(node))
     }
 
     /// The mesh's parent cgroup below the cgroup v2 mount `cgroup2`: every
@@ -150,7 +249,7 @@ impl Layout {
     /// A node's cgroup: its agent's socket-LB programs act on every process
     /// in it (workload servers, `exec`, `probe`), whatever the namespace.
     pub fn node_cgroup(&self, cgroup2: &Path, node: &str) -> PathBuf {
-        self.cgroup_dir(cgroup2).join(node)
+        self.cgroup_dir(cgroup2).join(self.node_key(node))
     }
 
     pub fn underlay_netns(&self) -> String {
@@ -161,27 +260,31 @@ impl Layout {
         format!("{}internet", self.netns_prefix())
     }
 
+    /// The operator's metrics address, on the underlay namespace's
+    /// loopback (which every cluster's operator shares): port 9090+K.
+    pub fn operator_metrics_addr(&self) -> String {
+        format!("127.0.0.1:{}", 9090 + self.cluster)
+    }
+
+    /// The management plane: redis, sluice-control (docs/control.md).
+    pub fn mgmt_netns(&self) -> String {
+        format!("{}mgmt", self.netns_prefix())
+    }
+
     /// A pod's network namespace. Kubernetes names are DNS labels, so `.`
     /// and `-` are the only separators to keep apart.
     pub fn pod_netns(&self, namespace: &str, name: &str) -> String {
-        format!("{}pod-{namespace}.{name}", self.netns_prefix())
+        format!(
+            "{}{}pod-{namespace}.{name}",
+            self.netns_prefix(),
+            self.cluster_tag()
+        )
     }
 }
 
 /// Path of a named network namespace.
 pub fn netns_path(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
-}
-
-/// A node's uplink address on the underlay: 172.31.0.N.
-pub fn node_address(index: u32) -> Ipv4Addr {
-    let octet = u8::try_from(index).unwrap_or(u8::MAX);
-    Ipv4Addr::new(172, 31, 0, octet)
-}
-
-/// A node's pod CIDR: 10.244.N.0/24.
-pub fn node_pod_cidr(index: u32) -> String {
-    format!("10.244.{index}.0/24")
 }
 
 #[cfg(test)]
@@ -237,8 +340,37 @@ mod tests {
     }
 
     #[test]
-    fn node_addressing() {
-        assert_eq!(node_address(2), Ipv4Addr::new(172, 31, 0, 2));
-        assert_eq!(node_pod_cidr(3), "10.244.3.0/24");
+    fn cluster_1_keeps_every_name_and_others_get_their_own() {
+        let mesh = Layout::new("t1").unwrap();
+        let c1 = mesh.for_cluster(1);
+        let c2 = mesh.for_cluster(2);
+        assert_eq!(c1, mesh);
+        assert_eq!(
+            c1.state_file(),
+            PathBuf::from("/run/sluice-mesh-t1/state.json")
+        );
+        assert_eq!(
+            c2.state_file(),
+            PathBuf::from("/run/sluice-mesh-t1/clusters/cluster-2/state.json")
+        );
+        assert_eq!(c2.node_netns("node-1"), "slmt1-c2-node-1");
+        assert_eq!(c2.pod_netns("demo", "db-0"), "slmt1-c2-pod-demo.db-0");
+        assert_eq!(c1.pod_netns("demo", "db-0"), "slmt1-pod-demo.db-0");
+        assert!(c2.node_netns("node-1").starts_with(&mesh.netns_prefix()));
+        assert_eq!(
+            c2.node_bpffs_root("node-1"),
+            PathBuf::from("/sys/fs/bpf/sluice-mesh-t1/c2-node-1")
+        );
+        let root = Path::new("/sys/fs/cgroup");
+        assert_eq!(
+            c2.node_cgroup(root, "node-1").parent(),
+            Some(mesh.cgroup_dir(root).as_path())
+        );
+        // Mesh-wide pieces are the same from every cluster.
+        assert_eq!(c2.journal_file(), mesh.journal_file());
+        assert_eq!(c2.lock_file(), mesh.lock_file());
+        assert_eq!(c2.underlay_netns(), mesh.underlay_netns());
+        assert_eq!(c2.control_socket(), mesh.control_socket());
+        assert_eq!(c2.cluster_name(), "cluster-2");
     }
 }

@@ -16,6 +16,10 @@ use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 use sluice_agent::{apiserver, store::Kind};
 
+/// Subfolder of a cluster's manifests its relay agent writes the
+/// management plane's objects into (`sluice_relay::files::MANAGED_DIR`).
+pub const MANAGED_DIR: &str = sluice_relay::files::MANAGED_DIR;
+
 /// Namespace of namespaced objects that name none (as kubectl does).
 pub const DEFAULT_NAMESPACE: &str = "default";
 

@@ -6,7 +6,9 @@
 //! [`objects`] and [`apply`] the objects, [`pods`], [`cni`] and
 //! [`workloads`] pods, [`serve`] the workload server, [`probe`] and
 //! [`conntest`] connectivity, [`cgroup`] the per-node cgroups (socket-level
-//! load balancing), [`down`] cleanup.
+//! load balancing), [`down`] cleanup; [`plan`] the clusters' address plan,
+//! [`control`], [`control_api`], [`control_status`] and [`management`] the
+//! management plane.
 
 mod admission;
 mod apply;
@@ -16,14 +18,19 @@ mod client;
 mod cni;
 mod conntest;
 mod context;
+mod control;
+mod control_api;
+mod control_status;
 mod converge;
 mod down;
 mod get;
 mod journal;
 mod layout;
+mod management;
 mod manifests;
 mod netns;
 mod objects;
+mod plan;
 mod pods;
 mod probe;
 mod process;
@@ -55,19 +62,37 @@ pub struct MeshArgs {
     /// (`slm<name>-…`), /run/sluice-mesh-<name> and its pins.
     #[arg(long, global = true, env = "SLUICE_MESH_NAME", default_value = DEFAULT_NAME)]
     name: String,
+    /// Which cluster of the mesh a command acts on (`up --clusters C`
+    /// builds cluster-1 … cluster-C).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_MESH_CLUSTER",
+        default_value = "cluster-1"
+    )]
+    cluster: String,
     #[command(subcommand)]
     command: MeshCommand,
 }
 
 #[derive(Subcommand, Debug)]
 enum MeshCommand {
-    /// Build the mesh: underlay, the operator (identity and endpoint GC
-    /// over the shared cluster state), nodes with their agents, then the
-    /// manifests (the built-in 3-tier example when no -f is given).
+    /// Build the mesh: underlay, per cluster the operator (identity and
+    /// endpoint GC over the shared cluster state), nodes with their agents
+    /// and the manifests (the built-in 3-tier example when no -f is
+    /// given), then the management plane (Redis, sluice-control, a relay
+    /// agent per cluster) and waits until every cluster is warm.
     Up {
-        /// Number of nodes (node-1 … node-N).
+        /// Number of clusters (cluster-1 … cluster-C), each with its own
+        /// nodes, pod and service CIDRs; every cluster gets the manifests.
+        #[arg(long, default_value_t = 1)]
+        clusters: u32,
+        /// Number of nodes per cluster (node-1 … node-N).
         #[arg(long, default_value_t = 2)]
         nodes: u32,
+        /// No management namespace, sluice-control or relay agents.
+        #[arg(long)]
+        no_control_plane: bool,
         /// How pods reach other nodes: `native` (routes on the underlay)
         /// or `tunnel` (VXLAN on UDP 8472; the underlay never sees a pod
         /// address; pod MTU 1450).
@@ -81,12 +106,23 @@ enum MeshCommand {
     Apply {
         #[arg(short = 'f', long = "file", value_name = "FILE|DIR", required = true)]
         files: Vec<PathBuf>,
+        /// Management-level resources (GlobalNetworkPolicy, InsightsConfig,
+        /// RootTrustPolicy) for the whole mesh, given to sluice-control;
+        /// waits until every cluster they name has them.
+        #[arg(long)]
+        management: bool,
     },
     /// Delete the objects the manifests name.
     Delete {
         #[arg(short = 'f', long = "file", value_name = "FILE|DIR", required = true)]
         files: Vec<PathBuf>,
+        /// Management-level resources (see `apply --management`).
+        #[arg(long)]
+        management: bool,
     },
+    /// Stop or start a cluster's relay agent (its link to the management
+    /// plane); a started agent reconnects and converges.
+    Relay { action: RelayAction },
     /// List pods, services, policies or nodes.
     Get {
         what: get::Resource,
@@ -135,6 +171,12 @@ enum MeshCommand {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RelayAction {
+    Stop,
+    Start,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum ProbeOutput {
     Text,
     Json,
@@ -147,7 +189,7 @@ pub fn run(args: MeshArgs) -> ExitCode {
     if let MeshCommand::Client(client) = &args.command {
         return report(client::run(client).map(|()| ExitCode::SUCCESS));
     }
-    let layout = match Layout::new(&args.name) {
+    let layout = match cluster_layout(&args) {
         Ok(l) => l,
         Err(e) => return report(Err(e)),
     };
@@ -171,6 +213,31 @@ pub fn run(args: MeshArgs) -> ExitCode {
     report(dispatch(&layout, args.command))
 }
 
+/// The mesh seen from `--cluster`; `up` and `down` act on the whole mesh.
+fn cluster_layout(args: &MeshArgs) -> Result<Layout> {
+    let mesh = Layout::new(&args.name)?;
+    let cluster = plan::parse_cluster(&args.cluster)?;
+    let whole_mesh = matches!(args.command, MeshCommand::Up { .. } | MeshCommand::Down);
+    if whole_mesh && cluster != 1 {
+        bail!("`up` and `down` act on the whole mesh: drop --cluster");
+    }
+    Ok(mesh.for_cluster(cluster))
+}
+
+/// Where cluster `cluster` of the local mesh `mesh` keeps its state
+/// (the inspection commands' `--mesh`/`--cluster`).
+pub fn cluster_state_file(mesh: &str, cluster: &str) -> Result<PathBuf> {
+    Ok(Layout::new(mesh)?
+        .for_cluster(plan::parse_cluster(cluster)?)
+        .state_file())
+}
+
+/// Where the local mesh `mesh` serves its management API (`sluice cluster
+/// --mesh`).
+pub fn control_socket(mesh: &str) -> Result<PathBuf> {
+    Ok(Layout::new(mesh)?.control_socket())
+}
+
 fn report(result: Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -181,37 +248,51 @@ fn report(result: Result<ExitCode>) -> ExitCode {
 fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
     match command {
         MeshCommand::Up {
+            clusters,
             nodes,
+            no_control_plane,
             routing,
             files,
         } => {
-            let mesh = up::up(layout, nodes, routing, &files)?;
-            println!(
-                "mesh {:?} is up: {} nodes, {} pods. Try `sluice mesh get pods{flag}`, \
-                 `sluice mesh test{flag}`; tear down with `sluice mesh down{flag}`.",
-                layout.name(),
-                mesh.state.nodes.len(),
-                mesh.state.pods.len(),
-                flag = context::name_flag(layout)
-            );
+            let options = up::UpOptions {
+                clusters,
+                nodes,
+                routing,
+                control_plane: !no_control_plane,
+            };
+            let report = up::up(layout, options, &files)?;
+            print_up(layout, &report);
             Ok(ExitCode::SUCCESS)
         }
-        MeshCommand::Apply { files } => {
+        MeshCommand::Apply { files, management } => {
+            let info = management.then(|| control_plane(layout)).transpose()?;
             let objects = manifests::load_paths(&files)?;
-            let mut mesh = Mesh::open(layout)?;
-            for line in apply::apply(&mut mesh, objects)?.lines {
+            let lines = if let Some(info) = info {
+                management::apply(layout, &info, &objects)?
+            } else {
+                let mut mesh = Mesh::open(layout)?;
+                apply::apply(&mut mesh, objects)?.lines
+            };
+            for line in lines {
                 println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
-        MeshCommand::Delete { files } => {
+        MeshCommand::Delete { files, management } => {
+            let info = management.then(|| control_plane(layout)).transpose()?;
             let objects = manifests::load_paths(&files)?;
-            let mut mesh = Mesh::open(layout)?;
-            for line in apply::delete(&mut mesh, objects)? {
+            let lines = if let Some(info) = info {
+                management::delete(layout, &info, &objects)?
+            } else {
+                let mut mesh = Mesh::open(layout)?;
+                apply::delete(&mut mesh, objects)?
+            };
+            for line in lines {
                 println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
+        MeshCommand::Relay { action } => relay(layout, action),
         MeshCommand::Get { what, output } => {
             get::get(&Mesh::open(layout)?, what, output)?;
             Ok(ExitCode::SUCCESS)
@@ -256,6 +337,83 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
             bail!("handled before dispatch")
         }
     }
+}
+
+fn print_up(layout: &Layout, report: &up::UpReport) {
+    let flag = context::name_flag(layout);
+    let nodes: usize = report.clusters.iter().map(|c| c.nodes.len()).sum();
+    let pods: usize = report.clusters.iter().map(|c| c.pods.len()).sum();
+    let clusters = if report.clusters.len() > 1 {
+        format!("{} clusters, ", report.clusters.len())
+    } else {
+        String::new()
+    };
+    let control = if report.control.is_some() {
+        format!(
+            ", management plane warm (`sluice cluster list --mesh {}`)",
+            layout.name()
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "mesh {:?} is up in {:.1} s: {clusters}{nodes} nodes, {pods} pods{control}. Try `sluice \
+         mesh get pods{flag}`, `sluice mesh test{flag}`; tear down with `sluice mesh down{flag}`.",
+        layout.name(),
+        report.elapsed.as_secs_f64(),
+    );
+}
+
+/// The mesh's facts, refusing a mesh without a control plane.
+fn control_plane(layout: &Layout) -> Result<state::MeshInfo> {
+    if !layout.state_dir().exists() {
+        bail!(
+            "no mesh {:?} is up: start one with `sluice mesh up`",
+            layout.name()
+        );
+    }
+    let info = state::MeshInfo::load(layout)?;
+    if !info.control_plane {
+        bail!(
+            "mesh {:?} has no management plane (it was brought up with --no-control-plane)",
+            layout.name()
+        );
+    }
+    Ok(info)
+}
+
+/// `relay stop|start`: the cluster's relay agent, by its recorded PID.
+fn relay(layout: &Layout, action: RelayAction) -> Result<ExitCode> {
+    control_plane(layout)?;
+    // Checks the cluster exists and holds the mesh lock meanwhile.
+    let mesh = Mesh::open(layout)?;
+    let cluster = layout.cluster_name();
+    let mut state = control::ControlState::load(layout)?.unwrap_or_default();
+    let running = state
+        .relays
+        .get(&cluster)
+        .filter(|p| process::is_alive(p.pid, p.start_time))
+        .cloned();
+    match (action, running) {
+        (RelayAction::Stop, Some(p)) => {
+            control::stop_relay(&p);
+            println!("relay agent of {cluster} stopped (pid {})", p.pid);
+        }
+        (RelayAction::Stop, None) => println!("relay agent of {cluster} was not running"),
+        (RelayAction::Start, Some(p)) => {
+            println!(
+                "relay agent of {cluster} is already running (pid {})",
+                p.pid
+            )
+        }
+        (RelayAction::Start, None) => {
+            let p = control::start_relay(layout, &mesh.journal)?;
+            state.relays.insert(cluster.clone(), p.clone());
+            state.save(layout)?;
+            println!("relay agent of {cluster} started (pid {})", p.pid);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `exec`: the command runs with setns into the pod (bpffs stays visible)

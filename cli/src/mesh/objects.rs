@@ -18,6 +18,7 @@ use serde_yaml::Value;
 use super::{
     admission,
     layout::Layout,
+    manifests::MANAGED_DIR,
     manifests::{Manifest, ObjectKey, parse_text},
     state::write_atomically,
 };
@@ -25,6 +26,9 @@ use super::{
 pub struct ObjectStore {
     applied: PathBuf,
     agents: PathBuf,
+    /// What the management plane pushed (the relay agent's folder):
+    /// read-only here.
+    managed: PathBuf,
     others: PathBuf,
     resource_version: PathBuf,
 }
@@ -32,10 +36,11 @@ pub struct ObjectStore {
 impl ObjectStore {
     pub fn new(layout: &Layout) -> Self {
         Self {
-            applied: layout.state_dir().join("applied"),
+            applied: layout.applied_dir(),
             agents: layout.manifests_dir(),
+            managed: layout.manifests_dir().join(MANAGED_DIR),
             others: layout.other_objects_dir(),
-            resource_version: layout.state_dir().join("resource-version"),
+            resource_version: layout.resource_version_file(),
         }
     }
 
@@ -150,6 +155,28 @@ impl ObjectStore {
             paths.sort();
             for path in paths {
                 let text = fs::read_to_string(&path)?;
+                out.extend(parse_text(&text, &path)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Objects the management plane pushed into the cluster (`apply
+    /// --management`), in file name order; none without a control plane.
+    pub fn managed(&self) -> Result<Vec<Manifest>> {
+        let Ok(entries) = fs::read_dir(&self.managed) else {
+            return Ok(Vec::new());
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        paths.sort();
+        let mut out = Vec::new();
+        for path in paths {
+            // The relay agent may replace a file meanwhile: skip, not fail.
+            if let Ok(text) = fs::read_to_string(&path) {
                 out.extend(parse_text(&text, &path)?);
             }
         }

@@ -109,6 +109,46 @@ impl MeshState {
     }
 }
 
+/// Mesh-wide facts written once by `up` (`mesh.json`): a mesh without the
+/// file is one cluster without a control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshInfo {
+    pub clusters: u32,
+    pub nodes: u32,
+    pub control_plane: bool,
+}
+
+impl Default for MeshInfo {
+    fn default() -> Self {
+        Self {
+            clusters: 1,
+            nodes: 0,
+            control_plane: false,
+        }
+    }
+}
+
+impl MeshInfo {
+    pub fn load(layout: &Layout) -> Result<Self> {
+        let path = layout.mesh_file();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is corrupt", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, layout: &Layout) -> Result<()> {
+        write_atomically(&layout.mesh_file(), &serde_json::to_vec_pretty(self)?)
+    }
+
+    /// `cluster-1` … `cluster-C`.
+    pub fn cluster_names(&self) -> Vec<String> {
+        (1..=self.clusters).map(super::plan::cluster_name).collect()
+    }
+}
+
 /// Replaces `path` with `bytes` in one step (temporary file named with a
 /// leading dot, which the agents' manifest watcher ignores).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -16,10 +16,11 @@ use super::{
     binaries, cgroup,
     journal::{Journal, Resource},
     layout::{
-        AGENT_METRICS_ADDR, INFRA_SERVER_PORT, Layout, OPERATOR_METRICS_ADDR, OUTSIDE_ADDRESS,
-        ROUTER_ADDRESS, UNDERLAY_PREFIX_LEN, netns_path, node_address, node_pod_cidr,
+        AGENT_METRICS_ADDR, INFRA_SERVER_PORT, Layout, OUTSIDE_ADDRESS, ROUTER_ADDRESS,
+        UNDERLAY_PREFIX_LEN, netns_path,
     },
     netns::{self, ip_in},
+    plan,
     process::{self, in_netns, spawn_detached},
     state::{NodeState, ProcessRef},
 };
@@ -28,8 +29,6 @@ use super::{
 const BRIDGE: &str = "br0";
 /// Every node's uplink, inside its own namespace.
 const UPLINK: &str = "eth0";
-/// All nodes' pod CIDRs (10.244.N.0/24): never masqueraded.
-const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// How long an agent may take to report ready.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Seconds between the operator's checks for endpoints of gone pods.
@@ -56,7 +55,7 @@ impl Routing {
 }
 
 /// Creates a namespace, journaled first.
-fn create_netns(journal: &Journal, name: &str) -> Result<()> {
+pub fn create_netns(journal: &Journal, name: &str) -> Result<()> {
     journal.record(&Resource::Netns {
         name: name.to_owned(),
     })?;
@@ -84,7 +83,7 @@ pub fn build_underlay(layout: &Layout, journal: &Journal) -> Result<()> {
 }
 
 /// A veth from the underlay bridge into `ns` (named `eth0` there).
-fn plug_into_underlay(layout: &Layout, ns: &str, port: &str, address: Ipv4Addr) -> Result<()> {
+pub fn plug_into_underlay(layout: &Layout, ns: &str, port: &str, address: Ipv4Addr) -> Result<()> {
     let underlay = layout.underlay_netns();
     ip_in(
         &underlay,
@@ -197,18 +196,24 @@ fn wait_for_server_start(mut child: Child, log: &std::path::Path) -> Result<()> 
 /// One node: namespace, uplink, forwarding, default route to the router,
 /// its cgroup (below `cgroup2`, the cgroup v2 mount, when there is one),
 /// its agent and its own server.
+/// `address` is its place in the address plan ([`plan::node_address`]).
 pub fn build_node(
     layout: &Layout,
     journal: &Journal,
     index: u32,
+    address: Ipv4Addr,
     cgroup2: Option<&Path>,
     routing: Routing,
 ) -> Result<NodeState> {
     let name = Layout::node_name(index);
     let ns = layout.node_netns(&name);
-    let address = node_address(index);
     create_netns(journal, &ns)?;
-    plug_into_underlay(layout, &ns, &format!("up-{name}"), address)?;
+    plug_into_underlay(
+        layout,
+        &ns,
+        &format!("up-{}", layout.node_key(&name)),
+        address,
+    )?;
     ip_in(
         &ns,
         &[
@@ -237,7 +242,7 @@ pub fn build_node(
         None => None,
     };
     let api_socket = node_dir.join("agent.sock");
-    let pod_cidr = node_pod_cidr(index);
+    let pod_cidr = plan::node_pod_cidr(layout.cluster(), index);
     let mut cmd = Command::new(binaries::agent()?);
     cmd.arg("--netns")
         .arg(netns_path(&ns))
@@ -251,7 +256,8 @@ pub fn build_node(
         .arg(&api_socket)
         .args(["--metrics-addr", AGENT_METRICS_ADDR, "--source", "files"])
         // The node's underlay device: masquerade and delivery from other nodes.
-        .args(["--uplink", UPLINK, "--cluster-cidr", CLUSTER_CIDR])
+        .args(["--uplink", UPLINK, "--cluster-cidr"])
+        .arg(plan::cluster_cidr(layout.cluster()))
         .args(["--routing", routing.flag()])
         .arg("--manifests")
         .arg(layout.manifests_dir())
@@ -300,7 +306,7 @@ pub fn start_operator(layout: &Layout, journal: &Journal) -> Result<ProcessRef> 
         .arg(layout.cluster_state_dir())
         .arg("--manifests")
         .arg(layout.manifests_dir())
-        .args(["--metrics-addr", OPERATOR_METRICS_ADDR])
+        .args(["--metrics-addr", &layout.operator_metrics_addr()])
         .args(["--endpoint-gc-interval-secs", OPERATOR_ENDPOINT_GC_SECS]);
     in_netns(&mut cmd, &netns_path(&layout.underlay_netns()))?;
     let log = layout.logs_dir().join("operator.log");
@@ -311,7 +317,7 @@ pub fn start_operator(layout: &Layout, journal: &Journal) -> Result<ProcessRef> 
 }
 
 /// Waits until `log` shows `ready` or the process exits.
-fn wait_for_log(mut child: Child, log: &Path, ready: &str, what: &str) -> Result<()> {
+pub fn wait_for_log(mut child: Child, log: &Path, ready: &str, what: &str) -> Result<()> {
     let deadline = Instant::now() + AGENT_READY_TIMEOUT;
     while Instant::now() < deadline {
         let text = std::fs::read_to_string(log).unwrap_or_default();

@@ -1,33 +1,51 @@
 //! `up`: underlay, internet, nodes with their agents, then the manifests.
 
-use std::{fs, path::PathBuf};
+use std::{
+    fs,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result, bail};
 
 use super::{
     apply, cgroup,
     context::{Mesh, name_flag},
+    control::{self, ControlState},
     journal::{Journal, Resource},
-    layout::{Layout, MAX_NODES},
+    layout::Layout,
     manifests::{self, ObjectKey},
     netns,
     objects::ObjectStore,
-    state::{MeshLock, MeshState},
+    plan,
+    state::{MeshInfo, MeshLock, MeshState, ProcessRef},
     topology,
 };
 
 /// The default example: a 3-tier app spread over the nodes.
 pub const DEFAULT_EXAMPLE: &str = include_str!("../../../examples/three-tier.yaml");
 
-pub fn up(
-    layout: &Layout,
-    nodes: u32,
-    routing: topology::Routing,
-    files: &[PathBuf],
-) -> Result<Mesh> {
-    if nodes == 0 || nodes > MAX_NODES {
-        bail!("--nodes must be between 1 and {MAX_NODES}");
-    }
+/// What `up` builds.
+#[derive(Debug, Clone, Copy)]
+pub struct UpOptions {
+    pub clusters: u32,
+    pub nodes: u32,
+    pub routing: topology::Routing,
+    /// The management namespace (Redis, sluice-control) and a relay agent
+    /// per cluster.
+    pub control_plane: bool,
+}
+
+/// What `up` built: each cluster's state, and how long it took.
+pub struct UpReport {
+    pub clusters: Vec<MeshState>,
+    pub control: Option<ControlState>,
+    pub elapsed: Duration,
+}
+
+pub fn up(layout: &Layout, options: UpOptions, files: &[PathBuf]) -> Result<UpReport> {
+    let started = Instant::now();
+    plan::check_size(options.clusters, options.nodes)?;
     refuse_existing(layout)?;
     // Parse everything before building anything: bad input costs nothing.
     let objects = if files.is_empty() {
@@ -44,17 +62,26 @@ pub fn up(
         &std::collections::BTreeSet::new(),
     ))?;
     check_bpffs()?;
+    let control_binaries = if options.control_plane {
+        Some(control::binaries()?)
+    } else {
+        None
+    };
 
     fs::create_dir_all(layout.state_dir())
         .with_context(|| format!("cannot create {}", layout.state_dir().display()))?;
     fs::create_dir_all(layout.logs_dir())?;
-    let lock = MeshLock::acquire(layout)?;
+    let mut lock = MeshLock::acquire(layout)?;
     let journal = Journal::new(layout.journal_file());
     journal.record(&Resource::Dir {
         path: layout.bpffs_dir(),
     })?;
-    let store = ObjectStore::new(layout);
-    store.create_dirs()?;
+    MeshInfo {
+        clusters: options.clusters,
+        nodes: options.nodes,
+        control_plane: options.control_plane,
+    }
+    .save(layout)?;
     let cgroup2 = node_cgroups_root(layout, &journal)?;
 
     progress(&format!(
@@ -63,17 +90,83 @@ pub fn up(
     ));
     topology::build_underlay(layout, &journal)?;
     let internet = topology::build_internet(layout, &journal)?;
-    progress("operator (files mode: identity and endpoint GC)");
-    fs::create_dir_all(layout.cluster_state_dir())?;
-    let operator = topology::start_operator(layout, &journal)?;
+
+    let mut clusters = Vec::new();
+    for index in 1..=options.clusters {
+        let cluster = layout.for_cluster(index);
+        let (state, back) = build_cluster(
+            &cluster,
+            &journal,
+            &options,
+            cgroup2.as_deref(),
+            internet.clone(),
+            objects.clone(),
+            lock,
+        )?;
+        lock = back;
+        clusters.push(state);
+    }
+
+    let control = match &control_binaries {
+        Some(bins) => {
+            progress(&format!(
+                "management plane ({}): redis, sluice-control, {} relay agent(s)",
+                layout.mgmt_netns(),
+                options.clusters
+            ));
+            let layouts: Vec<Layout> = (1..=options.clusters)
+                .map(|i| layout.for_cluster(i))
+                .collect();
+            Some(control::start(layout, &journal, bins, &layouts)?)
+        }
+        None => None,
+    };
+    // Ready only once everything is: a crash before leaves a half-built
+    // mesh that `down` clears.
+    for (index, state) in (1..).zip(clusters.iter_mut()) {
+        state.ready = true;
+        state.save(&layout.for_cluster(index).state_file())?;
+    }
+    drop(lock);
+    Ok(UpReport {
+        clusters,
+        control,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// One cluster: its operator, Node objects, nodes with agents, then the
+/// objects. Returns its state (not yet ready) and the mesh lock.
+fn build_cluster(
+    cluster: &Layout,
+    journal: &Journal,
+    options: &UpOptions,
+    cgroup2: Option<&std::path::Path>,
+    internet: ProcessRef,
+    objects: Vec<manifests::Manifest>,
+    lock: MeshLock,
+) -> Result<(MeshState, MeshLock)> {
+    let tag = if options.clusters > 1 {
+        format!("{}: ", cluster.cluster_name())
+    } else {
+        String::new()
+    };
+    fs::create_dir_all(cluster.logs_dir())?;
+    let store = ObjectStore::new(cluster);
+    store.create_dirs()?;
+    progress(&format!(
+        "{tag}operator (files mode: identity and endpoint GC)"
+    ));
+    fs::create_dir_all(cluster.cluster_state_dir())?;
+    let operator = topology::start_operator(cluster, journal)?;
 
     // Every Node object exists before the first agent reads the directory.
-    for index in 1..=nodes {
+    for index in 1..=options.nodes {
         let name = Layout::node_name(index);
         let node = apply::node_object(
             &name,
-            &super::layout::node_pod_cidr(index),
-            super::layout::node_address(index),
+            &plan::node_pod_cidr(cluster.cluster(), index),
+            plan::node_address(cluster.cluster(), options.nodes, index),
         );
         let key = ObjectKey {
             kind: "Node".into(),
@@ -83,35 +176,49 @@ pub fn up(
         store.save_rendered(&key, &node)?;
     }
     let mut state = MeshState {
-        name: layout.name().to_owned(),
+        name: cluster.name().to_owned(),
         internet: Some(internet),
         operator: Some(operator),
         ..MeshState::default()
     };
-    for index in 1..=nodes {
+    for index in 1..=options.nodes {
         progress(&format!(
-            "node-{index}: namespace, uplink, agent ({} routing)",
-            routing.flag()
+            "{tag}node-{index}: namespace, uplink, agent ({} routing)",
+            options.routing.flag()
         ));
+        let address = plan::node_address(cluster.cluster(), options.nodes, index);
         state.nodes.push(topology::build_node(
-            layout,
-            &journal,
+            cluster,
+            journal,
             index,
-            cgroup2.as_deref(),
-            routing,
+            address,
+            cgroup2,
+            options.routing,
         )?);
-        state.save(&layout.state_file())?;
+        state.save(&cluster.state_file())?;
+        // As a kubelet would: the node is Ready once its agent is.
+        let name = Layout::node_name(index);
+        let node = apply::ready_node_object(
+            &name,
+            &plan::node_pod_cidr(cluster.cluster(), index),
+            address,
+        );
+        let key = ObjectKey {
+            kind: "Node".into(),
+            namespace: None,
+            name,
+        };
+        store.save_rendered(&key, &node)?;
     }
 
-    let mut mesh = Mesh::with_state(layout, state, lock);
-    progress(&format!("applying {} objects", objects.len()));
+    let mut mesh = Mesh::with_state(cluster, state, lock);
+    progress(&format!("{tag}applying {} objects", objects.len()));
     let report = apply::apply(&mut mesh, objects)?;
     for line in &report.lines {
         println!("  {line}");
     }
-    mesh.state.ready = true;
     mesh.save()?;
-    Ok(mesh)
+    Ok(mesh.into_parts())
 }
 
 /// The cgroup v2 mount, with the mesh's parent cgroup created in it (and

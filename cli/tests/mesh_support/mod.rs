@@ -26,12 +26,15 @@ pub fn sluice() -> PathBuf {
     for (name, env) in [
         ("sluice-agent", "SLUICE_AGENT_BIN"),
         ("sluice-cni", "SLUICE_CNI_BIN"),
+        ("sluice-operator", "SLUICE_OPERATOR_BIN"),
+        // The management plane every mesh gets unless --no-control-plane.
+        ("sluice-control", "SLUICE_CONTROL_BIN"),
     ] {
         let path = std::env::var_os(env).map_or_else(|| bin.with_file_name(name), PathBuf::from);
         assert!(
             path.is_file(),
             "{} is missing: build the workspace first (`cargo build -p sluice -p sluice-agent -p \
-             sluice-cni`, which `make test` does) or set {env}",
+             sluice-cni -p sluice-operator -p sluice-control`, which `make test` does) or set {env}",
             path.display()
         );
     }
