@@ -241,6 +241,52 @@ fn connectivity_test_passes_on_the_default_example() {
     }
     let out = mesh.ok(&["get", "services"]);
     assert!(out.contains("10.96.0."), "services get ClusterIPs: {out}");
+    // The last check killed node-1's agent under traffic; its supervisor
+    // restarted it (as kubelet would) and status counts it.
+    let restart = report
+        .lines()
+        .find(|l| l.starts_with("agent killed with SIGKILL under traffic"))
+        .unwrap_or_else(|| panic!("no agent-restart check:\n{report}"));
+    assert!(
+        restart.contains("PASS") && restart.contains("endpoints kept"),
+        "{restart}"
+    );
+    let status = mesh.ok(&["status"]);
+    let node_1 = status
+        .lines()
+        .find(|l| l.starts_with("node-1 "))
+        .unwrap_or_else(|| panic!("{status}"));
+    let columns: Vec<&str> = node_1.split_whitespace().collect();
+    // NODE ADDRESS POD-CIDR AGENT(pid N) RESTARTS READY …
+    assert_eq!((columns[5], columns[6]), ("1", "true"), "{node_1}");
+}
+
+/// With restarts off, a killed agent stays down and status says so.
+#[test]
+fn a_killed_agent_stays_down_with_restarts_off() {
+    require_root();
+    let mesh = Mesh::new();
+    mesh.ok(&["up", "--agent-restart", "never", "--no-control-plane"]);
+    let status = mesh.ok(&["status"]);
+    let pid: i32 = status
+        .lines()
+        .find(|l| l.starts_with("node-1 "))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no agent pid:\n{status}"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let out = mesh.run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "unhealthy: {text}");
+    assert!(text.contains("DOWN (signal 9)"), "{text}");
+    // No check that needs the agent back is planned.
+    let report = String::from_utf8_lossy(&mesh.run(&["test"]).stdout).into_owned();
+    assert!(!report.contains("agent killed with SIGKILL"), "{report}");
 }
 
 /// The same test with three nodes connected over VXLAN: nothing but the

@@ -13,6 +13,7 @@ use super::{
     pods, process,
     rejected::{self, Rejection},
     state::NodeState,
+    supervise::SupervisorState,
 };
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,12 +169,9 @@ fn table(
             let load = mesh.state.pods_per_node();
             for m in objects {
                 let node = mesh.state.node(&m.key.name);
-                let agent = node.map_or("-".to_owned(), |n| {
-                    if process::is_alive(n.agent.pid, n.agent.start_time) {
-                        format!("running (pid {})", n.agent.pid)
-                    } else {
-                        "NOT RUNNING".to_owned()
-                    }
+                let agent = node.map_or("-".to_owned(), |n| match agent_of(&mesh.layout, n) {
+                    AgentProcess::Running { pid, .. } => format!("running (pid {pid})"),
+                    other => other.to_string(),
                 });
                 rows.push(vec![
                     m.key.name.clone(),
@@ -320,13 +318,15 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
         "ADDRESS",
         "POD-CIDR",
         "AGENT",
+        "RESTARTS",
         "READY",
         "ENDPOINTS",
         "SOCKET-LB",
         "SOCKET",
     ])];
     for node in &mesh.state.nodes {
-        let alive = process::is_alive(node.agent.pid, node.agent.start_time);
+        let agent = agent_of(&mesh.layout, node);
+        let alive = matches!(agent, AgentProcess::Running { .. });
         let status = runtime.block_on(async {
             let mut client = sluice_api::connect_unix(&node.api_socket).await.ok()?;
             tokio::time::timeout(
@@ -351,11 +351,11 @@ pub fn status(mesh: &Mesh) -> Result<bool> {
             node.name.clone(),
             node.address.to_string(),
             node.pod_cidr.clone(),
-            if alive {
-                format!("pid {}", node.agent.pid)
-            } else {
-                "NOT RUNNING".to_owned()
+            match &agent {
+                AgentProcess::Running { pid, .. } => format!("pid {pid}"),
+                other => other.to_string(),
             },
+            agent.restarts_text(),
             ready,
             endpoints,
             socket_lb,
@@ -406,5 +406,62 @@ mod tests {
             condition["message"].as_str(),
             Some("rejected by node-1, node-2: spec.x: bad")
         );
+    }
+}
+
+/// A node's agent as its supervisor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentProcess {
+    Running {
+        pid: i32,
+        restarts: u32,
+    },
+    /// The supervisor runs, the agent does not (back-off, or restarts off).
+    Down {
+        restarts: u32,
+        last_exit: String,
+    },
+    /// The supervisor is gone.
+    NotRunning,
+}
+
+impl AgentProcess {
+    fn restarts_text(&self) -> String {
+        match self {
+            AgentProcess::Running { restarts, .. } | AgentProcess::Down { restarts, .. } => {
+                restarts.to_string()
+            }
+            AgentProcess::NotRunning => "-".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for AgentProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentProcess::Running { pid, .. } => write!(f, "running (pid {pid})"),
+            AgentProcess::Down { last_exit, .. } => write!(f, "DOWN ({last_exit})"),
+            AgentProcess::NotRunning => f.write_str("NOT RUNNING"),
+        }
+    }
+}
+
+/// `node`'s agent: its supervisor's state, checked against /proc.
+pub fn agent_of(layout: &super::layout::Layout, node: &super::state::NodeState) -> AgentProcess {
+    if !process::is_alive(node.agent.pid, node.agent.start_time) {
+        return AgentProcess::NotRunning;
+    }
+    let state =
+        SupervisorState::read(&layout.agent_supervisor_state(&node.name)).unwrap_or_default();
+    if state.pid != 0 && process::start_time(state.pid).is_some() {
+        AgentProcess::Running {
+            pid: state.pid,
+            restarts: state.restarts,
+        }
+    } else {
+        AgentProcess::Down {
+            restarts: state.restarts,
+            last_exit: state.last_exit.unwrap_or_else(|| "starting".to_owned()),
+        }
     }
 }

@@ -24,6 +24,9 @@ pub const ROUTER_ADDRESS: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 254);
 pub const OUTSIDE_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// Port the built-in servers of nodes and the internet listen on (TCP and UDP).
 pub const INFRA_SERVER_PORT: u16 = 80;
+/// The nodes' and the internet's echo port (TCP): long-lived connections
+/// for the agent-restart check.
+pub const INFRA_ECHO_PORT: u16 = 7;
 /// The node agent's metrics address, on each node namespace's own loopback.
 pub const AGENT_METRICS_ADDR: &str = "127.0.0.1:9091";
 /// Name of the cluster-state subdirectory of the manifests directory.
@@ -234,6 +237,11 @@ impl Layout {
 
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.cluster_dir().join("nodes").join(node)
+    }
+
+    /// The state of `node`'s agent supervisor: restarts, the agent's PID.
+    pub fn agent_supervisor_state(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("agent-supervisor.json")
     }
 
     pub fn node_bpffs_root(&self, node: &str) -> PathBuf {

@@ -36,8 +36,10 @@ mod probe;
 mod process;
 mod rejected;
 mod resolve;
+mod restart_check;
 mod serve;
 mod state;
+mod supervise;
 mod topology;
 mod up;
 mod workloads;
@@ -98,6 +100,11 @@ enum MeshCommand {
         /// address; pod MTU 1450).
         #[arg(long, value_enum, default_value_t = topology::Routing::Native)]
         routing: topology::Routing,
+        /// Whether a node's agent that dies (crash, SIGKILL) is started
+        /// again, with back-off, as kubelet restarts a DaemonSet pod
+        /// (`status` counts restarts); `never` leaves it dead.
+        #[arg(long, value_enum, default_value_t = supervise::RestartPolicy::Always)]
+        agent_restart: supervise::RestartPolicy,
         /// Manifest files or directories.
         #[arg(short = 'f', long = "file", value_name = "FILE|DIR")]
         files: Vec<PathBuf>,
@@ -168,6 +175,9 @@ enum MeshCommand {
     /// The built-in workload client (run by tests inside a pod's cgroup).
     #[command(hide = true)]
     Client(client::ClientArgs),
+    /// Runs a node's agent and restarts it when it dies (started by `up`).
+    #[command(hide = true)]
+    Supervise(supervise::SuperviseArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +198,9 @@ pub fn run(args: MeshArgs) -> ExitCode {
     }
     if let MeshCommand::Client(client) = &args.command {
         return report(client::run(client).map(|()| ExitCode::SUCCESS));
+    }
+    if let MeshCommand::Supervise(supervise) = &args.command {
+        return report(supervise::run(supervise).map(|()| ExitCode::SUCCESS));
     }
     let layout = match cluster_layout(&args) {
         Ok(l) => l,
@@ -252,6 +265,7 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
             nodes,
             no_control_plane,
             routing,
+            agent_restart,
             files,
         } => {
             let options = up::UpOptions {
@@ -259,6 +273,7 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
                 nodes,
                 routing,
                 control_plane: !no_control_plane,
+                agent_restart,
             };
             let report = up::up(layout, options, &files)?;
             print_up(layout, &report);
@@ -307,7 +322,12 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
             let mesh = Mesh::open(layout)?;
             let checks = conntest::plan(&mesh)?;
             drop(mesh);
-            let results = conntest::run_checks(layout, checks, Duration::from_millis(timeout))?;
+            let timeout = Duration::from_millis(timeout);
+            let mut results = conntest::run_checks(layout, checks, timeout)?;
+            // Last: it kills node-1's agent (its supervisor restarts it).
+            if let Some(result) = restart_check::run(&Mesh::open(layout)?, timeout)? {
+                results.push(result);
+            }
             match output {
                 ProbeOutput::Json => println!("{}", serde_json::to_string_pretty(&results)?),
                 ProbeOutput::Text => conntest::print(&results),
@@ -333,7 +353,10 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        MeshCommand::Probe { .. } | MeshCommand::Serve(_) | MeshCommand::Client(_) => {
+        MeshCommand::Probe { .. }
+        | MeshCommand::Serve(_)
+        | MeshCommand::Client(_)
+        | MeshCommand::Supervise(_) => {
             bail!("handled before dispatch")
         }
     }

@@ -3,8 +3,8 @@
 //! connection and every UDP datagram on its ports with its name.
 
 use std::{
-    io::Write,
-    net::{Ipv4Addr, TcpListener, UdpSocket},
+    io::{BufRead, BufReader, Write},
+    net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket},
     thread,
 };
 
@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// UDP ports to listen on.
     #[arg(long = "udp")]
     pub udp: Vec<u16>,
+    /// TCP ports that echo every line back until the client closes
+    /// (long-lived connections).
+    #[arg(long = "echo")]
+    pub echo: Vec<u16>,
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
@@ -36,6 +40,15 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         workers.push(thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
                 let _ = stream.write_all(reply.as_bytes());
+            }
+        }));
+    }
+    for port in &args.echo {
+        let listener = TcpListener::bind(("0.0.0.0", *port))
+            .with_context(|| format!("cannot listen on {port}/tcp (echo)"))?;
+        workers.push(thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                thread::spawn(move || echo(stream));
             }
         }));
     }
@@ -75,4 +88,17 @@ fn local_ipv4_addresses() -> Result<Vec<Ipv4Addr>> {
     addresses.sort();
     addresses.dedup();
     Ok(addresses)
+}
+
+/// Writes every line it reads back, until the peer closes.
+fn echo(stream: TcpStream) {
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { return };
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
+    }
 }

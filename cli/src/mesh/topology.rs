@@ -16,13 +16,14 @@ use super::{
     binaries, cgroup,
     journal::{Journal, Resource},
     layout::{
-        AGENT_METRICS_ADDR, INFRA_SERVER_PORT, Layout, OUTSIDE_ADDRESS, ROUTER_ADDRESS,
-        UNDERLAY_PREFIX_LEN, netns_path,
+        AGENT_METRICS_ADDR, INFRA_ECHO_PORT, INFRA_SERVER_PORT, Layout, OUTSIDE_ADDRESS,
+        ROUTER_ADDRESS, UNDERLAY_PREFIX_LEN, netns_path,
     },
     netns::{self, ip_in},
     plan,
     process::{self, in_netns, spawn_detached},
     state::{NodeState, ProcessRef},
+    supervise::{RestartPolicy, SupervisorState},
 };
 
 /// Bridge of the underlay namespace.
@@ -143,13 +144,41 @@ pub fn start_server_with_ports(
     tcp: &[u16],
     udp: &[u16],
 ) -> Result<ProcessRef> {
+    let ports = ServerPorts {
+        tcp,
+        udp,
+        echo: &[],
+    };
+    spawn_server(layout, journal, ns, cgroup, reply, log_name, ports)
+}
+
+/// What a workload server listens on.
+struct ServerPorts<'a> {
+    tcp: &'a [u16],
+    udp: &'a [u16],
+    /// TCP ports echoing lines back (long-lived connections).
+    echo: &'a [u16],
+}
+
+fn spawn_server(
+    layout: &Layout,
+    journal: &Journal,
+    ns: &str,
+    cgroup: Option<&Path>,
+    reply: &str,
+    log_name: &str,
+    ports: ServerPorts,
+) -> Result<ProcessRef> {
     let mut cmd = Command::new(binaries::sluice()?);
     cmd.args(["mesh", "--name", layout.name(), "serve", "--reply", reply]);
-    for port in tcp {
+    for port in ports.tcp {
         cmd.args(["--tcp", &port.to_string()]);
     }
-    for port in udp {
+    for port in ports.udp {
         cmd.args(["--udp", &port.to_string()]);
+    }
+    for port in ports.echo {
+        cmd.args(["--echo", &port.to_string()]);
     }
     in_netns(&mut cmd, &netns_path(ns))?;
     if let Some(cgroup) = cgroup {
@@ -171,7 +200,12 @@ fn start_server(
     log_name: &str,
 ) -> Result<ProcessRef> {
     let port = [INFRA_SERVER_PORT];
-    start_server_with_ports(layout, journal, ns, cgroup, reply, log_name, &port, &port)
+    let ports = ServerPorts {
+        tcp: &port,
+        udp: &port,
+        echo: &[INFRA_ECHO_PORT],
+    };
+    spawn_server(layout, journal, ns, cgroup, reply, log_name, ports)
 }
 
 /// Waits until the server has bound its ports (it logs "serving") or died.
@@ -204,6 +238,7 @@ pub fn build_node(
     address: Ipv4Addr,
     cgroup2: Option<&Path>,
     routing: Routing,
+    restart: RestartPolicy,
 ) -> Result<NodeState> {
     let name = Layout::node_name(index);
     let ns = layout.node_netns(&name);
@@ -243,8 +278,17 @@ pub fn build_node(
     };
     let api_socket = node_dir.join("agent.sock");
     let pod_cidr = plan::node_pod_cidr(layout.cluster(), index);
-    let mut cmd = Command::new(binaries::agent()?);
-    cmd.arg("--netns")
+    // The agent runs under `sluice mesh supervise`, which restarts it when
+    // it dies, as kubelet does for a DaemonSet pod.
+    let log = layout.logs_dir().join(format!("agent-{name}.log"));
+    let mut cmd = Command::new(binaries::sluice()?);
+    cmd.args(["mesh", "supervise", "--state"])
+        .arg(layout.agent_supervisor_state(&name))
+        .arg("--log")
+        .arg(&log)
+        .args(["--restart", restart.flag(), "--"])
+        .arg(binaries::agent()?)
+        .arg("--netns")
         .arg(netns_path(&ns))
         .arg("run")
         .args(["--node-name", &name, "--pod-cidr", &pod_cidr])
@@ -270,10 +314,12 @@ pub fn build_node(
         // balanced at the socket.
         cmd.arg("--socket-lb-cgroup").arg(path);
     }
-    let log = layout.logs_dir().join(format!("agent-{name}.log"));
-    let child = spawn_detached(&mut cmd, &log)?;
-    let agent = record_process(journal, &child, &format!("agent {name}"))?;
-    wait_for_agent(child, &log, &name)?;
+    let child = spawn_detached(
+        &mut cmd,
+        &layout.logs_dir().join(format!("supervisor-{name}.log")),
+    )?;
+    let agent = record_process(journal, &child, &format!("agent {name} (supervised)"))?;
+    wait_for_agent(child, &layout.agent_supervisor_state(&name), &log, &name)?;
     let server = start_server(
         layout,
         journal,
@@ -332,14 +378,27 @@ pub fn wait_for_log(mut child: Child, log: &Path, ready: &str, what: &str) -> Re
     bail!("{what} did not start (log: {})", log.display())
 }
 
-fn wait_for_agent(mut child: Child, log: &std::path::Path, node: &str) -> Result<()> {
+/// Waits until the agent logs "agent ready"; fails at its first exit (the
+/// supervisor would restart it, but a start that fails once is a broken
+/// `up`), or if its supervisor dies.
+fn wait_for_agent(
+    mut supervisor: Child,
+    state: &Path,
+    log: &std::path::Path,
+    node: &str,
+) -> Result<()> {
     let deadline = Instant::now() + AGENT_READY_TIMEOUT;
     while Instant::now() < deadline {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if text.contains("agent ready") {
             return Ok(());
         }
-        if let Some(status) = child.try_wait().context("waiting for the agent")? {
+        let agent_exit = SupervisorState::read(state).and_then(|s| s.last_exit);
+        let supervisor_exit = supervisor
+            .try_wait()
+            .context("waiting for the agent's supervisor")?
+            .map(|status| format!("its supervisor exited: {status}"));
+        if let Some(status) = agent_exit.or(supervisor_exit) {
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             bail!(

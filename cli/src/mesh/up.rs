@@ -34,6 +34,8 @@ pub struct UpOptions {
     /// The management namespace (Redis, sluice-control) and a relay agent
     /// per cluster.
     pub control_plane: bool,
+    /// Whether a dead agent is started again (as kubelet does).
+    pub agent_restart: super::supervise::RestartPolicy,
 }
 
 /// What `up` built: each cluster's state, and how long it took.
@@ -194,6 +196,7 @@ fn build_cluster(
             address,
             cgroup2,
             options.routing,
+            options.agent_restart,
         )?);
         state.save(&cluster.state_file())?;
         // As a kubelet would: the node is Ready once its agent is.
