@@ -23,6 +23,7 @@ mod control_api;
 mod control_status;
 mod converge;
 mod down;
+mod forward;
 mod get;
 mod journal;
 mod layout;
@@ -178,6 +179,9 @@ enum MeshCommand {
     /// Runs a node's agent and restarts it when it dies (started by `up`).
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
+    /// Forwards a loopback port of this machine into a mesh namespace.
+    #[command(hide = true)]
+    Forward(forward::ForwardArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +205,9 @@ pub fn run(args: MeshArgs) -> ExitCode {
     }
     if let MeshCommand::Supervise(supervise) = &args.command {
         return report(supervise::run(supervise).map(|()| ExitCode::SUCCESS));
+    }
+    if let MeshCommand::Forward(forward) = &args.command {
+        return report(forward::run(forward).map(|()| ExitCode::SUCCESS));
     }
     let layout = match cluster_layout(&args) {
         Ok(l) => l,
@@ -356,7 +363,8 @@ fn dispatch(layout: &Layout, command: MeshCommand) -> Result<ExitCode> {
         MeshCommand::Probe { .. }
         | MeshCommand::Serve(_)
         | MeshCommand::Client(_)
-        | MeshCommand::Supervise(_) => {
+        | MeshCommand::Supervise(_)
+        | MeshCommand::Forward(_) => {
             bail!("handled before dispatch")
         }
     }
