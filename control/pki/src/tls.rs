@@ -4,13 +4,14 @@
 //! registration call is served on those); a client certificate, when
 //! presented, must chain to the root or the handshake fails.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::{
     ClientConfig, RootCertStore, ServerConfig,
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
-    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
+    server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier, danger::ClientCertVerifier},
+    sign::CertifiedKey,
 };
 
 use crate::PkiError;
@@ -75,6 +76,58 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(client_cert_verifier(root_pem, true)?)
         .with_single_cert(parse_certs(chain_pem)?, parse_key(key_pem)?)?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(config)
+}
+
+/// The server certificate every new handshake presents, replaceable at
+/// any time ([`SwappableCert::set`]): rotation without a restart. Open
+/// connections keep the certificate they were made with.
+#[derive(Debug)]
+pub struct SwappableCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl SwappableCert {
+    pub fn new(chain_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        Ok(Self {
+            current: RwLock::new(certified_key(chain_pem, key_pem)?),
+        })
+    }
+
+    /// New handshakes present `chain_pem` from now on.
+    pub fn set(&self, chain_pem: &str, key_pem: &str) -> Result<(), PkiError> {
+        let key = certified_key(chain_pem, key_pem)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for SwappableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+fn certified_key(chain_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, PkiError> {
+    let key = CertifiedKey::from_der(parse_certs(chain_pem)?, parse_key(key_pem)?, &provider())?;
+    Ok(Arc::new(key))
+}
+
+/// [`server_config`] whose certificate comes from `cert` (rotatable).
+pub fn server_config_swappable(
+    cert: Arc<SwappableCert>,
+    root_pem: &str,
+) -> Result<ServerConfig, PkiError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(client_cert_verifier(root_pem, true)?)
+        .with_cert_resolver(cert);
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(config)
 }

@@ -33,10 +33,14 @@ use tonic::transport::Channel;
 use crate::{
     MAX_MESSAGE_BYTES, SNAPSHOT_CHUNK_OBJECTS,
     files::{self, ObjectMap},
+    source::{ClusterSource, FilesSource},
     tls_io::{self, error_chain},
 };
 
-pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
+/// Safety-net resync of the cluster's objects (inotify or the Kubernetes
+/// watches report changes as they happen); also how often certificate
+/// renewal is checked.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(30);
 pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(200);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const KEY_FILE: &str = "relay.key";
@@ -55,8 +59,10 @@ pub struct AgentConfig {
     pub token: Option<String>,
     /// Where the agent keeps its key and certificate.
     pub state_dir: PathBuf,
-    /// Files mode: the cluster's manifests directory.
+    /// Files mode: the cluster's manifests directory (unused with
+    /// [`RelayAgent::with_source`]).
     pub manifests: PathBuf,
+    /// Resync and renewal-check period (see [`DEFAULT_POLL`]).
     pub poll: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -107,13 +113,22 @@ struct Identity {
 
 pub struct RelayAgent {
     config: AgentConfig,
+    source: Arc<dyn ClusterSource>,
     report: Arc<Mutex<AgentReport>>,
 }
 
 impl RelayAgent {
+    /// Files mode: the cluster is `config.manifests`.
     pub fn new(config: AgentConfig) -> Self {
+        let source = Arc::new(FilesSource::new(config.manifests.clone(), config.poll));
+        Self::with_source(config, source)
+    }
+
+    /// Any cluster source (e.g. the operator's Kubernetes source).
+    pub fn with_source(config: AgentConfig, source: Arc<dyn ClusterSource>) -> Self {
         Self {
             config,
+            source,
             report: Arc::default(),
         }
     }
@@ -247,7 +262,7 @@ impl RelayAgent {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel::<AgentMessage>(16);
-        let (objects, _) = files::read_objects(&self.config.manifests);
+        let objects = self.source.objects().await;
         send(
             &tx,
             Msg::Hello(Hello {
@@ -268,18 +283,20 @@ impl RelayAgent {
         let mut snapshot_id = unix_nanos();
         let mut sent = objects;
         send_snapshot(&tx, snapshot_id, &sent).await?;
-        let mut poll = tokio::time::interval(self.config.poll);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewal_check = tokio::time::interval(self.config.poll);
+        renewal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = poll.tick() => {
-                    let (now, _) = files::read_objects(&self.config.manifests);
+                () = self.source.changed() => {
+                    let now = self.source.objects().await;
                     let (upserts, deletes) = files::diff(&sent, &now);
                     if !upserts.is_empty() || !deletes.is_empty() {
                         let agents = Some(agents_status(&now));
                         send(&tx, Msg::Delta(Delta { upserts, deletes, agents })).await?;
                         sent = now;
                     }
+                }
+                _ = renewal_check.tick() => {
                     if renewal_due(identity.not_before, identity.not_after, SystemTime::now()) {
                         identity = self.renew(&mut client).await?;
                     }
@@ -293,15 +310,14 @@ impl RelayAgent {
                         server_message::Msg::Warm(_) => self.update(|r| r.warm = true),
                         server_message::Msg::Desired(desired) => {
                             self.update(|r| r.pushes.push((Instant::now(), desired.generation)));
-                            let mut statuses = files::write_managed(&self.config.manifests, &desired.resources);
+                            let mut statuses = self.source.apply(&desired.resources).await;
                             statuses.extend(desired.invalid);
                             send(&tx, Msg::Status(PushStatus { generation: desired.generation, resources: statuses })).await?;
                         }
                         server_message::Msg::Resync(_) => {
                             self.update(|r| { r.warm = false; r.resyncs += 1; });
                             snapshot_id += 1;
-                            let (now, _) = files::read_objects(&self.config.manifests);
-                            sent = now;
+                            sent = self.source.objects().await;
                             send_snapshot(&tx, snapshot_id, &sent).await?;
                         }
                     }
@@ -365,7 +381,7 @@ async fn send_snapshot(
     Ok(())
 }
 
-/// Files mode has no agents to ask: Nodes are the agents, and a Node whose
+/// Nodes stand for the cluster's agents (one per node), and a Node whose
 /// Ready condition is True counts as ready.
 fn agents_status(objects: &ObjectMap) -> AgentsStatus {
     let mut status = AgentsStatus::default();

@@ -5,16 +5,21 @@
 //!   safe mode and the push of translated desired state, the management API;
 //! - [`agent`]: the per-cluster relay agent (the operator's relay role):
 //!   trust bootstrap, the stream with jittered backoff, certificate renewal;
-//! - [`files`]: the agent's files mode (a manifests directory);
+//! - [`source`]: what a relay agent reads and writes ([`source::ClusterSource`]),
+//!   with [`files`], the agent's files mode (a manifests directory);
+//! - [`dir_watch`]: inotify plus a slow resync, for files mode and the
+//!   server's resources directory;
 //! - [`registry`], [`resources`]: the cluster registry and the
 //!   management-level resources with their per-cluster translation (pure).
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod dir_watch;
 pub mod files;
 pub mod registry;
 pub mod resources;
 pub mod server;
+pub mod source;
 pub mod tls_io;
 pub mod yaml_docs;
 

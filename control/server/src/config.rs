@@ -53,7 +53,8 @@ pub struct Config {
     pub redis_prefix: String,
 
     /// Directory of management-level resources (GlobalNetworkPolicy,
-    /// InsightsConfig, RootTrustPolicy YAML), re-read every tick.
+    /// InsightsConfig, RootTrustPolicy YAML), re-read when it changes
+    /// (inotify; a full re-read every 30 s as a safety net).
     #[arg(long, env = "SLUICE_CONTROL_RESOURCES")]
     pub resources: Option<PathBuf>,
 
@@ -75,6 +76,11 @@ pub struct Config {
     /// half of it).
     #[arg(long, env = "SLUICE_CLIENT_CERT_SECS", default_value_t = DEFAULT_CLIENT_CERT_SECS)]
     pub client_cert_secs: u64,
+
+    /// Lifetime of the relay's own server certificate; it is re-issued at
+    /// half of it without a restart (new connections get the new one).
+    #[arg(long, env = "SLUICE_SERVER_CERT_SECS", default_value_t = DEFAULT_SERVER_CERT_SECS)]
+    pub server_cert_secs: u64,
 
     /// How often Redis, the resources and safe mode are checked (ms).
     #[arg(long, env = "SLUICE_CONTROL_TICK_MS", default_value_t = DEFAULT_TICK_MS)]

@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context;
 use clap::Parser;
 use sluice_pki::{Authority, tls};
-use sluice_relay::server::{self, Hub, HubConfig};
+use sluice_relay::server::{self, Hub, HubConfig, ServerCert, ServerCertConfig};
 use sluice_store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -35,11 +35,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .zip(config.root_ca_key.as_deref());
     let authority =
         Authority::load_or_create(&config.state_dir.join("pki"), own_root, now).context("PKI")?;
-    let (server_cert, server_key) = authority
-        .issue_server_cert(&config.server_names, now, config::DEFAULT_SERVER_CERT_SECS)
-        .context("server certificate")?;
-    let tls_config = tls::server_config(&server_cert.chain_pem, &server_key, authority.root_pem())
-        .context("relay TLS")?;
+    let server_cert = ServerCert::issue(
+        &authority,
+        ServerCertConfig {
+            names: config.server_names.clone(),
+            lifetime_secs: config.server_cert_secs,
+        },
+    )
+    .context("server certificate")?;
+    let tls_config =
+        tls::server_config_swappable(server_cert.resolver.clone(), authority.root_pem())
+            .context("relay TLS")?;
 
     let redis_ca = match &config.redis_ca {
         Some(path) => Some(std::fs::read(path).with_context(|| format!("{}", path.display()))?),
@@ -81,6 +87,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     tokio::spawn(hub.clone().run());
+    tokio::spawn(server_cert.rotate_forever(hub.clone()));
     let shutdown = Arc::new(tokio::sync::Notify::new());
     {
         let shutdown = shutdown.clone();

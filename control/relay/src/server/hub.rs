@@ -11,7 +11,10 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     hash::{Hash, Hasher},
     path::PathBuf,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -25,6 +28,7 @@ use tonic::Status;
 
 use super::metrics::{KindLabel, Metrics};
 use crate::{
+    dir_watch::DirWatch,
     registry::{Registration, Registry, RegistryError},
     resources::{self, Resources},
 };
@@ -36,7 +40,7 @@ pub type Outbound = mpsc::Sender<Result<ServerMessage, Status>>;
 pub struct HubConfig {
     /// The cluster registry file lives here.
     pub state_dir: PathBuf,
-    /// Management-level resources (YAML), re-read every tick.
+    /// Management-level resources (YAML), re-read when they change.
     pub resources_dir: Option<PathBuf>,
     /// Lifetime of the client certificates the relay issues.
     pub client_cert_secs: u64,
@@ -52,7 +56,12 @@ pub struct Hub {
     registry: Mutex<Registry>,
     state: Mutex<HubState>,
     wake: Notify,
+    /// The resources directory changed since it was last read.
+    resources_dirty: AtomicBool,
 }
+
+/// Safety-net re-read of `--resources DIR` (inotify reports changes).
+pub const RESOURCES_RESYNC: Duration = Duration::from_secs(30);
 
 struct Session {
     id: u64,
@@ -108,6 +117,7 @@ impl Hub {
                 ..HubState::default()
             }),
             wake: Notify::new(),
+            resources_dirty: AtomicBool::new(false),
         });
         hub.metrics.safe_mode.set(1);
         hub.mirror_registry().await;
@@ -260,16 +270,38 @@ impl Hub {
         }
     }
 
-    /// One round of the background loop.
+    /// One round of the background loop (the resources directory is
+    /// re-read only when it changed: see [`Hub::run`]).
     pub async fn tick(&self) {
         self.check_redis().await;
-        self.reload_resources().await;
+        if self.resources_dirty.swap(false, Ordering::AcqRel) {
+            self.reload_resources().await;
+        }
         self.update_safe_mode();
         self.push();
     }
 
-    /// Runs [`Hub::tick`] every `config.tick` and whenever woken.
+    /// Runs [`Hub::tick`] every `config.tick` and whenever woken; the
+    /// resources directory is watched (inotify, with a resync every
+    /// [`RESOURCES_RESYNC`]) and re-read when it changes.
     pub async fn run(self: Arc<Self>) {
+        if let Some(dir) = self.config.resources_dir.clone() {
+            let hub = Arc::downgrade(&self);
+            tokio::spawn(async move {
+                let watch = DirWatch::new(&dir, RESOURCES_RESYNC);
+                // Once more after the watch started: nothing changed
+                // between the load in `new` and now goes unseen.
+                let mut first = true;
+                loop {
+                    if !std::mem::take(&mut first) {
+                        watch.changed().await;
+                    }
+                    let Some(hub) = hub.upgrade() else { return };
+                    hub.resources_dirty.store(true, Ordering::Release);
+                    hub.wake();
+                }
+            });
+        }
         loop {
             self.tick().await;
             tokio::select! {

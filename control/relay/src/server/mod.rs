@@ -5,6 +5,7 @@ pub mod hub;
 pub mod management;
 pub mod metrics;
 pub mod relay_service;
+pub mod server_cert;
 
 use std::{
     future::Future, io, os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration,
@@ -15,7 +16,10 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::UnixListenerStream;
 
-pub use self::hub::{Hub, HubConfig};
+pub use self::{
+    hub::{Hub, HubConfig},
+    server_cert::{ServerCert, ServerCertConfig},
+};
 use crate::{MAX_MESSAGE_BYTES, tls_io};
 
 /// Serves the relay on `listener` (TLS with `tls`) until `shutdown`.

@@ -12,7 +12,7 @@ use sluice_api::relay::v1::management_client::ManagementClient;
 use sluice_pki::{Authority, tls};
 use sluice_relay::{
     agent::{AgentConfig, RelayAgent},
-    server::{self, Hub, HubConfig},
+    server::{self, Hub, HubConfig, ServerCert, ServerCertConfig},
 };
 use sluice_store::{Store, testing::RedisServer};
 use tonic::transport::Channel;
@@ -28,14 +28,27 @@ pub struct Control {
 
 impl Control {
     pub async fn start(client_cert_secs: u64) -> Self {
+        Self::start_with_server_cert(client_cert_secs, 3600).await
+    }
+
+    /// With the server certificate living `server_cert_secs` (rotated at
+    /// half of it, as sluice-control does).
+    pub async fn start_with_server_cert(client_cert_secs: u64, server_cert_secs: u64) -> Self {
         let redis = RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
         let now = SystemTime::now();
         let authority = Authority::load_or_create(&dir.path().join("pki"), None, now).unwrap();
-        let (cert, key) = authority
-            .issue_server_cert(&["localhost".into()], now, 3600)
-            .unwrap();
-        let tls_config = tls::server_config(&cert.chain_pem, &key, authority.root_pem()).unwrap();
+        let server_cert = ServerCert::issue(
+            &authority,
+            ServerCertConfig {
+                names: vec!["localhost".into()],
+                lifetime_secs: server_cert_secs,
+            },
+        )
+        .unwrap();
+        let tls_config =
+            tls::server_config_swappable(server_cert.resolver.clone(), authority.root_pem())
+                .unwrap();
         let root_pem = authority.root_pem().to_string();
         std::fs::create_dir_all(dir.path().join("resources")).unwrap();
         let store = Store::connect(&redis.url(), None, "sluice").await.unwrap();
@@ -51,6 +64,7 @@ impl Control {
         let management = server::bind_management(&dir.path().join("control.sock")).unwrap();
         let tasks = vec![
             tokio::spawn(hub.clone().run()),
+            tokio::spawn(server_cert.rotate_forever(hub.clone())),
             tokio::spawn({
                 let hub = hub.clone();
                 async move {
