@@ -3,26 +3,31 @@
 //! desired state down, status back (see docs/control.md).
 //!
 //! `sluice-operator relay …` runs it. Sources: `files` (the cluster is a
-//! manifests directory, as in the local mesh). `kubernetes` (reflectors and
-//! server-side apply with field manager [`crate::FIELD_MANAGER`]) is not
-//! built yet and is refused with a clear error.
+//! manifests directory, as in the local mesh, watched with inotify) and
+//! `kubernetes` (the API server: watches up, server-side apply with field
+//! manager [`kubernetes::RELAY_FIELD_MANAGER`] down; see [`kubernetes`]).
 
-use std::{path::PathBuf, time::Duration};
+pub mod kubernetes;
 
-use anyhow::{Context, Result, bail};
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use sluice_relay::agent::{AgentConfig, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, RelayAgent};
 
 pub const DEFAULT_RELAY_SERVER: &str = "sluice-control:9900";
 pub const DEFAULT_SERVER_NAME: &str = "sluice-control";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sluice-relay";
-pub const DEFAULT_POLL_MS: u64 = 500;
+/// Safety-net resync (changes arrive through inotify or watches) and
+/// certificate-renewal check period.
+pub const DEFAULT_POLL_MS: u64 = 30_000;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Source {
     /// A directory of Kubernetes manifests (the local mesh).
     Files,
-    /// The cluster's API server (not built yet).
+    /// The cluster's API server (in-cluster service account, else
+    /// KUBECONFIG).
     Kubernetes,
 }
 
@@ -66,22 +71,22 @@ pub struct RelayArgs {
     #[arg(long, env = "SLUICE_MANIFESTS")]
     pub manifests: Option<PathBuf>,
 
-    /// Files source: how often the directory is re-read for deltas (ms).
+    /// How often the files source re-reads the whole directory as a
+    /// safety net (changes arrive through inotify), and how often
+    /// certificate renewal is checked (ms).
     #[arg(long, default_value_t = DEFAULT_POLL_MS)]
     pub poll_ms: u64,
 }
 
 impl RelayArgs {
     pub fn agent_config(&self) -> Result<AgentConfig> {
-        if self.source == Source::Kubernetes {
-            bail!(
-                "--source kubernetes is not built yet: run the relay agent with --source files --manifests DIR"
-            );
-        }
-        let manifests = self
-            .manifests
-            .clone()
-            .context("--source files needs --manifests DIR")?;
+        let manifests = match self.source {
+            Source::Files => self
+                .manifests
+                .clone()
+                .context("--source files needs --manifests DIR")?,
+            Source::Kubernetes => PathBuf::new(),
+        };
         let root_pem = std::fs::read_to_string(&self.root_ca)
             .with_context(|| format!("root CA {}", self.root_ca.display()))?;
         let token = match &self.token_file {
@@ -110,7 +115,17 @@ impl RelayArgs {
 
 /// Runs the relay agent until the process ends.
 pub async fn run(args: RelayArgs) -> Result<()> {
-    let agent = RelayAgent::new(args.agent_config()?);
+    let config = args.agent_config()?;
+    let agent = match args.source {
+        Source::Files => RelayAgent::new(config),
+        Source::Kubernetes => {
+            let client = kube::Client::try_default()
+                .await
+                .context("Kubernetes client (in-cluster service account or KUBECONFIG)")?;
+            let source = kubernetes::KubernetesSource::start(client);
+            RelayAgent::with_source(config, Arc::new(source))
+        }
+    };
     agent.ensure_registered().await?;
     tracing::info!(
         cluster = args.cluster,
@@ -162,9 +177,9 @@ mod tests {
         );
         let err = parse(&["/x"]).agent_config().unwrap_err();
         assert!(err.to_string().contains("--manifests"), "{err}");
-        let err = parse(&["/x", "--source", "kubernetes"])
+        let err = parse(&["/nonexistent", "--source", "kubernetes"])
             .agent_config()
             .unwrap_err();
-        assert!(err.to_string().contains("not built yet"), "{err}");
+        assert!(format!("{err:#}").contains("root CA"), "{err:#}");
     }
 }

@@ -246,16 +246,19 @@ async fn serve(request: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, 
             let patch = match content_type.split(';').next().unwrap_or("") {
                 "application/merge-patch+json" => PatchKind::Merge(body),
                 "application/json-patch+json" => PatchKind::Json(body),
-                "application/apply-patch+yaml" => {
-                    if param("fieldManager").is_none_or(str::is_empty) {
+                "application/apply-patch+yaml" => match param("fieldManager") {
+                    Some(manager) if !manager.is_empty() => PatchKind::Apply {
+                        applied: body,
+                        manager: manager.to_owned(),
+                    },
+                    _ => {
                         return Err(ApiError::new(
                             400,
                             "BadRequest",
                             "PATCH requests with apply-patch must have a fieldManager",
                         ));
                     }
-                    PatchKind::Apply(body)
-                }
+                },
                 other => {
                     return Err(ApiError::new(
                         415,

@@ -7,7 +7,9 @@
 //! certificate made with rcgen at start; bearer-token auth, checked), with
 //! list, watch (`resourceVersion`, bookmarks, 410 Gone), get, create,
 //! update, patch (merge, JSON, server-side apply) and delete (finalizers)
-//! for the resources in [`resources`]. What it does *not* do, so tests
+//! for the resources in [`resources`]. Server-side apply records its
+//! field manager in `metadata.managedFields` (manager and operation only).
+//! What it does *not* do, so tests
 //! must not rely on it: owner-reference garbage collection, admission
 //! beyond defaults kept in [`store`], field ownership (see [`patch`]),
 //! pagination, discovery, RBAC. See `docs/testing.md`.
@@ -55,18 +57,34 @@ impl ApiServer {
     /// Serves `https://IP:6443` inside network namespace `ns` (whose
     /// address is `ip`), so node namespaces reach it over their underlay.
     pub fn start(ns: &NetNs, ip: Ipv4Addr) -> Self {
+        let listener = bind_in(ns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)));
+        Self::serve(listener, ip, PORT)
+    }
+
+    /// Serves `https://127.0.0.1:PORT` (a free port) in the test's own
+    /// namespace, for clients that run there too.
+    pub fn start_on_loopback() -> Self {
+        let listener =
+            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the API double");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let port = listener.local_addr().expect("bound address").port();
+        Self::serve(listener, Ipv4Addr::LOCALHOST, port)
+    }
+
+    fn serve(listener: std::net::TcpListener, ip: Ipv4Addr, port: u16) -> Self {
         let dir = tempfile::tempdir().expect("API double dir");
         let certs = tls::Certs::generate(ip).expect("make the double's certificates");
         std::fs::write(dir.path().join("ca.crt"), &certs.ca_pem).expect("write ca.crt");
         let token = format!("double-{}", crate::unique_suffix());
-        let url = format!("https://{ip}:{PORT}");
+        let url = format!("https://{ip}:{port}");
         write_kubeconfig(
             &dir.path().join("kubeconfig"),
             &url,
             &dir.path().join("ca.crt"),
             &token,
         );
-        let listener = bind_in(ns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)));
         let ctx = Arc::new(http::Ctx {
             store: Store::default(),
             token,

@@ -88,7 +88,11 @@ pub type Result<T> = std::result::Result<T, ApiError>;
 pub enum PatchKind {
     Merge(Value),
     Json(Value),
-    Apply(Value),
+    /// Server-side apply by field manager `manager`.
+    Apply {
+        applied: Value,
+        manager: String,
+    },
 }
 
 /// Which part of an object a write may change.
@@ -317,6 +321,20 @@ fn admit(resource: &Resource, object: &mut Value) {
     }
 }
 
+/// Notes `manager` as an applier in `metadata.managedFields` (one entry
+/// per manager; the fields themselves are not tracked).
+fn record_manager(object: &mut Value, manager: &str, api_version: &str) {
+    let entry = json!({"manager": manager, "operation": "Apply",
+                       "apiVersion": api_version, "fieldsType": "FieldsV1"});
+    let fields = &mut object["metadata"]["managedFields"];
+    if !fields.is_array() {
+        *fields = json!([]);
+    }
+    let list = fields.as_array_mut().expect("made an array");
+    list.retain(|e| e["manager"] != manager || e["operation"] != "Apply");
+    list.push(entry);
+}
+
 /// `old` with `new`'s resourceVersion, to compare contents only.
 fn old_without_version(old: &Value, new: &Value) -> Value {
     let mut old = old.clone();
@@ -363,7 +381,18 @@ impl Store {
         &self,
         resource: &'static Resource,
         ns: Option<&str>,
+        object: Value,
+    ) -> Result<Value> {
+        self.create_managed(resource, ns, object, None)
+    }
+
+    /// Create; `manager`: by a server-side apply of that field manager.
+    fn create_managed(
+        &self,
+        resource: &'static Resource,
+        ns: Option<&str>,
         mut object: Value,
+        manager: Option<&str>,
     ) -> Result<Value> {
         let mut inner = self.lock();
         let name = name_of(&object)
@@ -420,6 +449,9 @@ impl Store {
             m.remove("deletionTimestamp");
             m.remove("managedFields");
         }
+        if let Some(manager) = manager {
+            record_manager(&mut object, manager, &resource.api_version());
+        }
         if resource.status
             && let Some(o) = object.as_object_mut()
         {
@@ -463,12 +495,12 @@ impl Store {
         let mut inner = self.lock();
         let old = match (inner.get(resource, ns, name), patch) {
             (Ok(old), _) => old.clone(),
-            (Err(_), PatchKind::Apply(applied)) if part == Part::Object => {
+            (Err(_), PatchKind::Apply { applied, manager }) if part == Part::Object => {
                 // Apply creates what does not exist.
                 drop(inner);
                 let mut object = applied.clone();
                 object["metadata"]["name"] = json!(name);
-                return self.create(resource, ns, object);
+                return self.create_managed(resource, ns, object, Some(manager));
             }
             (Err(e), _) => return Err(e),
         };
@@ -478,7 +510,10 @@ impl Store {
             PatchKind::Json(p) => {
                 patch::json_patch(&mut new, p).map_err(|e| ApiError::new(422, "Invalid", e))?
             }
-            PatchKind::Apply(p) => patch::apply(&mut new, p),
+            PatchKind::Apply { applied, manager } => {
+                patch::apply(&mut new, applied);
+                record_manager(&mut new, manager, &resource.api_version());
+            }
         }
         if new["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
             return Err(ApiError::conflict(
