@@ -25,7 +25,7 @@ const BACKENDS: u32 = 3;
 const LOCAL_PODS: usize = 4;
 
 /// VmRSS and VmHWM of `pid`, in MiB.
-fn memory_mib(pid: u32) -> (f64, f64) {
+pub fn memory_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status

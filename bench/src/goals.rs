@@ -45,6 +45,7 @@ fn title_of(key: &str, entry: &Value) -> String {
         "cni" => "CNI ADD and DEL latency",
         "agent" => "Agent at scale",
         "callgrind" => "Userspace hot paths (callgrind)",
+        "relay" => "Relay at scale",
         other => other,
     }
     .to_owned()

@@ -9,6 +9,8 @@
 //! - [`connect`]: service connection setup with 10,000 services.
 //! - [`cni`]: CNI ADD/DEL latency.
 //! - [`agent_scale`]: agent start-to-programmed, change latency and RSS.
+//! - [`relay`]: the management plane at scale (clusters × objects through
+//!   real TLS streams to a real sluice-control and redis-server).
 //! - [`callgrind`]: instruction counts of userspace hot paths ([`hotpath`]).
 //! - [`goals`]: the generated "Goals not met" summary.
 //!
@@ -26,6 +28,7 @@ pub mod manifests;
 pub mod maps;
 pub mod net;
 pub mod packet;
+pub mod relay;
 pub mod report;
 pub mod stats;
 pub mod traffic;
@@ -37,7 +40,7 @@ pub const SECTIONS: [&str; 5] = ["packet", "traffic", "connect", "cni", "agent"]
 
 /// Whether a section needs root (namespaces, programs, bpffs).
 pub fn needs_root(name: &str) -> bool {
-    !matches!(name, "callgrind" | "goals")
+    !matches!(name, "callgrind" | "relay" | "goals")
 }
 
 /// Runs one section by name.
@@ -50,6 +53,8 @@ pub fn run_section(name: &str, mode: Mode) -> anyhow::Result<Section> {
         "agent" => agent_scale::run(mode),
         // Not in `SECTIONS`: scripts/bench-callgrind.sh runs it (no root).
         "callgrind" => callgrind::run(mode),
+        // Not in `SECTIONS` either: scripts/bench-relay.sh (no root).
+        "relay" => relay::run(mode),
         other => anyhow::bail!("unknown section {other}; known: {}", SECTIONS.join(", ")),
     }
 }

@@ -15,7 +15,7 @@ use sluice_bench::{
 #[derive(Parser)]
 #[command(about = "Sluice benchmarks, each next to its baseline from the same run (root)")]
 struct Args {
-    /// packet, traffic, connect, cni, agent, all (those five), callgrind,
+    /// packet, traffic, connect, cni, agent, all (those five), callgrind, relay,
     /// or goals (only regenerates the "Goals not met" summary).
     #[arg(default_value = "all")]
     section: String,

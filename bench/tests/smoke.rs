@@ -38,3 +38,23 @@ fn the_callgrind_section_runs_in_tiny_mode() {
         "every path counted instructions: {paths:?}"
     );
 }
+
+#[test]
+fn the_relay_section_runs_in_tiny_mode() {
+    // No root needed: redis-server, sluice-control (the workspace's build)
+    // and the simulated clusters' relay agents all run as this user.
+    let section =
+        run_section("relay", Mode::Tiny).unwrap_or_else(|e| panic!("section relay failed: {e:#}"));
+    assert!(
+        section.body.contains("| measure | value |"),
+        "{}",
+        section.body
+    );
+    let json = &section.json;
+    assert!(
+        json["warm_s"].as_f64().is_some_and(f64::is_finite),
+        "every cluster got warm: {json}"
+    );
+    assert_eq!(json["lost"], 0, "every change reached Redis: {json}");
+    assert_eq!(json["objects_stored"], 5 * 500, "{json}");
+}

@@ -310,6 +310,34 @@ impl Store {
         Ok(out)
     }
 
+    /// One object's JSON, if kept.
+    pub async fn object(
+        &self,
+        cluster: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .hget(self.cluster_key(cluster, &format!("objects:{kind}")), key)
+            .await?)
+    }
+
+    /// Redis' own figure of the memory it uses (`INFO memory`,
+    /// `used_memory`), in bytes.
+    pub async fn used_memory(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
     /// Number of objects per kind for `cluster`.
     pub async fn counts(&self, cluster: &str) -> Result<BTreeMap<String, u64>, StoreError> {
         let mut conn = self.conn.clone();
