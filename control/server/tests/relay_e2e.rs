@@ -224,6 +224,13 @@ async fn redis_matches(store: &Store, cluster: &Cluster) -> bool {
     stored == objects.into_iter().collect::<Vec<_>>()
 }
 
+/// The value of an unlabelled sample in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn pushes_since(cluster: &Cluster, since: Instant) -> usize {
     cluster
         .agent
@@ -341,6 +348,29 @@ async fn clusters_rewarm_after_server_kill_and_redis_restart_and_nothing_is_push
     assert!(metrics.contains("relay_push_clients_warmed 2"), "{metrics}");
     assert!(
         metrics.contains("relay_translation_errors_total{kind=\"GlobalNetworkPolicy\"}"),
+        "{metrics}"
+    );
+    // Every metric the management plane promises, with what it must say
+    // by now: two snapshots stored, translations timed, out of safe mode,
+    // Redis healthy.
+    let value = |name: &str| metric(&metrics, name);
+    assert!(
+        value("relay_snapshot_seconds_count") >= Some(2.0),
+        "{metrics}"
+    );
+    assert!(value("relay_snapshot_seconds_sum") > Some(0.0), "{metrics}");
+    assert!(
+        value("relay_translation_seconds_count") >= Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(value("relay_safe_mode"), Some(0.0), "{metrics}");
+    assert_eq!(value("redis_errors_total"), Some(0.0), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE relay_snapshot_seconds histogram"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE relay_translation_seconds histogram"),
         "{metrics}"
     );
 

@@ -54,6 +54,19 @@ async fn snapshots_replace_and_deltas_apply() {
         .unwrap();
     let counts = store.counts("c1").await.unwrap();
     assert_eq!(counts, BTreeMap::from([("Pod".to_string(), 2)]));
+    assert_eq!(
+        store
+            .object("c1", "Pod", "default/b")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("{\"b\":1}")
+    );
+    assert_eq!(
+        store.object("c1", "Service", "default/s").await.unwrap(),
+        None
+    );
+    assert!(store.used_memory().await.unwrap() > 0);
 
     store.put_cluster("c1", "{}").await.unwrap();
     store.delete_cluster("c1").await.unwrap();
