@@ -192,6 +192,84 @@ struct Figures {
     redis_mib: f64,
     objects_stored: u64,
     binary: PathBuf,
+    /// Files mode: a manifest file written → its object in Redis.
+    files_ms: Vec<f64>,
+    files_lost: usize,
+}
+
+/// One more cluster in files mode (a real manifests directory, watched
+/// with inotify): a new manifest file at a time, timed from the write to
+/// its object in Redis.
+async fn files_mode_changes(
+    management: &mut sluice_api::relay::v1::management_client::ManagementClient<
+        tonic::transport::Channel,
+    >,
+    store: &Store,
+    relay_port: u16,
+    dir: &std::path::Path,
+    changes: usize,
+) -> anyhow::Result<(Vec<f64>, usize)> {
+    let name = "bench-files";
+    let registered = management
+        .register_cluster(RegisterClusterRequest {
+            name: name.into(),
+            skip_warming: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let manifests = dir.join("files-cluster");
+    std::fs::create_dir_all(&manifests)?;
+    std::fs::write(
+        manifests.join("namespace.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns-0}\n",
+    )?;
+    let agent = Arc::new(RelayAgent::new(AgentConfig {
+        cluster: name.into(),
+        server: format!("127.0.0.1:{relay_port}"),
+        server_name: "localhost".into(),
+        root_pem: registered.root_pem,
+        token: Some(registered.token),
+        state_dir: dir.join("agents").join(name),
+        manifests: manifests.clone(),
+        poll: Duration::from_secs(30),
+        backoff_min: Duration::from_millis(200),
+        backoff_max: Duration::from_secs(5),
+    }));
+    let task = tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.run().await }
+    });
+    let started = Instant::now();
+    while !agent.report().warm {
+        anyhow::ensure!(
+            started.elapsed() < WARM_TIMEOUT,
+            "the files-mode cluster did not get warm"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut ms, mut lost) = (Vec::new(), 0);
+    for i in 0..changes {
+        let key = format!("ns-0/file-{i}");
+        let t0 = Instant::now();
+        std::fs::write(
+            manifests.join(format!("pod-{i}.yaml")),
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: file-{i}, namespace: ns-0}}\n"),
+        )?;
+        loop {
+            if store.object(name, "Pod", &key).await?.is_some() {
+                ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            if t0.elapsed() > CHANGE_TIMEOUT {
+                lost += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+    }
+    task.abort();
+    Ok((ms, lost))
 }
 
 async fn measure(clusters: usize, per_cluster: usize, changes: usize) -> anyhow::Result<Figures> {
@@ -313,6 +391,14 @@ async fn measure(clusters: usize, per_cluster: usize, changes: usize) -> anyhow:
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
     }
+    let (files_ms, files_lost) = files_mode_changes(
+        &mut management,
+        &store,
+        relay_port,
+        dir.path(),
+        changes.min(100),
+    )
+    .await?;
     let (_, hwm) = memory_mib(pid);
     let redis_mib = store.used_memory().await? as f64 / (1 << 20) as f64;
     let mut objects_stored = 0;
@@ -332,6 +418,8 @@ async fn measure(clusters: usize, per_cluster: usize, changes: usize) -> anyhow:
         redis_mib,
         objects_stored,
         binary,
+        files_ms,
+        files_lost,
     })
 }
 
@@ -367,10 +455,13 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
          object sets behind the agent's `ClusterSource` trait (no API server). Warm: from every \
          agent starting its stream at once to every agent told its snapshot is stored (trust \
          bootstrap done before). Changes: one Pod annotation at a time, round robin over the \
-         clusters, timed from the change in the cluster to the object in Redis (polled every 0.5 ms).\n\n\
+         clusters, timed from the change in the cluster to the object in Redis (polled every 0.5 ms). \
+         Files mode: one more cluster, a real manifests directory watched with inotify (no \
+         polling), a new manifest file at a time.\n\n\
          | measure | value |\n| --- | ---: |\n\
          | all {clusters} clusters warm ({stored} objects in Redis) | {warm} s |\n\
          | one change → Redis, p50 / p99 ({n} changes, {lost} lost) | {p50} / {p99} ms |\n\
+         | files mode: one new manifest file → Redis, p50 / p99 ({fn_} changes, {flost} lost) | {fp50} / {fp99} ms |\n\
          | sluice-control RSS once warm (peak) | {rss:.1} MiB ({hwm:.1} MiB) |\n\
          | Redis `used_memory` | {redis:.1} MiB |\n",
         per = fmt_count(per_cluster),
@@ -380,6 +471,10 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         lost = f.lost,
         p50 = fmt_num(p50),
         p99 = fmt_num(p99),
+        fn_ = f.files_ms.len() + f.files_lost,
+        flost = f.files_lost,
+        fp50 = fmt_num(percentile(&f.files_ms, 50.0)),
+        fp99 = fmt_num(percentile(&f.files_ms, 99.0)),
         rss = f.rss_warm,
         hwm = f.hwm,
         redis = f.redis_mib,
@@ -415,6 +510,9 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
         "changes": f.change_ms.len(), "lost": f.lost,
         "server_rss_mib": f.rss_warm, "server_peak_rss_mib": f.hwm,
         "redis_used_memory_mib": f.redis_mib,
+        "files_change_p50_ms": percentile(&f.files_ms, 50.0),
+        "files_change_p99_ms": percentile(&f.files_ms, 99.0),
+        "files_lost": f.files_lost,
         "sluice_control": f.binary.display().to_string(),
     });
     Ok(s)

@@ -57,4 +57,8 @@ fn the_relay_section_runs_in_tiny_mode() {
     );
     assert_eq!(json["lost"], 0, "every change reached Redis: {json}");
     assert_eq!(json["objects_stored"], 5 * 500, "{json}");
+    assert_eq!(
+        json["files_lost"], 0,
+        "files mode: every new file reached Redis: {json}"
+    );
 }
