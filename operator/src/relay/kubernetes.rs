@@ -5,7 +5,8 @@
 //!
 //! - Up: every kind in [`KINDS`] is probed with a one-item list; a kind the
 //!   API server does not serve (404: e.g. Istio not installed) counts as
-//!   empty and is probed again every [`ABSENT_RECHECK`]. A served kind is
+//!   empty and is probed again every [`ABSENT_RECHECK`]; so does one the
+//!   relay may not read (403, with a warning saying what to grant). A served kind is
 //!   watched; its initial list (and every relist) replaces that kind's
 //!   objects, later events apply one by one. The first snapshot waits until
 //!   every kind was listed (or found absent).
@@ -315,6 +316,18 @@ async fn watch_kind(client: Client, kind: &'static Kind, shared: Arc<Shared>) {
             Ok(_) => break,
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 tracing::debug!(kind = kind.kind, "not served by the API server");
+                shared.replace_kind(kind.kind, ObjectMap::new());
+                tokio::time::sleep(ABSENT_RECHECK).await;
+            }
+            // Not allowed to read it: reported as empty rather than holding
+            // back the whole snapshot; the log says what to grant.
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                tracing::warn!(
+                    kind = kind.kind,
+                    "forbidden ({}): grant the relay's service account list and watch on it; \
+                     reported as empty meanwhile",
+                    status.message
+                );
                 shared.replace_kind(kind.kind, ObjectMap::new());
                 tokio::time::sleep(ABSENT_RECHECK).await;
             }
