@@ -449,7 +449,7 @@ pub fn run(mode: Mode) -> anyhow::Result<Section> {
     let _ = write!(
         s.body,
         "{clusters} simulated clusters × {per} objects (20 Ready Nodes, 10 Namespaces, a Service per \
-         10 Pods, Pods of ~600 bytes of JSON), each a real relay agent with its own certificate and \
+         10 Pods, Pods of ~370 bytes of JSON), each a real relay agent with its own certificate and \
          TLS 1.3 stream, reporting to a real `sluice-control` (release build, default settings) \
          backed by a real `redis-server` (unix socket, no persistence). The clusters are in-memory \
          object sets behind the agent's `ClusterSource` trait (no API server). Warm: from every \

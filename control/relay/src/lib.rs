@@ -31,5 +31,9 @@ pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 pub const SNAPSHOT_CHUNK_OBJECTS: usize = 500;
 /// Largest snapshot (all chunks, bytes of object JSON) the server accepts.
 pub const MAX_SNAPSHOT_BYTES: usize = 256 << 20;
+/// Snapshots the server assembles and stores at once; more streams wait
+/// (their agents are held back by HTTP/2 flow control). Bounds the
+/// server's memory when many clusters connect together.
+pub const MAX_CONCURRENT_SNAPSHOTS: usize = 16;
 /// Most chunks one snapshot may have.
 pub const MAX_SNAPSHOT_CHUNKS: u32 = 10_000;

@@ -23,7 +23,7 @@ use sluice_api::relay::v1::{
 };
 use sluice_pki::Authority;
 use sluice_store::{Store, StoreError};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tonic::Status;
 
 use super::metrics::{KindLabel, Metrics};
@@ -58,6 +58,8 @@ pub struct Hub {
     wake: Notify,
     /// The resources directory changed since it was last read.
     resources_dirty: AtomicBool,
+    /// Snapshots being assembled and stored at once (memory bound).
+    pub snapshot_slots: Arc<Semaphore>,
 }
 
 /// Safety-net re-read of `--resources DIR` (inotify reports changes).
@@ -118,6 +120,7 @@ impl Hub {
             }),
             wake: Notify::new(),
             resources_dirty: AtomicBool::new(false),
+            snapshot_slots: Arc::new(Semaphore::new(crate::MAX_CONCURRENT_SNAPSHOTS)),
         });
         hub.metrics.safe_mode.set(1);
         hub.mirror_registry().await;

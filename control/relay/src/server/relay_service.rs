@@ -237,6 +237,8 @@ fn check_ref(kind: &str, key: &str) -> Result<(), Status> {
 }
 
 struct PendingSnapshot {
+    /// One of the hub's [`crate::MAX_CONCURRENT_SNAPSHOTS`] slots.
+    _slot: tokio::sync::OwnedSemaphorePermit,
     id: u64,
     next_index: u32,
     bytes: usize,
@@ -362,7 +364,19 @@ impl StreamState<'_> {
         chunk: sluice_api::relay::v1::SnapshotChunk,
     ) -> Result<(), Status> {
         if chunk.index == 0 {
+            // Assembling a snapshot holds it in memory until it is stored:
+            // a bounded number at once. Waiting here stops reading this
+            // stream, so HTTP/2 flow control holds the agent back.
+            self.pending = None;
+            let slot = self
+                .hub
+                .snapshot_slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Status::unavailable("the server is shutting down"))?;
             self.pending = Some(PendingSnapshot {
+                _slot: slot,
                 id: chunk.snapshot_id,
                 next_index: 0,
                 bytes: 0,
