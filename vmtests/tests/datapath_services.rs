@@ -135,6 +135,7 @@ fn spec(active: &[BackendAddr], affinity: Option<u32>) -> FrontendSpec {
         active: active.to_vec(),
         terminating: Vec::new(),
         affinity_timeout_s: affinity,
+        ..FrontendSpec::default()
     }
 }
 
