@@ -233,6 +233,9 @@ fn external_ips_load_balancer_ips_and_host_ports_answer_from_outside_and_another
 
     // The agent restarts: hostPorts come back from its endpoint state.
     cluster.start_agent(0);
+    // Past the new agent's first service sync (which would have removed
+    // the frontend had the registry not restored it).
+    std::thread::sleep(Duration::from_secs(1));
     eventually(
         "the hostPort after an agent restart",
         Duration::from_secs(20),
