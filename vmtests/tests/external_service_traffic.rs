@@ -115,6 +115,18 @@ fn dropped_flows(cluster: &Cluster, node: usize, reason: &str) -> Vec<pb::Flow> 
     })
 }
 
+/// `GET /metrics` from the agent of the namespace the thread is in.
+fn scrape_metrics() -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect("127.0.0.1:9091").expect("metrics listener");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
 #[test]
 fn external_ips_load_balancer_ips_and_host_ports_answer_from_outside_and_another_node() {
     require_root();
@@ -210,6 +222,19 @@ fn external_ips_load_balancer_ips_and_host_ports_answer_from_outside_and_another
         .drop(DropReason::LbSourceRangeDenied)
         .packets;
     assert!(after > before, "LB_SOURCE_RANGE_DENIED counted");
+    // ... and exported by the agent (its metrics listener is on the node's
+    // loopback).
+    let metrics = in_netns(&cluster.nodes[0].ns.path(), scrape_metrics);
+    let exported = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sluice_datapath_drops_total{reason=\"LB_SOURCE_RANGE_DENIED\"} ")
+        })
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(
+        exported.is_some_and(|n| n >= after),
+        "the metric: {exported:?}"
+    );
     eventually("the drop in the flow log", Duration::from_secs(5), || {
         dropped_flows(&cluster, 0, "LB_SOURCE_RANGE_DENIED")
             .iter()
