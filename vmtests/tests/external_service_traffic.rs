@@ -199,6 +199,20 @@ fn external_ips_load_balancer_ips_and_host_ports_answer_from_outside_and_another
         assert_eq!(udp.as_deref(), Some("h1"), "UDP hostPort from {who}");
     }
 
+    // From a pod: its own node translates (every node serves every
+    // external address); the LB IP's source ranges leave pod addresses out.
+    let pod_ns = cluster.pods[w2].ns.path();
+    let from_pod = names(&pod_ns, EXT_CLUSTER, 80, 20);
+    assert_eq!(keys(&from_pod), ["w1", "w2"], "externalIP from a pod");
+    let denied_pod = in_netns(&pod_ns, || {
+        tcp_name(LB_CLUSTER, 80, Duration::from_millis(700))
+    });
+    assert_eq!(
+        denied_pod,
+        Reply::Timeout,
+        "LB IP from a pod outside the ranges"
+    );
+
     // Outside loadBalancerSourceRanges (172.31.0.0/24): dropped, counted,
     // reported as a flow. The externalIP of another service has no ranges.
     let pin_dir = cluster.pin_dir(0);
