@@ -3,7 +3,8 @@
 //! `externalTrafficPolicy` Cluster and Local, and
 //! `loadBalancerSourceRanges`) and pods' hostPorts (CNI `portMappings`),
 //! each reached from the outside world (the internet namespace, through
-//! node-1's uplink) and from another node. Runs in either routing mode
+//! node-1's uplink), from another node and (externalIP, LB IP) from a pod.
+//! Runs in either routing mode
 //! (`SLUICE_VMTEST_ROUTING=tunnel`).
 
 use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
