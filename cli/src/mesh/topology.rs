@@ -36,7 +36,7 @@ const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const OPERATOR_ENDPOINT_GC_SECS: &str = "10";
 
 /// Where the mesh's externalIPs and LoadBalancer ingress IPs come from
-/// (TEST-NET-2): the internet namespace routes it to node-1.
+/// (TEST-NET-2): the internet namespace routes it to cluster-1's node-1.
 pub const EXTERNAL_PREFIX: &str = "198.51.100.0/24";
 
 /// How the nodes' agents route pod traffic between nodes (`--routing`).
@@ -130,8 +130,9 @@ pub fn build_internet(layout: &Layout, journal: &Journal) -> Result<ProcessRef> 
     )?;
     forwarding_on(&ns)?;
     // externalIPs and LoadBalancer IPs live in EXTERNAL_PREFIX; the router
-    // sends them to node-1, as a cloud load balancer or BGP would (every
-    // node serves every one); other nodes reach them through the router.
+    // sends them to cluster-1's node-1, as a cloud load balancer or BGP
+    // would (every node serves every one); other nodes reach them through
+    // the router.
     ip_in(
         &ns,
         &[
@@ -139,7 +140,7 @@ pub fn build_internet(layout: &Layout, journal: &Journal) -> Result<ProcessRef> 
             "add",
             EXTERNAL_PREFIX,
             "via",
-            &node_address(1).to_string(),
+            &plan::node_address(1, 1, 1).to_string(),
         ],
     )?;
     // Deliberately no route to any pod CIDR: pod traffic only gets an answer
