@@ -102,6 +102,8 @@ pub fn new_endpoint(r: pb::CreateEndpointRequest) -> Result<NewEndpoint, Status>
         pod_namespace: r.pod_namespace,
         pod_name: r.pod_name,
         pod_uid: r.pod_uid,
+        host_ports: crate::services::host_ports::parse_all(&r.port_mappings)
+            .map_err(Status::invalid_argument)?,
     })
 }
 
@@ -140,7 +142,9 @@ fn ipam_status(e: IpamError) -> Status {
 
 fn endpoint_status(e: EndpointError) -> Status {
     match e {
-        EndpointError::AddressInUse { .. } => Status::failed_precondition(e.to_string()),
+        EndpointError::AddressInUse { .. } | EndpointError::HostPortInUse { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
         EndpointError::NotFound(_) => Status::not_found(e.to_string()),
         EndpointError::Identity(IdentityError::Exhausted { .. }) => {
             Status::resource_exhausted(e.to_string())
@@ -180,6 +184,7 @@ pub fn to_proto(e: &Endpoint) -> pb::Endpoint {
         pod_uid: e.pod_uid.clone(),
         identity: e.identity.get(),
         identity_labels: e.labels.iter().map(str::to_owned).collect(),
+        port_mappings: e.host_ports.iter().map(|m| m.to_proto()).collect(),
     }
 }
 

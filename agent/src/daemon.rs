@@ -359,6 +359,10 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         lb_state(&config, &kernel_node_ip, &lb_maps)?,
         Box::new(lb_maps),
         services_revision.clone(),
+        Some(services::follow::HostPortSource {
+            registry: registry.clone(),
+            node_ip: std::net::Ipv4Addr::from(kernel_node_ip.to_ne_bytes()),
+        }),
     ));
     tokio::spawn(conntrack_gc::run(
         pin_dir.clone(),

@@ -18,6 +18,7 @@ use sluice_bpf_common::endpoint::EndpointInfo;
 use crate::{
     identity::{IdentityAllocator, IdentityError, NumericIdentity, SecurityLabels},
     ipam::Owner,
+    services::host_ports::HostPort,
     state_file::{OnCorruptState, StateFile, StateFileError},
 };
 
@@ -45,6 +46,8 @@ pub struct NewEndpoint {
     pub pod_namespace: String,
     pub pod_name: String,
     pub pod_uid: String,
+    /// hostPorts (CNI `portMappings`), validated.
+    pub host_ports: Vec<HostPort>,
 }
 
 /// One registered endpoint.
@@ -62,6 +65,10 @@ pub struct Endpoint {
     pub pod_uid: String,
     pub identity: NumericIdentity,
     pub labels: SecurityLabels,
+    /// Served as frontends while the endpoint exists (absent in state
+    /// files written before hostPorts existed).
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
 }
 
 impl Endpoint {
@@ -80,6 +87,13 @@ impl Endpoint {
 pub enum EndpointError {
     #[error("address {ip} already belongs to endpoint {owner}")]
     AddressInUse { ip: Ipv4Addr, owner: Owner },
+    #[error("{mapping} conflicts with {taken} of endpoint {owner} ({pod})")]
+    HostPortInUse {
+        mapping: String,
+        taken: String,
+        owner: Owner,
+        pod: String,
+    },
     #[error("no endpoint {0}")]
     NotFound(String),
     #[error(transparent)]
@@ -113,6 +127,8 @@ pub struct EndpointRegistry {
     endpoints: Mutex<BTreeMap<Owner, Endpoint>>,
     datapath: Arc<dyn DatapathOps>,
     identities: Arc<IdentityAllocator>,
+    /// Bumped on every change, for followers (the hostPort frontends).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl EndpointRegistry {
@@ -142,7 +158,17 @@ impl EndpointRegistry {
             endpoints: Mutex::new(endpoints),
             datapath,
             identities,
+            changes: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Ticks whenever an endpoint is created, deleted or restored.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<Owner, Endpoint>> {
@@ -204,6 +230,7 @@ impl EndpointRegistry {
         }
         self.identities.release_unclaimed()?;
         self.persist(&endpoints)?;
+        self.changed();
         Ok(report)
     }
 
@@ -224,6 +251,18 @@ impl EndpointRegistry {
                 ip: new.ipv4,
                 owner: other.owner.clone(),
             });
+        }
+        for other in endpoints.values().filter(|e| e.owner != new.owner) {
+            for taken in &other.host_ports {
+                if let Some(mapping) = new.host_ports.iter().find(|m| m.conflicts_with(taken)) {
+                    return Err(EndpointError::HostPortInUse {
+                        mapping: mapping.describe(),
+                        taken: taken.describe(),
+                        owner: other.owner.clone(),
+                        pod: format!("{}/{}", other.pod_namespace, other.pod_name),
+                    });
+                }
+            }
         }
         let identity = self.identities.acquire(&labels)?;
         let undo_identity = |identities: &IdentityAllocator| {
@@ -249,6 +288,7 @@ impl EndpointRegistry {
             pod_uid: new.pod_uid,
             identity,
             labels,
+            host_ports: new.host_ports,
         };
         if let Err(e) = self
             .datapath
@@ -280,6 +320,7 @@ impl EndpointRegistry {
                 let _ = self.datapath.remove_endpoint(old.ipv4);
             }
         }
+        self.changed();
         Ok(endpoint)
     }
 
@@ -297,6 +338,7 @@ impl EndpointRegistry {
             .remove_endpoint(endpoint.ipv4)
             .map_err(EndpointError::Datapath)?;
         self.identities.release(endpoint.identity)?;
+        self.changed();
         Ok(Some(endpoint))
     }
 

@@ -11,7 +11,7 @@ use std::{
 use sluice_api::agent::v1 as pb;
 use sluice_bpf_common::{
     conntrack::{CT_SCOPE_SERVICE, CtState},
-    lb::{SVC_F_AFFINITY, SVC_F_MAGLEV, SVC_F_NODEPORT},
+    lb::{SVC_F_AFFINITY, SVC_F_EXTERNAL, SVC_F_MAGLEV, SVC_F_NODEPORT, SVC_F_SOURCE_RANGES},
     policy::{
         DIRECTION_INGRESS, ENDPOINT_F_ENFORCE_EGRESS, ENDPOINT_F_ENFORCE_INGRESS,
         POLICY_PREFIX_FIXED_BITS, POLICY_PREFIX_FULL_BITS, POLICY_PREFIX_WITH_PROTO_BITS,
@@ -61,6 +61,8 @@ pub fn services(pin_dir: &Path) -> anyhow::Result<pb::ListServicesResponse> {
                 (SVC_F_NODEPORT, "nodeport"),
                 (SVC_F_AFFINITY, "affinity"),
                 (SVC_F_MAGLEV, "maglev"),
+                (SVC_F_EXTERNAL, "external"),
+                (SVC_F_SOURCE_RANGES, "source-ranges"),
             ] {
                 if value.flags & bit != 0 {
                     flags.push(name.to_owned());

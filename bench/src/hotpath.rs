@@ -223,6 +223,11 @@ impl LbMaps for RecordedLbMaps {
         self.writes += 1;
         Ok(())
     }
+    fn set_source_ranges(&mut self, _: u16, ranges: &[(Ipv4Addr, u8)]) -> anyhow::Result<()> {
+        std::hint::black_box(ranges);
+        self.writes += 1;
+        Ok(())
+    }
     fn set_maglev(&mut self, _: u16, table: &[u32]) -> anyhow::Result<()> {
         std::hint::black_box(table);
         self.writes += 1;

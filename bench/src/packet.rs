@@ -108,6 +108,7 @@ fn filler(i: usize) -> (FrontendAddr, FrontendSpec) {
             }],
             terminating: Vec::new(),
             affinity_timeout_s: None,
+            ..FrontendSpec::default()
         },
     )
 }
@@ -180,6 +181,7 @@ impl Rig {
                     .collect(),
                 terminating: Vec::new(),
                 affinity_timeout_s: None,
+                ..FrontendSpec::default()
             },
         );
         let mut rig = Self {

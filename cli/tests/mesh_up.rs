@@ -236,6 +236,15 @@ fn connectivity_test_passes_on_the_default_example() {
         "refused: service demo/legacy without backends (udp)",
         "refused: NodePort demo/legacy on another node (tcp)",
         "refused: NodePort demo/legacy on another node (udp)",
+        // From outside the cluster and from another node.
+        "externalIP demo/storefront (Cluster) from internet",
+        "externalIP demo/storefront (Cluster) from node/node-2",
+        "LB IP demo/storefront (Cluster) from internet",
+        "LB IP demo/storefront (Cluster) from node/node-2",
+        "LB IP demo/storefront-local (Local) from internet",
+        "LB IP demo/storefront-local (Local, outside loadBalancerSourceRanges) from node/node-2",
+        "hostPort demo/backend-0 from internet",
+        "hostPort demo/backend-0 from node/node-2",
     ] {
         assert!(report.contains(check), "{check} missing:\n{report}");
     }

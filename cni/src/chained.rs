@@ -120,6 +120,7 @@ pub async fn add(
         pod_uid: pod.uid.clone(),
         // The previous plugin owns the host side.
         routed: false,
+        port_mappings: crate::port_mappings::from_config(&config.net)?,
     };
     match agent.create_endpoint(request).await {
         Ok(endpoint) => info!(

@@ -15,5 +15,6 @@ pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod plugin;
+pub mod port_mappings;
 pub mod result;
 pub mod standalone;

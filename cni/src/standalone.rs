@@ -115,6 +115,7 @@ async fn plumb_and_register(
             pod_name: pod.name.clone(),
             pod_uid: pod.uid.clone(),
             routed: true,
+            port_mappings: crate::port_mappings::from_config(&config.net)?,
         })
         .await?;
     info!(identity = endpoint.identity, host, "endpoint created");

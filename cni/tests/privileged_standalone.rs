@@ -344,3 +344,55 @@ fn concurrent_adds_get_distinct_veths_and_addresses_and_dels_leak_nothing() {
         assert!(rig.agent.endpoint(id, "eth0").is_none());
     }
 }
+
+#[test]
+fn port_mappings_reach_the_agent_and_bad_ones_fail_before_anything_is_plumbed() {
+    let rig = Rig::new(21);
+    let mut bad = rig.conf("1.0.0");
+    bad["capabilities"] = json!({"portMappings": true});
+    bad["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 0, "containerPort": 80, "protocol": "tcp"}]});
+    let err = rig.add(&bad).error(7);
+    assert!(
+        err["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("portMappings[0]: hostPort 0")),
+        "{err}"
+    );
+    assert!(rig.agent.calls().is_empty(), "nothing allocated or created");
+    assert!(rig.node_veths().is_empty());
+
+    let mut conf = rig.conf("1.0.0");
+    conf["capabilities"] = json!({"portMappings": true});
+    conf["runtimeConfig"] = json!({"portMappings": [
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+        {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "172.31.0.1"},
+    ]});
+    rig.add(&conf).ok();
+    let created: Vec<_> = rig
+        .agent
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::CreateEndpoint(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let mappings: Vec<_> = created[0]
+        .port_mappings
+        .iter()
+        .map(|m| {
+            (
+                m.host_port,
+                m.container_port,
+                m.protocol.as_str(),
+                m.host_ip.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mappings,
+        [(8080, 80, "tcp", ""), (5353, 53, "udp", "172.31.0.1")]
+    );
+    rig.call("DEL", &rig.pod.path(), &conf).ok();
+}

@@ -39,6 +39,7 @@ impl Api {
             pod_uid: format!("uid-{name}"),
             // The test topology already gave the host side its addresses.
             routed: false,
+            port_mappings: Vec::new(),
         };
         let client = &mut self.client;
         self.runtime

@@ -234,16 +234,41 @@ impl Cluster {
 
     /// Creates pod `ns/name` on `node` through CNI ADD; returns its index.
     pub fn add_pod(&mut self, node: usize, pod: &str) -> usize {
+        self.try_add_pod(node, pod, None)
+            .unwrap_or_else(|out| panic!("CNI ADD of {pod} failed: {out}"))
+    }
+
+    /// CNI ADD of pod `ns/name` with the runtime's `runtimeConfig` (e.g.
+    /// `{"portMappings": [...]}`): its index, or the plugin's output when
+    /// ADD fails.
+    pub fn try_add_pod(
+        &mut self,
+        node: usize,
+        pod: &str,
+        runtime_config: Option<&serde_json::Value>,
+    ) -> Result<usize, String> {
         let container_id = format!("ctr-{}", unique_suffix());
         let ns = NetNs::new(&format!("slt-pod-{}", unique_suffix()));
-        let (ok, out) = self.cni(
-            node,
+        let setup = &self.nodes[node].setup;
+        let (_, name) = pod.split_once('/').expect("ns/name");
+        let uid = self
+            .pod_uids
+            .get(pod)
+            .cloned()
+            .unwrap_or_else(|| format!("uid-{name}"));
+        let (ok, out) = run_cni_with_runtime_config(
+            &self.nodes[node].ns,
+            setup,
             "ADD",
             &container_id,
             &ns.path().display().to_string(),
             pod,
+            &uid,
+            runtime_config,
         );
-        assert!(ok, "CNI ADD of {pod} failed: {out}");
+        if !ok {
+            return Err(out);
+        }
         let result: serde_json::Value = serde_json::from_str(&out).expect("CNI result JSON");
         let address = result["ips"][0]["address"].as_str().expect("an address");
         let ip: Ipv4Addr = address
@@ -257,7 +282,7 @@ impl Cluster {
             ip,
             node,
         });
-        self.pods.len() - 1
+        Ok(self.pods.len() - 1)
     }
 
     /// CNI DEL of a pod, twice like containerd (the second without netns).
@@ -356,13 +381,33 @@ pub fn run_cni_with_uid(
     pod: &str,
     uid: &str,
 ) -> (bool, String) {
-    let config = serde_json::json!({
+    run_cni_with_runtime_config(node, setup, command, container_id, netns, pod, uid, None)
+}
+
+/// [`run_cni_with_uid`] with a `runtimeConfig` as a runtime derives it
+/// from the plugin's capabilities (e.g. `portMappings`).
+#[allow(clippy::too_many_arguments)]
+pub fn run_cni_with_runtime_config(
+    node: &NetNs,
+    setup: &AgentSetup,
+    command: &str,
+    container_id: &str,
+    netns: &str,
+    pod: &str,
+    uid: &str,
+    runtime_config: Option<&serde_json::Value>,
+) -> (bool, String) {
+    let mut config = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "sluice",
         "type": "sluice-cni",
         "agentSocket": setup.socket(),
         "logFile": setup.state.path().join("cni.log"),
     });
+    if let Some(runtime) = runtime_config {
+        config["capabilities"] = serde_json::json!({"portMappings": true});
+        config["runtimeConfig"] = runtime.clone();
+    }
     let (namespace, name) = pod.split_once('/').expect("ns/name");
     let mut child = Command::new("nsenter")
         .arg(format!("--net={}", node.path().display()))

@@ -136,3 +136,29 @@ pub fn serve_ports(ns: &NetNs, name: &str, tcp: &[u16], udp: &[u16]) -> Server {
 pub fn tcp_connects(ip: Ipv4Addr, port: u16, timeout: Duration) -> bool {
     TcpStream::connect_timeout(&SocketAddr::from((ip, port)), timeout).is_ok()
 }
+
+/// [`tcp_name`] from source address `from` (an address of the namespace
+/// the calling thread is in), e.g. to come from outside a source range.
+pub fn tcp_name_from(from: Ipv4Addr, ip: Ipv4Addr, port: u16, timeout: Duration) -> Reply {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        let connect = socket.connect(SocketAddr::from((ip, port)));
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(mut stream)) => {
+                use tokio::io::AsyncReadExt;
+                let mut name = String::new();
+                let _ = tokio::time::timeout(timeout, stream.read_to_string(&mut name)).await;
+                Reply::Name(name.trim().to_owned())
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Reply::Refused,
+            _ => Reply::Timeout,
+        }
+    })
+}

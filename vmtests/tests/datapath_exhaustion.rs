@@ -246,6 +246,7 @@ fn a_full_backend_map_keeps_programmed_services_and_recovers() {
             .collect(),
         terminating: Vec::new(),
         affinity_timeout_s: None,
+        ..FrontendSpec::default()
     };
     let mut lb = LbState::new(LbSettings {
         node_ip: NODE_IP,

@@ -294,6 +294,7 @@ impl Bench {
                         }],
                         terminating: Vec::new(),
                         affinity_timeout_s: None,
+                        ..FrontendSpec::default()
                     },
                 )
             })

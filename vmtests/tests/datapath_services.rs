@@ -30,7 +30,7 @@ use sluice_vmtests::{
     agent::PinRoot,
     packet::{Ipv4Flow, TcpFlags, l4_checksum_ok, ports, summarize},
     require_root,
-    test_run::{TC_ACT_OK, TC_ACT_REDIRECT, TcRun, run_tc},
+    test_run::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TcRun, run_tc},
 };
 
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 1);
@@ -135,6 +135,7 @@ fn spec(active: &[BackendAddr], affinity: Option<u32>) -> FrontendSpec {
         active: active.to_vec(),
         terminating: Vec::new(),
         affinity_timeout_s: affinity,
+        ..FrontendSpec::default()
     }
 }
 
@@ -420,4 +421,169 @@ fn node_port_traffic_to_a_remote_backend_is_source_natted_and_reversed() {
     assert_eq!(ports(&reply.packet), (30080, 44000));
     assert!(back.checksum_ok && l4_checksum_ok(&reply.packet));
     assert_eq!(bench.counter(Verdict::ServiceReplyTranslated), 1);
+}
+
+const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+const LB_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+fn external(backends: &[BackendAddr], ranges: &[(Ipv4Addr, u8)]) -> FrontendSpec {
+    FrontendSpec {
+        external: true,
+        source_ranges: ranges.to_vec(),
+        ..spec(backends, None)
+    }
+}
+
+#[test]
+fn an_external_ip_from_the_uplink_reaches_a_local_backend_and_replies_come_from_it() {
+    let mut bench = Bench::new(false);
+    let local = [backend(LOCAL_BACKENDS[0], PROTO_TCP)];
+    bench.program(BTreeMap::from([
+        (frontend(EXTERNAL_IP, 80, PROTO_TCP), external(&local, &[])),
+        (frontend(VIP, 80, PROTO_TCP), spec(&local, None)),
+    ]));
+    let outside = Ipv4Addr::new(203, 0, 113, 1);
+    let out = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(outside, EXTERNAL_IP).tcp_syn(44100, 80),
+    );
+    assert_eq!(out.action, TC_ACT_REDIRECT, "into the backend's pod");
+    let sent = summarize(&out.packet);
+    assert_eq!((sent.src, sent.dst), (outside, LOCAL_BACKENDS[0]));
+    assert_eq!(ports(&out.packet), (44100, 8080));
+    assert!(sent.checksum_ok && l4_checksum_ok(&out.packet));
+
+    let reply = bench.run(
+        PROG_FROM_POD,
+        &flow(LOCAL_BACKENDS[0], outside).tcp(8080, 44100, TcpFlags::SynAck),
+    );
+    assert!([TC_ACT_OK, TC_ACT_REDIRECT].contains(&reply.action));
+    let back = summarize(&reply.packet);
+    assert_eq!((back.src, back.dst), (EXTERNAL_IP, outside));
+    assert_eq!(ports(&reply.packet), (80, 44100));
+    assert!(back.checksum_ok && l4_checksum_ok(&reply.packet));
+
+    // A ClusterIP is no external frontend: traffic to it from the uplink
+    // is not translated.
+    let not_served = bench.run(PROG_FROM_UPLINK, &flow(outside, VIP).tcp_syn(44101, 80));
+    assert_eq!(not_served.action, TC_ACT_OK);
+    assert_eq!(summarize(&not_served.packet).dst, VIP);
+    assert_eq!(ports(&not_served.packet), (44101, 80));
+}
+
+#[test]
+fn an_external_ip_with_a_remote_backend_is_source_natted_and_reversed() {
+    let mut bench = Bench::new(false);
+    bench.program(BTreeMap::from([(
+        frontend(EXTERNAL_IP, 80, PROTO_TCP),
+        external(&[backend(REMOTE_BACKEND, PROTO_TCP)], &[]),
+    )]));
+    let outside = Ipv4Addr::new(203, 0, 113, 1);
+    let out = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(outside, EXTERNAL_IP).tcp_syn(44200, 80),
+    );
+    let sent = summarize(&out.packet);
+    assert_eq!(
+        (sent.src, sent.dst),
+        (NODE_IP, REMOTE_BACKEND),
+        "SNAT + DNAT"
+    );
+    let (nat_port, _) = ports(&out.packet);
+    let reply = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(REMOTE_BACKEND, NODE_IP).tcp(8080, nat_port, TcpFlags::SynAck),
+    );
+    let back = summarize(&reply.packet);
+    assert_eq!(
+        (back.src, back.dst),
+        (EXTERNAL_IP, outside),
+        "from the externalIP"
+    );
+    assert_eq!(ports(&reply.packet), (80, 44200));
+    assert!(back.checksum_ok && l4_checksum_ok(&reply.packet));
+}
+
+#[test]
+fn load_balancer_source_ranges_admit_listed_sources_and_drop_the_rest() {
+    let mut bench = Bench::new(false);
+    let local = [backend(LOCAL_BACKENDS[0], PROTO_TCP)];
+    bench.program(BTreeMap::from([(
+        frontend(LB_IP, 80, PROTO_TCP),
+        external(&local, &[(Ipv4Addr::new(172, 31, 0, 0), 24), (CLIENT, 32)]),
+    )]));
+    let allowed = Ipv4Addr::new(172, 31, 0, 254);
+    let out = bench.run(PROG_FROM_UPLINK, &flow(allowed, LB_IP).tcp_syn(44300, 80));
+    assert_eq!(out.action, TC_ACT_REDIRECT);
+    assert_eq!(summarize(&out.packet).dst, LOCAL_BACKENDS[0]);
+
+    let denied = Ipv4Addr::new(203, 0, 113, 1);
+    let out = bench.run(PROG_FROM_UPLINK, &flow(denied, LB_IP).tcp_syn(44301, 80));
+    assert_eq!(out.action, TC_ACT_SHOT, "outside the source ranges");
+    // Every packet of the flow, not only the first.
+    let out = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(denied, LB_IP).tcp(44301, 80, TcpFlags::Ack),
+    );
+    assert_eq!(out.action, TC_ACT_SHOT);
+
+    // From pods too: the listed pod gets through, another does not.
+    let out = bench.run(PROG_FROM_POD, &flow(CLIENT, LB_IP).tcp_syn(44302, 80));
+    assert_eq!(summarize(&out.packet).dst, LOCAL_BACKENDS[0]);
+    let other_pod = LOCAL_BACKENDS[1];
+    let out = bench.run(PROG_FROM_POD, &flow(other_pod, LB_IP).tcp_syn(44303, 80));
+    assert_eq!(out.action, TC_ACT_SHOT);
+
+    let drops = read_counters(bench.datapath.pin_dir())
+        .unwrap()
+        .drop(DropReason::LbSourceRangeDenied);
+    assert_eq!(drops.packets, 3);
+}
+
+#[test]
+fn a_host_port_on_the_node_address_reaches_its_pod_and_replies_come_from_the_node() {
+    let mut bench = Bench::new(false);
+    let pod = [BackendAddr {
+        addr: LOCAL_BACKENDS[1],
+        port: 80,
+        proto: PROTO_TCP,
+    }];
+    bench.program(BTreeMap::from([
+        (frontend(NODE_IP, 8080, PROTO_TCP), external(&pod, &[])),
+        // A NodePort on another port is unaffected.
+        (
+            frontend(Ipv4Addr::UNSPECIFIED, 30080, PROTO_TCP),
+            spec(&[backend(LOCAL_BACKENDS[0], PROTO_TCP)], None),
+        ),
+    ]));
+    let outside = Ipv4Addr::new(172, 31, 0, 2);
+    let out = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(outside, NODE_IP).tcp_syn(44400, 8080),
+    );
+    assert_eq!(out.action, TC_ACT_REDIRECT);
+    let sent = summarize(&out.packet);
+    assert_eq!((sent.src, sent.dst), (outside, LOCAL_BACKENDS[1]));
+    assert_eq!(ports(&out.packet), (44400, 80));
+    let reply = bench.run(
+        PROG_FROM_POD,
+        &flow(LOCAL_BACKENDS[1], outside).tcp(80, 44400, TcpFlags::SynAck),
+    );
+    let back = summarize(&reply.packet);
+    assert_eq!((back.src, back.dst), (NODE_IP, outside));
+    assert_eq!(ports(&reply.packet), (8080, 44400));
+    assert!(back.checksum_ok && l4_checksum_ok(&reply.packet));
+
+    let node_port = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(outside, NODE_IP).tcp_syn(44401, 30080),
+    );
+    assert_eq!(summarize(&node_port.packet).dst, LOCAL_BACKENDS[0]);
+    // A port that is neither goes to the node's stack untouched.
+    let other = bench.run(
+        PROG_FROM_UPLINK,
+        &flow(outside, NODE_IP).tcp_syn(44402, 8081),
+    );
+    assert_eq!(other.action, TC_ACT_OK);
+    assert_eq!(summarize(&other.packet).dst, NODE_IP);
 }

@@ -66,6 +66,7 @@ fn a_flood_to_a_frontend_without_backends_gets_at_most_the_configured_answers() 
         active: Vec::new(),
         terminating: Vec::new(),
         affinity_timeout_s: None,
+        ..FrontendSpec::default()
     };
     let frontend = FrontendAddr {
         addr: VIP,

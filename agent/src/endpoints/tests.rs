@@ -105,6 +105,7 @@ fn new_endpoint(container: &str, iface: &str, ip: [u8; 4], pod: &str) -> NewEndp
         pod_namespace: "default".into(),
         pod_name: pod.into(),
         pod_uid: format!("uid-{pod}"),
+        host_ports: Vec::new(),
     }
 }
 
@@ -338,4 +339,53 @@ fn a_corrupt_state_file_is_a_clear_error_unless_starting_fresh() {
     )
     .expect("start fresh");
     assert!(fresh.is_empty());
+}
+
+fn host_port(port: u16, container_port: u16) -> crate::services::host_ports::HostPort {
+    crate::services::host_ports::HostPort {
+        host_ip: None,
+        host_port: port,
+        container_port,
+        proto: sluice_bpf_common::conntrack::PROTO_TCP,
+    }
+}
+
+#[test]
+fn a_host_port_taken_by_another_endpoint_is_refused_and_survives_a_restart() {
+    let f = fixture(&["lxc1", "lxc2"]);
+    let mut changes = f.registry.subscribe();
+    let mut web = new_endpoint("c1", "lxc1", [10, 0, 0, 1], "web-1");
+    web.host_ports = vec![host_port(8080, 80)];
+    f.registry.create(web.clone(), labels("web")).unwrap();
+    assert!(changes.has_changed().unwrap(), "followers are told");
+    changes.mark_unchanged();
+
+    let mut other = new_endpoint("c2", "lxc2", [10, 0, 0, 2], "web-2");
+    other.host_ports = vec![host_port(9090, 90), host_port(8080, 81)];
+    let err = f.registry.create(other, labels("web")).unwrap_err();
+    assert!(matches!(err, EndpointError::HostPortInUse { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("8080") && message.contains("default/web-1"),
+        "{message}"
+    );
+    assert_eq!(f.registry.len(), 1);
+    assert!(f.datapath.entry(Ipv4Addr::new(10, 0, 0, 2)).is_none());
+    assert!(!changes.has_changed().unwrap());
+
+    // A retried ADD of the same pod keeps its own port.
+    f.registry.create(web, labels("web")).unwrap();
+
+    // Persisted with the endpoint: a restarted agent serves it again.
+    let Fixture { dir, datapath, .. } = f;
+    let f = open(dir, datapath);
+    f.registry.restore().unwrap();
+    let restored = f.registry.get(&Owner::new("c1", "eth0")).unwrap();
+    assert_eq!(restored.host_ports, vec![host_port(8080, 80)]);
+
+    // Once the pod is deleted its port is free.
+    f.registry.delete(&Owner::new("c1", "eth0")).unwrap();
+    let mut next = new_endpoint("c2", "lxc2", [10, 0, 0, 2], "web-2");
+    next.host_ports = vec![host_port(8080, 81)];
+    f.registry.create(next, labels("web")).unwrap();
 }

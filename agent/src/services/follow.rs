@@ -1,15 +1,43 @@
-//! Keeping the load-balancer maps in step with the store: recompute on
-//! every Service, EndpointSlice or Pod change (coalesced) and sync.
+//! Keeping the load-balancer maps in step with the store and the endpoint
+//! registry: recompute on every Service, EndpointSlice or Pod change and
+//! every endpoint change (hostPorts), coalesced, and sync.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{
-    model,
+    host_ports, model,
     sync::{LbMaps, LbState},
 };
-use crate::store::{Object, Store};
+use crate::{
+    endpoints::EndpointRegistry,
+    store::{Object, Store},
+};
+
+/// Where pods' hostPorts come from, and the node address they are served
+/// on when a mapping names no `hostIP`.
+#[derive(Clone)]
+pub struct HostPortSource {
+    pub registry: Arc<EndpointRegistry>,
+    pub node_ip: std::net::Ipv4Addr,
+}
+
+impl HostPortSource {
+    fn frontends(&self) -> Vec<(model::FrontendAddr, model::FrontendSpec)> {
+        let endpoints = self.registry.list();
+        host_ports::frontends(
+            endpoints.iter().map(|e| {
+                (
+                    format!("{}/{}", e.pod_namespace, e.pod_name),
+                    e.ipv4,
+                    e.host_ports.as_slice(),
+                )
+            }),
+            self.node_ip,
+        )
+    }
+}
 
 /// Changes arriving within this window are handled in one sync.
 pub const COALESCE: Duration = Duration::from_millis(10);
@@ -31,9 +59,13 @@ fn sync_once(
     state: &mut LbState,
     maps: &mut dyn LbMaps,
     synced: &SyncedRevision,
+    host_ports: Option<&HostPortSource>,
 ) {
     let revision = store.revision();
-    let desired = model.desired(store, node);
+    let mut desired = model.desired(store, node);
+    if let Some(source) = host_ports {
+        desired.extend(source.frontends());
+    }
     match state.sync(&desired, maps) {
         Ok(report) => {
             tracing::debug!(?report, "services synced");
@@ -51,8 +83,10 @@ pub async fn follow(
     mut state: LbState,
     mut maps: Box<dyn LbMaps + Send>,
     synced: SyncedRevision,
+    host_ports: Option<HostPortSource>,
 ) {
     let mut model = model::ServiceModel::default();
+    let mut endpoint_changes = host_ports.as_ref().map(|s| s.registry.subscribe());
     loop {
         let mut subscription = store.subscribe();
         let mut seen = subscription.revision;
@@ -63,9 +97,31 @@ pub async fn follow(
             &mut state,
             maps.as_mut(),
             &synced,
+            host_ports.as_ref(),
         );
         loop {
-            let received = subscription.events.recv().await;
+            let received = tokio::select! {
+                received = subscription.events.recv() => received,
+                // An endpoint came or went: its hostPorts did too.
+                Some(Ok(())) = async {
+                    match endpoint_changes.as_mut() {
+                        Some(rx) => Some(rx.changed().await),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    tokio::time::sleep(COALESCE).await;
+                    sync_once(
+                        &store,
+                        &node,
+                        &mut model,
+                        &mut state,
+                        maps.as_mut(),
+                        &synced,
+                        host_ports.as_ref(),
+                    );
+                    continue;
+                }
+            };
             if received.is_ok() {
                 seen += 1;
             }
@@ -93,6 +149,7 @@ pub async fn follow(
                         &mut state,
                         maps.as_mut(),
                         &synced,
+                        host_ports.as_ref(),
                     );
                 }
                 Err(RecvError::Lagged(_)) => break,

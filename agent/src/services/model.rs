@@ -1,7 +1,12 @@
 //! What the load-balancer maps should hold, computed from the store.
 //!
-//! One frontend per (ClusterIP, port, protocol) and, for NodePort
-//! services, per (node port, protocol). Backends come from the service's
+//! One frontend per (ClusterIP, port, protocol); for NodePort and
+//! LoadBalancer services, per (node port, protocol); per (externalIP,
+//! port, protocol) and, for LoadBalancer services, per
+//! (`status.loadBalancer.ingress[].ip`, port, protocol). The last two are
+//! external frontends: served to traffic arriving on the uplink, with the
+//! service's `externalTrafficPolicy` (and, for ingress IPs, its
+//! `loadBalancerSourceRanges`). Backends come from the service's
 //! EndpointSlices (ready → new flows; serving but terminating → kept for
 //! existing flows only). A Service with a selector and no EndpointSlice at
 //! all (the `files` source, where no controller writes them) gets its
@@ -66,6 +71,12 @@ pub struct FrontendSpec {
     /// Serving but terminating: existing flows only, sorted.
     pub terminating: Vec<BackendAddr>,
     pub affinity_timeout_s: Option<u32>,
+    /// Reachable by its address from outside the node (externalIP,
+    /// LoadBalancer ingress IP, hostPort).
+    pub external: bool,
+    /// `loadBalancerSourceRanges` (address, prefix length), sorted; empty:
+    /// every source may connect.
+    pub source_ranges: Vec<(Ipv4Addr, u8)>,
 }
 
 fn protocol(name: Option<&str>) -> Option<u8> {
@@ -218,7 +229,68 @@ fn spec_for(
         active: active.into_iter().collect(),
         terminating: terminating.into_iter().collect(),
         affinity_timeout_s,
+        external: false,
+        source_ranges: Vec::new(),
     }
+}
+
+/// A CIDR as (network address, prefix length); a bare address is a /32.
+pub fn parse_cidr(text: &str) -> Option<(Ipv4Addr, u8)> {
+    let (addr, len) = match text.trim().split_once('/') {
+        Some((addr, len)) => (addr.parse::<Ipv4Addr>().ok()?, len.parse::<u8>().ok()?),
+        None => (text.trim().parse::<Ipv4Addr>().ok()?, 32),
+    };
+    if len > 32 {
+        return None;
+    }
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Some((Ipv4Addr::from(u32::from(addr) & mask), len))
+}
+
+/// The addresses external traffic reaches `spec`'s ports on: its
+/// externalIPs and, for a LoadBalancer, its ingress IPs (the second
+/// element: whether the address is an ingress IP, to which the source
+/// ranges apply). Non-IPv4 entries are left out (see [`unsupported`]).
+fn external_addresses(service: &Service) -> Vec<(Ipv4Addr, bool)> {
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    let mut out: Vec<(Ipv4Addr, bool)> = spec
+        .external_ips
+        .iter()
+        .flatten()
+        .filter_map(|ip| ip.parse().ok())
+        .map(|ip| (ip, false))
+        .collect();
+    if spec.type_.as_deref() == Some("LoadBalancer") {
+        let ingress = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref());
+        for entry in ingress.into_iter().flatten() {
+            if let Some(ip) = entry.ip.as_deref().and_then(|ip| ip.parse().ok()) {
+                // An address both an externalIP and an ingress IP is an
+                // ingress IP: its source ranges apply.
+                out.retain(|(other, _)| *other != ip);
+                out.push((ip, true));
+            }
+        }
+    }
+    out
+}
+
+/// `spec.loadBalancerSourceRanges` that parse, sorted and deduplicated.
+fn source_ranges(service: &Service) -> Vec<(Ipv4Addr, u8)> {
+    let ranges: BTreeSet<(Ipv4Addr, u8)> = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_source_ranges.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| parse_cidr(r))
+        .collect();
+    ranges.into_iter().collect()
 }
 
 /// Every frontend this node must serve, and what it should do.
@@ -394,6 +466,26 @@ pub fn unsupported(service: &Service) -> Vec<String> {
             "spec.clusterIP: {ip:?} is not an IPv4 address (IPv6 is not supported yet)"
         ));
     }
+    for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
+        if ip.parse::<Ipv4Addr>().is_err() {
+            problems.push(format!(
+                "spec.externalIPs[{i}]: {ip:?} is not an IPv4 address (IPv6 is not supported yet)"
+            ));
+        }
+    }
+    for (i, range) in spec
+        .load_balancer_source_ranges
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        if parse_cidr(range).is_none() {
+            problems.push(format!(
+                "spec.loadBalancerSourceRanges[{i}]: {range:?} is not an IPv4 CIDR \
+                 (IPv6 is not supported yet); the range is left out"
+            ));
+        }
+    }
     for (i, port) in spec.ports.iter().flatten().enumerate() {
         if protocol(port.protocol.as_deref()).is_none() {
             problems.push(format!(
@@ -431,6 +523,8 @@ fn service_frontends(inputs: &Inputs, node_name: &str) -> Frontends {
             .and_then(|c| c.timeout_seconds)
             .map_or(DEFAULT_AFFINITY_TIMEOUT_S, |t| t.max(1) as u32)
     });
+    let external = external_addresses(service);
+    let ranges = source_ranges(service);
     for port in spec.ports.iter().flatten() {
         let Some(proto) = protocol(port.protocol.as_deref()) else {
             continue;
@@ -450,6 +544,25 @@ fn service_frontends(inputs: &Inputs, node_name: &str) -> Frontends {
                     proto,
                 },
                 spec_for(label.clone(), endpoints, port, proto, only, affinity),
+            ));
+        }
+        // externalIPs and ingress IPs follow externalTrafficPolicy as
+        // NodePorts do (Cluster: every backend, remote ones through SNAT;
+        // Local: this node's backends, client address kept).
+        for (ip, ingress) in &external {
+            let only = external_local.then_some(node_name);
+            let mut spec = spec_for(label.clone(), endpoints, port, proto, only, affinity);
+            spec.external = true;
+            if *ingress {
+                spec.source_ranges = ranges.clone();
+            }
+            frontends.push((
+                FrontendAddr {
+                    addr: *ip,
+                    port: port.port as u16,
+                    proto,
+                },
+                spec,
             ));
         }
         if let Some(node_port) = port.node_port {

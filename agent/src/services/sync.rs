@@ -14,7 +14,8 @@ use std::{
 };
 
 use sluice_bpf_common::lb::{
-    Backend, RevNat, SVC_F_AFFINITY, SVC_F_MAGLEV, SVC_F_NODEPORT, ServiceKey, ServiceValue,
+    Backend, RevNat, SVC_F_AFFINITY, SVC_F_EXTERNAL, SVC_F_MAGLEV, SVC_F_NODEPORT,
+    SVC_F_SOURCE_RANGES, ServiceKey, ServiceValue,
 };
 
 use super::{
@@ -30,6 +31,9 @@ pub trait LbMaps {
     fn remove_service(&mut self, key: ServiceKey) -> anyhow::Result<()>;
     fn set_rev_nat(&mut self, id: u16, rev_nat: RevNat) -> anyhow::Result<()>;
     fn remove_rev_nat(&mut self, id: u16) -> anyhow::Result<()>;
+    /// Makes frontend `rev_nat`'s source ranges exactly `ranges` (address,
+    /// prefix length): adds the missing ones, removes the others.
+    fn set_source_ranges(&mut self, rev_nat: u16, ranges: &[(Ipv4Addr, u8)]) -> anyhow::Result<()>;
     /// Writes frontend `rev_nat`'s Maglev table.
     fn set_maglev(&mut self, rev_nat: u16, table: &[u32]) -> anyhow::Result<()>;
     /// What the maps hold now: backends and master entries (slot 0).
@@ -63,6 +67,8 @@ struct Programmed {
     rev_nat: u16,
     slots: usize,
     spec: FrontendSpec,
+    /// The source-range map may hold entries of this frontend.
+    ranges_written: bool,
 }
 
 /// What one sync changed.
@@ -155,6 +161,7 @@ impl LbState {
                         service: "<restored>".into(),
                         ..FrontendSpec::default()
                     },
+                    ranges_written: value.flags & SVC_F_SOURCE_RANGES != 0,
                 },
             );
         }
@@ -276,6 +283,9 @@ impl LbState {
                     maps.remove_service(Self::key(&front, slot as u16))?;
                 }
                 maps.remove_rev_nat(programmed.rev_nat)?;
+                if programmed.ranges_written {
+                    maps.set_source_ranges(programmed.rev_nat, &[])?;
+                }
                 self.rev_nat_ids.remove(&programmed.rev_nat);
                 self.retire(programmed.rev_nat, now);
                 report.frontends_removed += 1;
@@ -336,12 +346,12 @@ impl LbState {
         maps: &mut dyn LbMaps,
         report: &mut SyncReport,
     ) -> anyhow::Result<()> {
-        let (rev_nat, old_slots, new_frontend) = match self.frontends.get(front) {
-            Some(p) => (p.rev_nat, p.slots, false),
+        let (rev_nat, old_slots, new_frontend, ranges_written) = match self.frontends.get(front) {
+            Some(p) => (p.rev_nat, p.slots, false, p.ranges_written),
             None => {
                 let id = self.free_rev_nat()?;
                 self.rev_nat_ids.insert(id);
-                (id, 0, true)
+                (id, 0, true, false)
             }
         };
         let mut active_ids = Vec::with_capacity(spec.active.len());
@@ -415,6 +425,14 @@ impl LbState {
         if spec.affinity_timeout_s.is_some() {
             flags |= SVC_F_AFFINITY;
         }
+        if spec.external {
+            flags |= SVC_F_EXTERNAL;
+        }
+        // Ranges go in before the master entry that turns them on.
+        if !spec.source_ranges.is_empty() {
+            maps.set_source_ranges(rev_nat, &spec.source_ranges)?;
+            flags |= SVC_F_SOURCE_RANGES;
+        }
         maps.set_service(
             Self::key(front, 0),
             ServiceValue {
@@ -429,12 +447,17 @@ impl LbState {
         for slot in active_ids.len() + 1..=old_slots {
             maps.remove_service(Self::key(front, slot as u16))?;
         }
+        // ... and out after the master entry that no longer uses them.
+        if spec.source_ranges.is_empty() && ranges_written {
+            maps.set_source_ranges(rev_nat, &[])?;
+        }
         self.frontends.insert(
             *front,
             Programmed {
                 rev_nat,
                 slots: active_ids.len(),
                 spec: spec.clone(),
+                ranges_written: !spec.source_ranges.is_empty(),
             },
         );
         Ok(())

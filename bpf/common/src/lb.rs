@@ -27,6 +27,18 @@ pub const SVC_F_NODEPORT: u16 = 1 << 0;
 pub const SVC_F_AFFINITY: u16 = 1 << 1;
 /// Backends are chosen from the service's Maglev table, not at random.
 pub const SVC_F_MAGLEV: u16 = 1 << 2;
+/// Reachable from outside the node by its own address: an externalIP, a
+/// LoadBalancer ingress IP or a hostPort. The uplink program looks such
+/// frontends up by the packet's destination (a ClusterIP is never served
+/// to traffic arriving on the uplink).
+pub const SVC_F_EXTERNAL: u16 = 1 << 3;
+/// Only sources in the frontend's `LB_SOURCE_RANGES` entries may use it
+/// (`spec.loadBalancerSourceRanges`); others are dropped with
+/// `LB_SOURCE_RANGE_DENIED`.
+pub const SVC_F_SOURCE_RANGES: u16 = 1 << 4;
+
+/// Capacity of the source-range trie (entries over all frontends).
+pub const LB_SOURCE_RANGES_MAP_SIZE: u32 = 65_536;
 
 /// Source address the datapath gives hairpin traffic (a pod reaching
 /// itself through its service), so the pod's stack accepts the packet and
@@ -86,6 +98,23 @@ pub struct RevNat {
     /// Network order.
     pub port: u16,
     pub _pad: u16,
+}
+
+/// Key of the per-frontend source-range LPM trie: the frontend's
+/// reverse-NAT id (network order, matched exactly: always 32 bits of the
+/// prefix) then the source CIDR. A lookup uses prefix length 64.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceRangeKey {
+    /// Network order, so the trie's bitwise prefix covers it first.
+    pub rev_nat: u32,
+    /// Source address, network order.
+    pub addr: u32,
+}
+
+/// Prefix length of a source-range entry for a `/len` CIDR.
+pub const fn source_range_prefix(len: u8) -> u32 {
+    32 + len as u32
 }
 
 /// Session affinity: which backend a client was given for a frontend.
@@ -171,6 +200,8 @@ unsafe impl aya::Pod for Backend {}
 unsafe impl aya::Pod for RevNat {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for AffinityKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SourceRangeKey {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for AffinityValue {}
 #[cfg(feature = "user")]

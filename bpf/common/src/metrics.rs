@@ -107,10 +107,13 @@ pub enum DropReason {
     /// Tunnel routing: no node is known for the destination (the tunnel
     /// map has no entry for it).
     NoTunnelEndpoint = 10,
+    /// The source is outside the LoadBalancer frontend's
+    /// `loadBalancerSourceRanges`.
+    LbSourceRangeDenied = 11,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::InvalidIpv4Header,
         DropReason::InvalidL4Header,
         DropReason::FragmentNotNatable,
@@ -121,6 +124,7 @@ impl DropReason {
         DropReason::PolicyDefaultDeny,
         DropReason::PrefilterDenied,
         DropReason::NoTunnelEndpoint,
+        DropReason::LbSourceRangeDenied,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -135,6 +139,7 @@ impl DropReason {
             DropReason::PolicyDefaultDeny => "POLICY_DEFAULT_DENY",
             DropReason::PrefilterDenied => "PREFILTER_DENIED",
             DropReason::NoTunnelEndpoint => "NO_TUNNEL_ENDPOINT",
+            DropReason::LbSourceRangeDenied => "LB_SOURCE_RANGE_DENIED",
         }
     }
 
@@ -154,6 +159,7 @@ impl DropReason {
             8 => Some(DropReason::PolicyDefaultDeny),
             9 => Some(DropReason::PrefilterDenied),
             10 => Some(DropReason::NoTunnelEndpoint),
+            11 => Some(DropReason::LbSourceRangeDenied),
             _ => None,
         }
     }

@@ -9,7 +9,7 @@
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/sluice";
 
 /// Version of the map layout; the pin directory is `<root>/v<LAYOUT_VERSION>`.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// Map names as the programs declare them (bpffs file names under the pin dir).
 pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
@@ -33,9 +33,10 @@ pub const LB_SOCK_REVNAT_MAP: &str = "LB_SOCK_REVNAT";
 pub const PREFILTER_MAP: &str = "PREFILTER";
 pub const TUNNEL_MAP: &str = "TUNNEL";
 pub const REFUSAL_RATE_MAP: &str = "REFUSAL_RATE";
+pub const LB_SOURCE_RANGES_MAP: &str = "LB_SOURCE_RANGES";
 
 /// Every pinned map, for tools that list or remove them.
-pub const ALL_MAPS: [&str; 21] = [
+pub const ALL_MAPS: [&str; 22] = [
     ENDPOINTS_MAP,
     METRICS_MAP,
     CONFIG_MAP,
@@ -57,6 +58,7 @@ pub const ALL_MAPS: [&str; 21] = [
     PREFILTER_MAP,
     TUNNEL_MAP,
     REFUSAL_RATE_MAP,
+    LB_SOURCE_RANGES_MAP,
 ];
 
 /// Names of the programs in the object file.

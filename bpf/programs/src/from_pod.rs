@@ -48,7 +48,9 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(metrics::to_stack(ctx));
     };
     let mut daddr = ip.daddr;
-    let mut from_node_address = false;
+    // The frontend a reply was translated back to, when it must be routed
+    // out by the FIB (see below).
+    let mut reply_from_frontend = None;
     // Fragments carry no reliable ports: forwarded by address, untracked.
     if !ip.is_fragment
         && let Some(mut flow) = parse_flow(ctx, &ip)?
@@ -59,6 +61,7 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         // service lookup (one hash lookup per packet).
         let to_pod = CONFIG.get(0).is_some_and(|c| c.in_cluster(ip.daddr));
         if !to_pod && let Some(front) = service::frontend(ip.daddr, &flow) {
+            service::source_allowed(&front, ip.saddr)?;
             match service::translate(ctx, &ip, &mut flow, &front)? {
                 Translation::Translated { flags } => translated = (front.value.rev_nat, flags),
                 Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
@@ -70,8 +73,7 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 if tracked.direction == Direction::Reply && tracked.rev_nat != 0 {
                     let reversed = service::reverse(ctx, &ip, &flow, &tracked)?;
                     daddr = reversed.daddr;
-                    let node_ip = CONFIG.get(0).map_or(0, |c| c.node_ip);
-                    from_node_address = node_ip != 0 && reversed.saddr == node_ip;
+                    reply_from_frontend = Some(reversed.saddr);
                 }
             }
             None => {
@@ -94,10 +96,12 @@ fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     if let Some(action) = tunnel::to_remote_node(ctx, daddr) {
         return Ok(action);
     }
-    // A NodePort reply now comes from the node address: the node's stack
-    // would drop it as a martian, so route it out directly.
-    if from_node_address
-        && let Some(action) = fib::redirect_out(ctx, CONFIG.get(0).map_or(0, |c| c.node_ip), daddr)
+    // A reply for a client off this node now comes from a frontend (a
+    // NodePort's node address, an externalIP, a LoadBalancer IP): the
+    // node's stack would drop the first as a martian and reverse-path
+    // filter the others, so route it out directly.
+    if let Some(saddr) = reply_from_frontend
+        && let Some(action) = fib::redirect_out(ctx, saddr, daddr)
     {
         return Ok(action);
     }

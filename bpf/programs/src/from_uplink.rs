@@ -1,7 +1,8 @@
 //! tc ingress on the node's uplink: traffic from the underlay.
 //!
 //! Replies to masqueraded flows are translated back to their pod;
-//! connections to a NodePort are load-balanced to a backend — a remote one
+//! connections to a NodePort, a hostPort, an externalIP or a LoadBalancer
+//! ingress IP (after its source ranges) are load-balanced to a backend — a remote one
 //! (`externalTrafficPolicy: Cluster`) with the node's address as source,
 //! so its replies come back here to be translated and routed back out;
 //! packets for a local endpoint (from other nodes, or just translated) are
@@ -51,6 +52,7 @@ pub fn receive(ctx: &TcContext, carried_identity: u32) -> Result<i32, DropReason
         let node_ip = config.node_ip;
         let mut translated = (0, 0);
         let frontend = (flow.tuple.daddr, flow.tuple.dport);
+        let mut front = None;
         if node_ip != 0 && ip.daddr == node_ip {
             if let Some(pod) = nat::rev_snat(ctx, &ip, &flow)? {
                 metrics::verdict(ctx, Verdict::Unmasqueraded);
@@ -59,17 +61,26 @@ pub fn receive(ctx: &TcContext, carried_identity: u32) -> Result<i32, DropReason
                 if !forward::is_local_endpoint(pod.addr) {
                     return reply_from_remote_backend(ctx, &ip, &flow);
                 }
-            } else if let Some(front) = service::frontend(0, &flow) {
-                match service::translate(ctx, &ip, &mut flow, &front)? {
-                    Translation::Translated { flags } => translated = (front.value.rev_nat, flags),
-                    Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
-                }
-                if !forward::is_local_endpoint(flow.tuple.daddr) {
-                    return to_remote_backend(ctx, &ip, &flow, translated, frontend, &config);
-                }
+            } else {
+                // A hostPort (this node's address only), else a NodePort.
+                front = service::external_frontend(node_ip, &flow)
+                    .or_else(|| service::frontend(0, &flow));
             }
-            daddr = flow.tuple.daddr;
+        } else if !(config.cluster_mask != 0 && config.in_cluster(ip.daddr)) {
+            // An externalIP or LoadBalancer ingress IP routed to this node.
+            front = service::external_frontend(ip.daddr, &flow);
         }
+        if let Some(front) = front {
+            service::source_allowed(&front, ip.saddr)?;
+            match service::translate(ctx, &ip, &mut flow, &front)? {
+                Translation::Translated { flags } => translated = (front.value.rev_nat, flags),
+                Translation::NoBackend => return Ok(reject::refuse(ctx, &ip, &flow)),
+            }
+            if !forward::is_local_endpoint(flow.tuple.daddr) {
+                return to_remote_backend(ctx, &ip, &flow, translated, frontend, &config);
+            }
+        }
+        daddr = flow.tuple.daddr;
         if forward::is_local_endpoint(daddr) {
             match conntrack::observe(&flow, ctx.len()) {
                 Some(tracked) => {

@@ -13,8 +13,9 @@ use sluice_bpf_common::{
     events::{DROP_RATE_MAP_SIZE, DropRate, EVENTS_RING_SIZE, FlowEvent},
     lb::{
         AffinityKey, AffinityValue, Backend, LB_AFFINITY_MAP_SIZE, LB_BACKENDS_MAP_SIZE,
-        LB_REVNAT_MAP_SIZE, LB_SERVICES_MAP_SIZE, LB_SOCK_REVNAT_MAP_SIZE, MAGLEV_MAX_SERVICES,
-        MAGLEV_TABLE_SIZE, RevNat, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue,
+        LB_REVNAT_MAP_SIZE, LB_SERVICES_MAP_SIZE, LB_SOCK_REVNAT_MAP_SIZE,
+        LB_SOURCE_RANGES_MAP_SIZE, MAGLEV_MAX_SERVICES, MAGLEV_TABLE_SIZE, RevNat, ServiceKey,
+        ServiceValue, SockRevNatKey, SockRevNatValue, SourceRangeKey,
     },
     metrics::{METRICS_SLOTS, MetricValue},
     nat::{NAT_MAP_SIZE, NatEntry, NatKey},
@@ -120,3 +121,9 @@ pub static TUNNEL: LpmTrie<u32, TunnelEndpoint, { TUNNEL_MAP_SIZE as usize }> = 
 /// Per-CPU credit for answering refused connections (rate limit).
 #[btf_map]
 pub static REFUSAL_RATE: PerCpuArray<RefusalBucket, 1> = PerCpuArray::new();
+
+/// `loadBalancerSourceRanges`: (frontend id, source CIDR) entries; a
+/// frontend with `SVC_F_SOURCE_RANGES` admits only sources found here.
+#[btf_map]
+pub static LB_SOURCE_RANGES: LpmTrie<SourceRangeKey, u32, { LB_SOURCE_RANGES_MAP_SIZE as usize }> =
+    LpmTrie::new();

@@ -2,19 +2,24 @@
 //! backend (sticky per flow, affinity, Maglev or random), DNAT to it, and
 //! translate the backend's replies back to the frontend.
 
-use aya_ebpf::{bindings::BPF_ANY, helpers::generated::bpf_get_prandom_u32, programs::TcContext};
+use aya_ebpf::{
+    bindings::BPF_ANY, btf_maps::lpm_trie::Key, helpers::generated::bpf_get_prandom_u32,
+    programs::TcContext,
+};
 use sluice_bpf_common::{
     conntrack::{CT_F_HAIRPIN, CT_SCOPE_SERVICE, CtEntry, CtKey, CtState, PROTO_TCP},
     lb::{
-        AffinityKey, AffinityValue, Backend, HAIRPIN_ADDR, SVC_F_AFFINITY, SVC_F_MAGLEV,
-        ServiceKey, ServiceValue, flow_hash,
+        AffinityKey, AffinityValue, Backend, HAIRPIN_ADDR, SVC_F_AFFINITY, SVC_F_EXTERNAL,
+        SVC_F_MAGLEV, SVC_F_SOURCE_RANGES, ServiceKey, ServiceValue, SourceRangeKey, flow_hash,
     },
     metrics::{DropReason, Verdict},
 };
 
 use crate::{
     conntrack::Tracked,
-    maps::{CONFIG, CT, LB_AFFINITY, LB_BACKENDS, LB_MAGLEV, LB_REVNAT, LB_SERVICES},
+    maps::{
+        CONFIG, CT, LB_AFFINITY, LB_BACKENDS, LB_MAGLEV, LB_REVNAT, LB_SERVICES, LB_SOURCE_RANGES,
+    },
     metrics,
     nat::{End, rewrite},
     packet::{Flow, Ipv4},
@@ -52,6 +57,33 @@ pub fn frontend_at(addr: u32, port: u16, proto: u8) -> Option<Frontend> {
         key_addr: addr,
         value: *value,
     })
+}
+
+/// An externally reachable frontend (externalIP, LoadBalancer ingress IP,
+/// hostPort) at `addr`, the packet's destination.
+#[inline(always)]
+pub fn external_frontend(addr: u32, flow: &Flow) -> Option<Frontend> {
+    frontend(addr, flow).filter(|f| f.value.flags & SVC_F_EXTERNAL != 0)
+}
+
+/// Whether `saddr` may use `front`: always, unless the frontend has
+/// `loadBalancerSourceRanges` and none of them holds `saddr`.
+#[inline(always)]
+pub fn source_allowed(front: &Frontend, saddr: u32) -> Result<(), DropReason> {
+    if front.value.flags & SVC_F_SOURCE_RANGES == 0 {
+        return Ok(());
+    }
+    let key = Key::new(
+        64,
+        SourceRangeKey {
+            rev_nat: u32::from(front.value.rev_nat).to_be(),
+            addr: saddr,
+        },
+    );
+    match LB_SOURCE_RANGES.get(&key) {
+        Some(_) => Ok(()),
+        None => Err(DropReason::LbSourceRangeDenied),
+    }
 }
 
 /// What translating a new packet to a frontend did.

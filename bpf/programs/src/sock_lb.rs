@@ -6,7 +6,8 @@
 //!
 //! Services with ClientIP session affinity are left to the packet path:
 //! affinity is keyed by the client's address, which a socket does not
-//! have yet when it connects.
+//! have yet when it connects; so are LoadBalancer frontends with
+//! `loadBalancerSourceRanges`, checked on the packet's source.
 
 use aya_ebpf::{
     EbpfContext,
@@ -17,7 +18,7 @@ use aya_ebpf::{
 };
 use sluice_bpf_common::{
     conntrack::{PROTO_TCP, PROTO_UDP},
-    lb::{SVC_F_AFFINITY, SockRevNatKey, SockRevNatValue, flow_hash},
+    lb::{SVC_F_AFFINITY, SVC_F_SOURCE_RANGES, SockRevNatKey, SockRevNatValue, flow_hash},
     metrics::{DropReason, Verdict},
 };
 
@@ -90,7 +91,9 @@ fn to_backend(ctx: &SockAddrContext) -> i32 {
     let Some(front) = frontend_of(addr, port, proto) else {
         return ALLOW;
     };
-    if front.value.flags & SVC_F_AFFINITY != 0 {
+    // Affinity needs the client address; source ranges are checked on
+    // the packet: both are left to the packet path.
+    if front.value.flags & (SVC_F_AFFINITY | SVC_F_SOURCE_RANGES) != 0 {
         return ALLOW;
     }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };

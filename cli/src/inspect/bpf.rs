@@ -112,7 +112,7 @@ enum LbCommand {
     /// List service frontends (ip:port/proto, `*:port` for NodePort) with backends.
     #[command(long_about = "List every service frontend in the load-balancer \
         map — ClusterIP as ip:port/proto, NodePort as *:port/proto — with its \
-        flags (nodeport, affinity, maglev), reverse-NAT id and backends.
+        flags (nodeport, affinity, maglev, external, source-ranges), reverse-NAT id and backends.
 
 Examples:
   sluice bpf lb list

@@ -28,6 +28,9 @@ pub struct CniCall<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub uid: &'a str,
+    /// hostPorts as `runtimeConfig.portMappings` (ADD), as kubelet passes
+    /// them for the `portMappings` capability; empty: none.
+    pub port_mappings: Vec<Value>,
 }
 
 /// The plugin's network config, as a runtime derives it from a conflist
@@ -84,7 +87,11 @@ impl CniCall<'_> {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot run {}", self.plugin.display()))?;
-        let config = network_config(self.agent_socket, self.log_file);
+        let mut config = network_config(self.agent_socket, self.log_file);
+        if !self.port_mappings.is_empty() {
+            config["capabilities"] = json!({"portMappings": true});
+            config["runtimeConfig"] = json!({"portMappings": self.port_mappings});
+        }
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(config.to_string().as_bytes())?;
         }

@@ -175,6 +175,7 @@ pub fn plan(mesh: &Mesh) -> Result<Vec<Check>> {
     }
     checks.extend(service_checks(mesh, &pods, &open)?);
     checks.extend(refusal_checks(mesh, &pods)?);
+    checks.extend(external_checks(mesh, &pods, &open)?);
     checks.extend(policy_checks(mesh, &pods, &policies));
     Ok(checks)
 }
@@ -337,6 +338,180 @@ fn refusal_checks(mesh: &Mesh, pods: &[&PodState]) -> Result<Vec<Check>> {
         return Ok(checks);
     }
     Ok(Vec::new())
+}
+
+/// Whether `addr` is in one of `ranges` (CIDRs; a bare address is a /32).
+fn in_ranges(addr: Ipv4Addr, ranges: &[&str]) -> bool {
+    ranges.iter().any(|range| {
+        let (net, len) = range.split_once('/').unwrap_or((range, "32"));
+        match (net.parse::<Ipv4Addr>(), len.parse::<u32>()) {
+            (Ok(net), Ok(len)) if len <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+                u32::from(addr) & mask == u32::from(net) & mask
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Traffic from outside the cluster: each Service's first externalIP and
+/// (LoadBalancer) first ingress IP, and each pod's first TCP hostPort,
+/// from the internet namespace and from a node other than the one the
+/// traffic enters. The internet routes the external range to the first
+/// node (topology), so `externalTrafficPolicy: Local` means its backends
+/// there (none: refused); `loadBalancerSourceRanges` that leave a source
+/// out mean that source is dropped (blocked).
+fn external_checks(
+    mesh: &Mesh,
+    pods: &[&PodState],
+    open: &dyn Fn(&PodState) -> bool,
+) -> Result<Vec<Check>> {
+    // The internet routes the external range to cluster-1 only.
+    if mesh.layout.cluster() != 1 {
+        return Ok(Vec::new());
+    }
+    let Some(entry) = mesh.state.nodes.first() else {
+        return Ok(Vec::new());
+    };
+    let mut sources = vec![("internet".to_owned(), super::layout::ROUTER_ADDRESS)];
+    // Reaches the external range through the router, as an outside client.
+    if let Some(other) = mesh.state.nodes.iter().find(|n| n.name != entry.name) {
+        sources.push((format!("node/{}", other.name), other.address));
+    }
+    let mut checks = Vec::new();
+    for service in mesh
+        .objects
+        .all()?
+        .into_iter()
+        .filter(|m| m.key.kind == "Service")
+    {
+        let value = &service.value;
+        let namespace = service.key.namespace.clone().unwrap_or_default();
+        let name = format!("{namespace}/{}", service.key.name);
+        let first_ip = |path: &[&str], field: Option<&str>| {
+            get_at(value, path)
+                .and_then(|v| v.get(0))
+                .and_then(|v| match field {
+                    Some(f) => v.get(f),
+                    None => Some(v),
+                })
+                .and_then(serde_yaml::Value::as_str)
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+        };
+        let external_ip = first_ip(&["spec", "externalIPs"], None);
+        let load_balancer = str_at(value, &["spec", "type"]) == Some("LoadBalancer");
+        let ingress_ip =
+            first_ip(&["status", "loadBalancer", "ingress"], Some("ip")).filter(|_| load_balancer);
+        if external_ip.is_none() && ingress_ip.is_none() {
+            continue;
+        }
+        let Some(port) = get_at(value, &["spec", "ports"])
+            .and_then(|p| p.get(0))
+            .and_then(|p| p.get("port"))
+            .and_then(serde_yaml::Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        let backends: Vec<&&PodState> = pods
+            .iter()
+            .filter(|p| p.namespace == namespace)
+            .filter(|p| {
+                selects(
+                    get_at(value, &["spec", "selector"]),
+                    &labels_of_pod(mesh, p),
+                )
+            })
+            .collect();
+        if backends.is_empty() || backends.iter().any(|b| !open(b)) {
+            continue;
+        }
+        let local = str_at(value, &["spec", "externalTrafficPolicy"]) == Some("Local");
+        let answering: Vec<String> = backends
+            .iter()
+            .filter(|b| !local || b.node == entry.name)
+            .map(|b| b.name.clone())
+            .collect();
+        let answered = if answering.is_empty() {
+            Expect::Refused
+        } else {
+            Expect::OneOf(answering)
+        };
+        let ranges: Vec<&str> = get_at(value, &["spec", "loadBalancerSourceRanges"])
+            .and_then(serde_yaml::Value::as_sequence)
+            .map(|r| r.iter().filter_map(serde_yaml::Value::as_str).collect())
+            .unwrap_or_default();
+        let policy = if local { "Local" } else { "Cluster" };
+        for (what, ip, ranged) in [
+            ("externalIP", external_ip, false),
+            ("LB IP", ingress_ip, true),
+        ] {
+            let Some(ip) = ip else { continue };
+            for (from, source) in &sources {
+                let denied = ranged && !ranges.is_empty() && !in_ranges(*source, &ranges);
+                checks.push(Check {
+                    name: format!(
+                        "{what} {name} ({policy}{}) from {from}",
+                        if denied {
+                            ", outside loadBalancerSourceRanges"
+                        } else {
+                            ""
+                        }
+                    ),
+                    from: from.clone(),
+                    to: format!("svc/{name}"),
+                    ip,
+                    port: PortSpec {
+                        port,
+                        protocol: Protocol::Tcp,
+                    },
+                    expect: if denied {
+                        Expect::Blocked
+                    } else {
+                        answered.clone()
+                    },
+                });
+            }
+        }
+    }
+    for pod in pods.iter().filter(|p| open(p)) {
+        let Some(manifest) = mesh.objects.rendered(&super::manifests::ObjectKey {
+            kind: "Pod".into(),
+            namespace: Some(pod.namespace.clone()),
+            name: pod.name.clone(),
+        }) else {
+            continue;
+        };
+        let Some(host_port) = super::pods::port_mappings(&manifest)
+            .into_iter()
+            .find(|m| m["protocol"] == "tcp" && m.get("hostIP").is_none())
+            .and_then(|m| m["hostPort"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        let Some(node) = mesh.state.node(&pod.node) else {
+            continue;
+        };
+        let mut from = vec!["internet".to_owned()];
+        if let Some(other) = mesh.state.nodes.iter().find(|n| n.name != pod.node) {
+            from.push(format!("node/{}", other.name));
+        }
+        for from in from {
+            checks.push(Check {
+                name: format!("hostPort {} from {from}", pod.key()),
+                from,
+                to: format!("node/{}", node.name),
+                ip: node.address,
+                port: PortSpec {
+                    port: host_port,
+                    protocol: Protocol::Tcp,
+                },
+                expect: Expect::reply(&pod.name),
+            });
+        }
+    }
+    Ok(checks)
 }
 
 /// For each NetworkPolicy whose first ingress rule names a pod selector:
@@ -512,6 +687,16 @@ mod tests {
             ms: 1,
             passed,
         }
+    }
+
+    #[test]
+    fn source_ranges_contain_what_their_prefix_covers() {
+        let ranges = ["172.31.0.254/32", "10.0.0.0/8", "192.0.2.1", "0.0.0.0/x"];
+        assert!(in_ranges(Ipv4Addr::new(172, 31, 0, 254), &ranges));
+        assert!(!in_ranges(Ipv4Addr::new(172, 31, 0, 2), &ranges));
+        assert!(in_ranges(Ipv4Addr::new(10, 9, 8, 7), &ranges));
+        assert!(in_ranges(Ipv4Addr::new(192, 0, 2, 1), &ranges));
+        assert!(in_ranges(Ipv4Addr::new(1, 2, 3, 4), &["0.0.0.0/0"]));
     }
 
     #[test]

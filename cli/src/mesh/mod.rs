@@ -148,7 +148,7 @@ enum MeshCommand {
     },
     /// One connection attempt: exit 0 connected, 1 refused or timed out, 2 error.
     Probe {
-        #[arg(long, value_name = "NS/POD|node/NAME")]
+        #[arg(long, value_name = "NS/POD|node/NAME|internet")]
         from: String,
         #[arg(long, value_name = "NS/POD|svc/NS/NAME|IP")]
         to: String,

@@ -77,6 +77,44 @@ pub fn declared_ports(pod: &Value) -> Result<Vec<PortSpec>> {
     Ok(ports)
 }
 
+/// The `hostPort`s of every container as CNI `portMappings` entries
+/// (what kubelet hands the runtime): hostPort, containerPort, protocol in
+/// lower case, hostIP when set.
+pub fn port_mappings(pod: &Value) -> Vec<serde_json::Value> {
+    let containers = get_at(pod, &["spec", "containers"])
+        .and_then(Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for port in containers
+        .iter()
+        .filter_map(|c| c.get("ports").and_then(Value::as_sequence))
+        .flatten()
+    {
+        let (Some(host_port), Some(container_port)) = (
+            port.get("hostPort").and_then(Value::as_u64),
+            port.get("containerPort").and_then(Value::as_u64),
+        ) else {
+            continue;
+        };
+        let protocol = port
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("TCP")
+            .to_ascii_lowercase();
+        let mut mapping = serde_json::json!({
+            "hostPort": host_port,
+            "containerPort": container_port,
+            "protocol": protocol,
+        });
+        if let Some(ip) = port.get("hostIP").and_then(Value::as_str) {
+            mapping["hostIP"] = serde_json::Value::from(ip);
+        }
+        out.push(mapping);
+    }
+    out
+}
+
 /// The node a pod runs on: its `spec.nodeName` (which must exist), else
 /// the node with the fewest pods (lowest index on a tie).
 pub fn place(pod: &Value, pods_per_node: &BTreeMap<String, usize>) -> Result<String> {
@@ -245,6 +283,22 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    #[test]
+    fn host_ports_become_port_mappings_as_kubelet_passes_them() {
+        let p = pod("{spec: {containers: [
+                {name: a, ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 81}]},
+                {name: b, ports: [{containerPort: 53, protocol: UDP, hostPort: 5353, hostIP: 172.31.0.1}]}]}}");
+        assert_eq!(
+            port_mappings(&p),
+            [
+                serde_json::json!({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}),
+                serde_json::json!({"hostPort": 5353, "containerPort": 53, "protocol": "udp",
+                                   "hostIP": "172.31.0.1"}),
+            ]
+        );
+        assert!(port_mappings(&pod("{spec: {containers: [{name: a}]}}")).is_empty());
     }
 
     #[test]

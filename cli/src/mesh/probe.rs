@@ -16,13 +16,21 @@ use super::pods::{PortSpec, Protocol};
 /// Where a probe starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeSource {
-    Pod { namespace: String, name: String },
+    Pod {
+        namespace: String,
+        name: String,
+    },
     Node(String),
+    /// The mesh's outside world (the internet namespace, off every node).
+    Internet,
 }
 
 impl FromStr for ProbeSource {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
+        if s == "internet" {
+            return Ok(Self::Internet);
+        }
         match s.split_once('/') {
             Some(("node", name)) if !name.is_empty() && !name.contains('/') => {
                 Ok(Self::Node(name.to_owned()))
@@ -33,7 +41,7 @@ impl FromStr for ProbeSource {
                     name: name.to_owned(),
                 })
             }
-            _ => bail!("--from {s:?}: expected NAMESPACE/POD or node/NAME"),
+            _ => bail!("--from {s:?}: expected NAMESPACE/POD, node/NAME or internet"),
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn source_netns(mesh: &Mesh, source: &ProbeSource) -> Result<PathBuf> {
                 .with_context(|| format!("no node {name} in this mesh"))?;
             Ok(netns_path(&node.netns))
         }
+        ProbeSource::Internet => Ok(netns_path(&mesh.layout.internet_netns())),
     }
 }
 
@@ -47,6 +48,8 @@ pub fn source_cgroup(mesh: &Mesh, source: &ProbeSource) -> Result<Option<PathBuf
                 .node
         }
         ProbeSource::Node(name) => name,
+        // Off every node: no socket LB.
+        ProbeSource::Internet => return Ok(None),
     };
     Ok(mesh
         .state

@@ -35,6 +35,10 @@ const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Seconds between the operator's checks for endpoints of gone pods.
 const OPERATOR_ENDPOINT_GC_SECS: &str = "10";
 
+/// Where the mesh's externalIPs and LoadBalancer ingress IPs come from
+/// (TEST-NET-2): the internet namespace routes it to cluster-1's node-1.
+pub const EXTERNAL_PREFIX: &str = "198.51.100.0/24";
+
 /// How the nodes' agents route pod traffic between nodes (`--routing`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Routing {
@@ -125,6 +129,20 @@ pub fn build_internet(layout: &Layout, journal: &Journal) -> Result<ProcessRef> 
         &["addr", "add", &format!("{OUTSIDE_ADDRESS}/32"), "dev", "lo"],
     )?;
     forwarding_on(&ns)?;
+    // externalIPs and LoadBalancer IPs live in EXTERNAL_PREFIX; the router
+    // sends them to cluster-1's node-1, as a cloud load balancer or BGP
+    // would (every node serves every one); other nodes reach them through
+    // the router.
+    ip_in(
+        &ns,
+        &[
+            "route",
+            "add",
+            EXTERNAL_PREFIX,
+            "via",
+            &plan::node_address(1, 1, 1).to_string(),
+        ],
+    )?;
     // Deliberately no route to any pod CIDR: pod traffic only gets an answer
     // from here once the node masquerades it behind its own address.
     // Outside every node: no node's socket LB applies to it.

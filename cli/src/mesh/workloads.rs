@@ -38,6 +38,7 @@ fn cni_call<'a>(
         namespace: &pod.namespace,
         name: &pod.name,
         uid: &pod.uid,
+        port_mappings: Vec::new(),
     }
 }
 
@@ -90,7 +91,11 @@ pub fn create_pod(mesh: &mut Mesh, manifest: &Manifest) -> Result<()> {
 
     let plugin = binaries::cni()?;
     let log = mesh.layout.logs_dir().join("cni.log");
-    pod.ip = cni_call(&node, &pod, &plugin, &log).add(&pod_netns)?;
+    pod.ip = CniCall {
+        port_mappings: pods::port_mappings(&manifest.value),
+        ..cni_call(&node, &pod, &plugin, &log)
+    }
+    .add(&pod_netns)?;
 
     let tcp: Vec<u16> = ports
         .iter()

@@ -233,6 +233,7 @@ impl Agent for Service {
             pod_namespace: req.pod_namespace,
             pod_name: req.pod_name,
             pod_uid: req.pod_uid,
+            port_mappings: req.port_mappings,
             identity: 256,
             identity_labels: vec![],
         };

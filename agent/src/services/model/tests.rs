@@ -279,3 +279,108 @@ fn what_the_datapath_cannot_serve_is_reported_not_skipped_in_silence() {
         ]
     );
 }
+
+const LOAD_BALANCER: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.10
+  externalIPs: [198.51.100.7]
+  externalTrafficPolicy: Local
+  loadBalancerSourceRanges: [172.31.0.0/24, 192.0.2.9/32, 10.1.2.3/8]
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http, nodePort: 30080}
+status:
+  loadBalancer:
+    ingress: [{ip: 198.51.100.10}, {hostname: lb.example.com}]
+";
+
+#[test]
+fn external_ips_and_load_balancer_ingress_ips_are_external_frontends() {
+    let yaml = format!(
+        "{LOAD_BALANCER}{}{}",
+        pod("web-1", "10.244.1.5", "node-1", "True"),
+        pod("web-2", "10.244.2.5", "node-2", "True"),
+    );
+    let desired = desired(&store(&yaml), "node-1");
+    let local_only = vec![backend("10.244.1.5", 8080)];
+
+    let external_ip = &desired[&front("198.51.100.7", 80)];
+    assert!(external_ip.external);
+    assert!(
+        external_ip.source_ranges.is_empty(),
+        "source ranges apply to ingress IPs only"
+    );
+    assert_eq!(
+        external_ip.active, local_only,
+        "externalTrafficPolicy Local"
+    );
+
+    let ingress = &desired[&front("198.51.100.10", 80)];
+    assert!(ingress.external);
+    assert_eq!(ingress.active, local_only);
+    assert_eq!(
+        ingress.source_ranges,
+        vec![
+            ("10.0.0.0".parse().unwrap(), 8),
+            ("172.31.0.0".parse().unwrap(), 24),
+            ("192.0.2.9".parse().unwrap(), 32),
+        ],
+        "sorted, host bits cleared"
+    );
+
+    // The ClusterIP is not external; the LoadBalancer's NodePort is served.
+    assert!(!desired[&front("10.96.0.10", 80)].external);
+    assert_eq!(desired[&front("0.0.0.0", 30080)].active, local_only);
+    assert_eq!(desired.len(), 4, "{:?}", desired.keys());
+
+    // Cluster policy: every backend.
+    let cluster = yaml.replace(
+        "externalTrafficPolicy: Local",
+        "externalTrafficPolicy: Cluster",
+    );
+    let desired = super::desired(&store(&cluster), "node-1");
+    assert_eq!(desired[&front("198.51.100.10", 80)].active.len(), 2);
+}
+
+#[test]
+fn ingress_ips_of_a_service_that_is_not_a_load_balancer_are_not_served() {
+    let yaml = LOAD_BALANCER.replace("type: LoadBalancer", "type: NodePort");
+    let desired = desired(&store(&yaml), "node-1");
+    assert!(!desired.contains_key(&front("198.51.100.10", 80)));
+    assert!(desired.contains_key(&front("198.51.100.7", 80)));
+}
+
+#[test]
+fn bad_external_ips_and_source_ranges_are_reported() {
+    let yaml = LOAD_BALANCER
+        .replace("[198.51.100.7]", "[198.51.100.7, \"2001:db8::1\"]")
+        .replace("10.1.2.3/8]", "10.1.2.3/33]");
+    let store = store(&yaml);
+    let service = store.list::<Service>().pop().unwrap();
+    let problems = unsupported(&service);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("spec.externalIPs[1]")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("spec.loadBalancerSourceRanges[2]")),
+        "{problems:?}"
+    );
+    assert_eq!(
+        parse_cidr("10.1.2.3"),
+        Some(("10.1.2.3".parse().unwrap(), 32))
+    );
+    assert_eq!(
+        parse_cidr("0.0.0.0/0"),
+        Some(("0.0.0.0".parse().unwrap(), 0))
+    );
+    assert_eq!(parse_cidr("10.0.0.0/x"), None);
+}

@@ -14,6 +14,7 @@ struct FakeMaps {
     services: BTreeMap<(u32, u16, u8, u16), ServiceValue>,
     rev_nat: BTreeMap<u16, RevNat>,
     maglev: BTreeMap<u16, Vec<u32>>,
+    source_ranges: BTreeMap<u16, Vec<(std::net::Ipv4Addr, u8)>>,
     writes: usize,
     /// Backend map capacity (`None`: unbounded), as the kernel map refuses
     /// a new key when full.
@@ -55,6 +56,19 @@ impl LbMaps for FakeMaps {
     fn remove_rev_nat(&mut self, id: u16) -> anyhow::Result<()> {
         self.writes += 1;
         self.rev_nat.remove(&id);
+        Ok(())
+    }
+    fn set_source_ranges(
+        &mut self,
+        rev_nat: u16,
+        ranges: &[(std::net::Ipv4Addr, u8)],
+    ) -> anyhow::Result<()> {
+        self.writes += 1;
+        if ranges.is_empty() {
+            self.source_ranges.remove(&rev_nat);
+        } else {
+            self.source_ranges.insert(rev_nat, ranges.to_vec());
+        }
         Ok(())
     }
     fn set_maglev(&mut self, rev_nat: u16, table: &[u32]) -> anyhow::Result<()> {
@@ -137,6 +151,7 @@ fn spec(active: &[u8], terminating: &[u8]) -> FrontendSpec {
         active: active.iter().map(|i| backend(*i)).collect(),
         terminating: terminating.iter().map(|i| backend(*i)).collect(),
         affinity_timeout_s: None,
+        ..FrontendSpec::default()
     }
 }
 
@@ -361,4 +376,72 @@ fn a_full_backend_map_fails_the_sync_and_the_next_sync_recovers_without_dangling
     assert_eq!(maps.slot_backends(&front(2)), vec![backend(3), backend(4)]);
     assert!(maps.master(&front(1)).is_none());
     assert_eq!(maps.backends.len(), 2);
+}
+
+#[test]
+fn external_frontends_carry_their_flags_and_source_ranges_follow_the_spec() {
+    use std::net::Ipv4Addr;
+    let mut maps = FakeMaps::default();
+    let mut state = LbState::new(settings(None));
+    let lb_ip = FrontendAddr {
+        addr: Ipv4Addr::new(198, 51, 100, 10),
+        port: 80,
+        proto: PROTO_TCP,
+    };
+    let ranges = vec![(Ipv4Addr::new(172, 31, 0, 0), 24)];
+    let mut lb = spec(&[1], &[]);
+    lb.external = true;
+    lb.source_ranges = ranges.clone();
+    state
+        .sync(&BTreeMap::from([(lb_ip, lb.clone())]), &mut maps)
+        .unwrap();
+    let master = maps.master(&lb_ip).unwrap();
+    assert_eq!(
+        master.flags & (SVC_F_EXTERNAL | SVC_F_SOURCE_RANGES | SVC_F_NODEPORT),
+        SVC_F_EXTERNAL | SVC_F_SOURCE_RANGES
+    );
+    assert_eq!(maps.source_ranges[&master.rev_nat], ranges);
+    // Replies come from the LoadBalancer IP.
+    assert_eq!(
+        maps.rev_nat[&master.rev_nat].addr,
+        u32::from_ne_bytes([198, 51, 100, 10])
+    );
+
+    // Ranges dropped from the spec: the flag and the entries go.
+    lb.source_ranges.clear();
+    state
+        .sync(&BTreeMap::from([(lb_ip, lb.clone())]), &mut maps)
+        .unwrap();
+    let master = maps.master(&lb_ip).unwrap();
+    assert_eq!(master.flags & SVC_F_SOURCE_RANGES, 0);
+    assert!(maps.source_ranges.is_empty());
+
+    // Back again, then the frontend is removed: its ranges go with it.
+    lb.source_ranges = ranges;
+    state
+        .sync(&BTreeMap::from([(lb_ip, lb)]), &mut maps)
+        .unwrap();
+    assert_eq!(maps.source_ranges.len(), 1);
+    state.sync(&BTreeMap::new(), &mut maps).unwrap();
+    assert!(maps.source_ranges.is_empty());
+    assert!(maps.master(&lb_ip).is_none());
+}
+
+#[test]
+fn a_restarted_agent_clears_source_ranges_a_frontend_no_longer_has() {
+    use std::net::Ipv4Addr;
+    let mut maps = FakeMaps::default();
+    let mut state = LbState::new(settings(None));
+    let mut lb = spec(&[1], &[]);
+    lb.external = true;
+    lb.source_ranges = vec![(Ipv4Addr::new(10, 0, 0, 0), 8)];
+    state
+        .sync(&BTreeMap::from([(front(1), lb.clone())]), &mut maps)
+        .unwrap();
+    let mut restored = LbState::restore(settings(None), maps.dump().unwrap());
+    lb.source_ranges.clear();
+    restored
+        .sync(&BTreeMap::from([(front(1), lb)]), &mut maps)
+        .unwrap();
+    assert!(maps.source_ranges.is_empty());
 }

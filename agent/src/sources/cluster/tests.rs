@@ -307,6 +307,7 @@ fn endpoint(ifname: &str, identity: u32) -> Endpoint {
         pod_uid: "pod-uid-1".to_owned(),
         identity: NumericIdentity::new(identity),
         labels: web(),
+        host_ports: Vec::new(),
     }
 }
 
