@@ -586,6 +586,8 @@ mod tests {
             "/apis/networking.k8s.io/v1/networkpolicies?&limit=500",
             "/apis/sluice.io/v1alpha1/sluicenetworkpolicies?&limit=500",
             "/apis/sluice.io/v1alpha1/sluiceclusterwidenetworkpolicies?&limit=500",
+            // Routes wait for the operator's pod CIDR allocations too.
+            "/apis/sluice.io/v1alpha1/sluicenodes?&limit=500",
         ]
         .map(String::from)
         .into();
