@@ -191,6 +191,34 @@ fn labels_of_pod(mesh: &Mesh, pod: &PodState) -> std::collections::BTreeMap<Stri
         .unwrap_or_default()
 }
 
+/// A Service's first port and the pods it selects, when there are some and
+/// every one of them is `open` (no policy could make the check ambiguous).
+fn checkable_backends<'a, 'p>(
+    mesh: &Mesh,
+    service: &Manifest,
+    pods: &'a [&'p PodState],
+    open: &dyn Fn(&PodState) -> bool,
+) -> Option<(u16, Vec<&'a &'p PodState>)> {
+    let value = &service.value;
+    let port = get_at(value, &["spec", "ports"])
+        .and_then(|p| p.get(0))
+        .and_then(|p| p.get("port"))
+        .and_then(serde_yaml::Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())?;
+    let namespace = service.key.namespace.as_deref().unwrap_or_default();
+    let backends: Vec<&&PodState> = pods
+        .iter()
+        .filter(|p| p.namespace == namespace)
+        .filter(|p| {
+            selects(
+                get_at(value, &["spec", "selector"]),
+                &labels_of_pod(mesh, p),
+            )
+        })
+        .collect();
+    (!backends.is_empty() && backends.iter().all(|b| open(b))).then_some((port, backends))
+}
+
 /// Pod → ClusterIP for up to three services whose backends no policy
 /// isolates: answered by one of the backends.
 fn service_checks(
@@ -212,27 +240,10 @@ fn service_checks(
         let Some(ip) = str_at(value, &["spec", "clusterIP"]).and_then(|ip| ip.parse().ok()) else {
             continue;
         };
-        let Some(port) = get_at(value, &["spec", "ports"])
-            .and_then(|p| p.get(0))
-            .and_then(|p| p.get("port"))
-            .and_then(serde_yaml::Value::as_u64)
-        else {
+        let Some((port, backends)) = checkable_backends(mesh, &service, pods, open) else {
             continue;
         };
         let namespace = service.key.namespace.clone().unwrap_or_default();
-        let backends: Vec<&&PodState> = pods
-            .iter()
-            .filter(|p| p.namespace == namespace)
-            .filter(|p| {
-                selects(
-                    get_at(value, &["spec", "selector"]),
-                    &labels_of_pod(mesh, p),
-                )
-            })
-            .collect();
-        if backends.is_empty() || backends.iter().any(|b| !open(b)) {
-            continue;
-        }
         let Some(src) = pods
             .iter()
             .find(|p| !backends.iter().any(|b| b.key() == p.key()))
@@ -246,7 +257,7 @@ fn service_checks(
             to: format!("svc/{namespace}/{}", service.key.name),
             ip,
             port: PortSpec {
-                port: port as u16,
+                port,
                 protocol: Protocol::Tcp,
             },
             expect: Expect::OneOf(backends.iter().map(|b| b.name.clone()).collect()),
@@ -405,27 +416,9 @@ fn external_checks(
         if external_ip.is_none() && ingress_ip.is_none() {
             continue;
         }
-        let Some(port) = get_at(value, &["spec", "ports"])
-            .and_then(|p| p.get(0))
-            .and_then(|p| p.get("port"))
-            .and_then(serde_yaml::Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok())
-        else {
+        let Some((port, backends)) = checkable_backends(mesh, &service, pods, open) else {
             continue;
         };
-        let backends: Vec<&&PodState> = pods
-            .iter()
-            .filter(|p| p.namespace == namespace)
-            .filter(|p| {
-                selects(
-                    get_at(value, &["spec", "selector"]),
-                    &labels_of_pod(mesh, p),
-                )
-            })
-            .collect();
-        if backends.is_empty() || backends.iter().any(|b| !open(b)) {
-            continue;
-        }
         let local = str_at(value, &["spec", "externalTrafficPolicy"]) == Some("Local");
         let answering: Vec<String> = backends
             .iter()

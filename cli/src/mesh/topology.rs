@@ -149,36 +149,17 @@ pub fn build_internet(layout: &Layout, journal: &Journal) -> Result<ProcessRef> 
     start_server(layout, journal, &ns, None, "internet", "internet")
 }
 
+/// What a workload server listens on.
+pub struct ServerPorts<'a> {
+    pub tcp: &'a [u16],
+    pub udp: &'a [u16],
+    /// TCP ports echoing lines back (long-lived connections).
+    pub echo: &'a [u16],
+}
+
 /// Starts a workload server (`sluice mesh serve`) inside `ns`, and inside
 /// `cgroup` when given (a node's: its sockets get the node's socket LB).
-#[allow(clippy::too_many_arguments)]
 pub fn start_server_with_ports(
-    layout: &Layout,
-    journal: &Journal,
-    ns: &str,
-    cgroup: Option<&Path>,
-    reply: &str,
-    log_name: &str,
-    tcp: &[u16],
-    udp: &[u16],
-) -> Result<ProcessRef> {
-    let ports = ServerPorts {
-        tcp,
-        udp,
-        echo: &[],
-    };
-    spawn_server(layout, journal, ns, cgroup, reply, log_name, ports)
-}
-
-/// What a workload server listens on.
-struct ServerPorts<'a> {
-    tcp: &'a [u16],
-    udp: &'a [u16],
-    /// TCP ports echoing lines back (long-lived connections).
-    echo: &'a [u16],
-}
-
-fn spawn_server(
     layout: &Layout,
     journal: &Journal,
     ns: &str,
@@ -223,7 +204,7 @@ fn start_server(
         udp: &port,
         echo: &[INFRA_ECHO_PORT],
     };
-    spawn_server(layout, journal, ns, cgroup, reply, log_name, ports)
+    start_server_with_ports(layout, journal, ns, cgroup, reply, log_name, ports)
 }
 
 /// Waits until the server has bound its ports (it logs "serving") or died.

@@ -114,8 +114,11 @@ pub fn create_pod(mesh: &mut Mesh, manifest: &Manifest) -> Result<()> {
         node.cgroup.as_deref(),
         &name,
         &format!("pod-{namespace}.{name}"),
-        &tcp,
-        &udp,
+        topology::ServerPorts {
+            tcp: &tcp,
+            udp: &udp,
+            echo: &[],
+        },
     )?);
     let running = pods::render(
         &manifest.value,
