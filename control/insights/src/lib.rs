@@ -1,0 +1,18 @@
+//! The insights engine: cluster snapshots, agent and relay status,
+//! analyzer messages and PromQL answers turned into coded, actionable
+//! insights (catalog in [`catalog`], generated reference in
+//! docs/insights.md).
+//!
+//! A pass is pure ([`engine::evaluate`] over [`input::Inputs`]); the
+//! [`sources`] gather the inputs, [`suppress`] applies `InsightsConfig`,
+//! [`history`] records first/last seen and resolution in Redis and
+//! [`metrics`] exports the `sluice_insights` gauge.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod engine;
+pub mod input;
+pub mod insight;
+pub mod rules;
+#[cfg(test)]
+mod testing;
