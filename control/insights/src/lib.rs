@@ -14,5 +14,6 @@ pub mod engine;
 pub mod input;
 pub mod insight;
 pub mod rules;
+pub mod suppress;
 #[cfg(test)]
 mod testing;
