@@ -11,6 +11,7 @@
 
 pub mod catalog;
 pub mod engine;
+pub mod history;
 pub mod input;
 pub mod insight;
 pub mod rules;

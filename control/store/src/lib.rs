@@ -13,6 +13,7 @@
 //! | `PREFIX:v1:cluster:NAME:objects:KIND` | hash | `namespace/name` -> object JSON |
 //! | `PREFIX:v1:cluster:NAME:status` | hash | `Kind/name` -> push status JSON |
 //! | `PREFIX:v1:desired:KIND` | hash | name -> management-level resource JSON |
+//! | `PREFIX:v1:insights:*` | | written by `sluice-insights` (history) |
 //!
 //! One `ConnectionManager` is cloned for every call; a command that fails
 //! while it reconnects returns the error (retrying is the caller's call).
@@ -107,6 +108,17 @@ impl Store {
             conn,
             prefix: prefix.to_string(),
         })
+    }
+
+    /// The shared connection, for other schema-v1 writers (the insights
+    /// history) that keep their keys under [`Store::versioned_key`].
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// `PREFIX:v1:rest`: where every key of this schema version lives.
+    pub fn versioned_key(&self, rest: &str) -> String {
+        self.key(rest)
     }
 
     fn key(&self, rest: &str) -> String {
