@@ -10,10 +10,12 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod docs;
 pub mod engine;
 pub mod history;
 pub mod input;
 pub mod insight;
+pub mod metrics;
 pub mod rules;
 pub mod suppress;
 #[cfg(test)]
