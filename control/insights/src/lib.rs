@@ -16,7 +16,9 @@ pub mod history;
 pub mod input;
 pub mod insight;
 pub mod metrics;
+pub mod pass;
 pub mod rules;
+pub mod sources;
 pub mod suppress;
 #[cfg(test)]
 mod testing;
