@@ -138,7 +138,7 @@ async fn an_insight_appears_is_suppressed_returns_and_resolves() {
         .run(&prom, &logs, connected, vec![], 400)
         .await
         .unwrap();
-    assert_eq!(r.changes.resolved, [key.clone()]);
+    assert_eq!(r.changes.resolved, std::slice::from_ref(&key));
     assert!(!metrics.encode().contains("BP0001"));
     let e = history.get(&key).await.unwrap().expect("history entry");
     assert_eq!(
