@@ -17,6 +17,7 @@ pub mod input;
 pub mod insight;
 pub mod metrics;
 pub mod pass;
+pub mod prometheus;
 pub mod rules;
 pub mod sources;
 pub mod suppress;
