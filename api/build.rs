@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &[
             "proto/sluice/agent/v1/agent.proto",
             "proto/sluice/relay/v1/relay.proto",
+            "proto/sluice/insights/v1/insights.proto",
         ],
         &["proto"],
     )?;

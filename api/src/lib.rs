@@ -20,6 +20,13 @@ pub mod relay {
     }
 }
 
+/// The insights API (`sluice-control`, on the management socket).
+pub mod insights {
+    pub mod v1 {
+        tonic::include_proto!("sluice.insights.v1");
+    }
+}
+
 /// Default path of the agent's API socket.
 pub const DEFAULT_AGENT_SOCKET: &str = "/run/sluice/agent.sock";
 
@@ -40,6 +47,15 @@ pub async fn connect_management(
     path: impl AsRef<Path>,
 ) -> Result<relay::v1::management_client::ManagementClient<Channel>, tonic::transport::Error> {
     Ok(relay::v1::management_client::ManagementClient::new(
+        unix_channel(path).await?,
+    ))
+}
+
+/// A client of sluice-control's insights API on the management socket.
+pub async fn connect_insights(
+    path: impl AsRef<Path>,
+) -> Result<insights::v1::insights_client::InsightsClient<Channel>, tonic::transport::Error> {
+    Ok(insights::v1::insights_client::InsightsClient::new(
         unix_channel(path).await?,
     ))
 }

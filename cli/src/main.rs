@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod analyze;
 mod cluster;
+mod insights;
 mod inspect;
 mod mesh;
 
@@ -31,6 +32,9 @@ enum Command {
     /// The management plane's clusters: register, list, deregister.
     #[command(long_about = cluster::LONG_ABOUT)]
     Cluster(cluster::ClusterArgs),
+    /// The insights engine's findings: list, get, history.
+    #[command(long_about = insights::LONG_ABOUT)]
+    Insights(insights::InsightsArgs),
     /// A local multi-node mesh on this machine (root): up, apply, probe, test, down.
     Mesh(mesh::MeshArgs),
     #[command(flatten)]
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         }
         Command::Analyze(args) => analyze::run(*args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Insights(args) => insights::run(args),
         Command::Mesh(args) => mesh::run(args),
         Command::Inspect(command) => inspect::run(command),
     }

@@ -9,6 +9,7 @@
 //! [`metrics`] exports the `sluice_insights` gauge.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod catalog;
 pub mod docs;
 pub mod engine;

@@ -14,6 +14,8 @@ pub const DEFAULT_SERVER_NAMES: &str = "sluice-control,localhost,127.0.0.1";
 pub const DEFAULT_CLIENT_CERT_SECS: u64 = sluice_pki::DEFAULT_CLIENT_CERT_SECS;
 pub const DEFAULT_SERVER_CERT_SECS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_TICK_MS: u64 = 500;
+/// Seconds between insights passes.
+pub const DEFAULT_INSIGHTS_INTERVAL_SECS: u64 = 10;
 
 #[derive(Clone, Debug, Parser)]
 #[command(
@@ -85,4 +87,14 @@ pub struct Config {
     /// How often Redis, the resources and safe mode are checked (ms).
     #[arg(long, env = "SLUICE_CONTROL_TICK_MS", default_value_t = DEFAULT_TICK_MS)]
     pub tick_ms: u64,
+
+    /// Seconds between insights engine passes (docs/insights.md); 0 turns
+    /// the engine off.
+    #[arg(long, env = "SLUICE_INSIGHTS_INTERVAL", default_value_t = DEFAULT_INSIGHTS_INTERVAL_SECS)]
+    pub insights_interval: u64,
+
+    /// Prometheus the insights engine queries (`http://host:port`); without
+    /// it the PromQL-based insights are not evaluated (SYS0001 says so).
+    #[arg(long, env = "SLUICE_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
 }

@@ -4,6 +4,7 @@
 
 mod config;
 mod http;
+mod insights;
 
 use std::{
     sync::Arc,
@@ -88,6 +89,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(hub.clone().run());
     tokio::spawn(server_cert.rotate_forever(hub.clone()));
+    let insights_history = sluice_insights::history::History::new(&hub.store);
+    let insights_metrics = Arc::new(sluice_insights::metrics::InsightsMetrics::default());
+    let insights_enabled = config.insights_interval > 0;
+    if insights_enabled {
+        let prometheus = config
+            .prometheus_url
+            .as_deref()
+            .map(sluice_insights::prometheus::PrometheusHttp::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        tokio::spawn(insights::run(
+            hub.clone(),
+            insights_history.clone(),
+            insights_metrics.clone(),
+            Duration::from_secs(config.insights_interval),
+            prometheus,
+        ));
+    }
     let shutdown = Arc::new(tokio::sync::Notify::new());
     {
         let shutdown = shutdown.clone();
@@ -108,15 +127,47 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tls_config,
         wait(shutdown.clone()),
     );
-    let management =
-        server::serve_management(hub.clone(), management_listener, wait(shutdown.clone()));
-    let metrics = http::serve(hub, metrics_listener, wait(shutdown.clone()));
+    let management = serve_management(
+        hub.clone(),
+        sluice_insights::api::InsightsService::new(insights_history, insights_enabled),
+        management_listener,
+        wait(shutdown.clone()),
+    );
+    let metrics = http::serve(
+        hub,
+        insights_metrics,
+        metrics_listener,
+        wait(shutdown.clone()),
+    );
     let (relay, management, metrics) = tokio::join!(relay, management, metrics);
     relay.context("relay server")?;
     management.context("management server")?;
     metrics.context("metrics server")?;
     let _ = std::fs::remove_file(&config.management_socket);
     Ok(())
+}
+
+/// The management socket: the relay's Management service and the
+/// insights API side by side.
+async fn serve_management(
+    hub: Arc<Hub>,
+    insights: sluice_insights::api::InsightsService,
+    listener: tokio::net::UnixListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(30))
+        .add_service(
+            sluice_api::relay::v1::management_server::ManagementServer::new(
+                server::management::ManagementService::new(hub),
+            ),
+        )
+        .add_service(insights.into_server())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown,
+        )
+        .await
 }
 
 async fn wait(notify: Arc<tokio::sync::Notify>) {

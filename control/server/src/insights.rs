@@ -1,0 +1,87 @@
+//! The periodic insights pass (`--insights-interval`, 0 turns it off):
+//! snapshots and InsightsConfig from Redis, relay state from the hub,
+//! PromQL from `--prometheus-url`; results to the history in Redis (the
+//! insights API reads it) and the `sluice_insights` gauge.
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use sluice_insights::{
+    history::History,
+    input::{RelayStatus, Sample, Thresholds},
+    metrics::InsightsMetrics,
+    pass::Pass,
+    prometheus::PrometheusHttp,
+    sources::{PromSource, RecordedLogs},
+};
+use sluice_relay::server::Hub;
+
+/// Without `--prometheus-url` every query fails with this reason, so the
+/// SYS0001 insight says what to configure.
+struct NoPrometheus;
+
+impl PromSource for NoPrometheus {
+    async fn query(&self, _: &str) -> Result<Vec<Sample>, String> {
+        Err("sluice-control runs without --prometheus-url".into())
+    }
+}
+
+pub async fn run(
+    hub: Arc<Hub>,
+    history: History,
+    metrics: Arc<InsightsMetrics>,
+    interval: Duration,
+    prometheus: Option<PrometheusHttp>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Analyzer messages arrive through the telemetry pipeline's Redis
+    // streams; until that lands, a pass has none.
+    let logs = RecordedLogs::default();
+    loop {
+        ticker.tick().await;
+        let pass = Pass {
+            store: &hub.store,
+            history: &history,
+            metrics: &metrics,
+            thresholds: Thresholds::default(),
+        };
+        let relay = |cluster: &str| {
+            let live = hub.live(cluster);
+            RelayStatus {
+                connected: live.connected,
+                warm: live.warm,
+                skip_warming: hub.registry().get(cluster).is_some_and(|r| r.skip_warming),
+            }
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let started = std::time::Instant::now();
+        let result = match &prometheus {
+            Some(p) => pass.run(p, &logs, relay, Vec::new(), now).await,
+            None => pass.run(&NoPrometheus, &logs, relay, Vec::new(), now).await,
+        };
+        match result {
+            Ok(r) => {
+                for problem in &r.problems {
+                    tracing::warn!("insights input skipped: {problem}");
+                }
+                tracing::debug!(
+                    active = r.insights.len(),
+                    suppressed = r.suppressed,
+                    raised = r.changes.raised.len(),
+                    resolved = r.changes.resolved.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "insights pass"
+                );
+            }
+            Err(e) => {
+                hub.redis_error("insights pass", &e);
+            }
+        }
+    }
+}
