@@ -10,7 +10,7 @@ use std::{
 
 use sluice_insights::{
     history::History,
-    input::{RelayStatus, Sample, Thresholds},
+    input::{Certificate, RelayStatus, Sample, Thresholds},
     metrics::InsightsMetrics,
     pass::Pass,
     prometheus::PrometheusHttp,
@@ -61,9 +61,13 @@ pub async fn run(
             .unwrap_or_default()
             .as_secs();
         let started = std::time::Instant::now();
+        let certificates = own_certificates(&hub);
         let result = match &prometheus {
-            Some(p) => pass.run(p, &logs, relay, Vec::new(), now).await,
-            None => pass.run(&NoPrometheus, &logs, relay, Vec::new(), now).await,
+            Some(p) => pass.run(p, &logs, relay, certificates, now).await,
+            None => {
+                pass.run(&NoPrometheus, &logs, relay, certificates, now)
+                    .await
+            }
         };
         match result {
             Ok(r) => {
@@ -84,4 +88,29 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The management plane's root and relay intermediate, for HLT0007.
+fn own_certificates(hub: &Hub) -> Vec<Certificate> {
+    [
+        ("root", hub.authority.root_pem()),
+        ("relay-intermediate", hub.authority.relay_pem()),
+    ]
+    .into_iter()
+    .filter_map(|(name, pem)| match sluice_pki::cert_info(pem) {
+        Ok(info) => Some(Certificate {
+            cluster: String::new(),
+            name: name.into(),
+            not_after_unix: info
+                .not_after
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+        }),
+        Err(e) => {
+            tracing::warn!("insights: cannot read the {name} certificate: {e}");
+            None
+        }
+    })
+    .collect()
 }
