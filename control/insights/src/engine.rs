@@ -14,9 +14,11 @@ pub fn evaluate(inputs: &Inputs) -> Vec<Insight> {
         rules::hlt::check_cluster(cluster, inputs, &mut out);
     }
     rules::hlt::check_global(inputs, &mut out);
-    out.sort_by_key(Insight::key);
-    out.dedup_by(|later, earlier| {
-        if later.key() != earlier.key() {
+    // Keys computed once: a pass can hold hundreds of thousands.
+    let mut keyed: Vec<(String, Insight)> = out.into_iter().map(|i| (i.key(), i)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.dedup_by(|(later_key, later), (earlier_key, earlier)| {
+        if later_key != earlier_key {
             return false;
         }
         if !earlier.details.contains(&later.details) {
@@ -25,6 +27,7 @@ pub fn evaluate(inputs: &Inputs) -> Vec<Insight> {
         }
         true
     });
+    let out: Vec<Insight> = keyed.into_iter().map(|(_, i)| i).collect();
     out
 }
 

@@ -87,6 +87,13 @@ pub fn check(cluster: &ClusterInput, inputs: &Inputs, out: &mut Vec<Insight>) {
         }
     }
 
+    // Pods by namespace with their labels, parsed once per pass.
+    let mut pods: BTreeMap<&str, Vec<(&str, Labels)>> = BTreeMap::new();
+    for pod in cluster.objects.iter().filter(|o| o.kind == "Pod") {
+        pods.entry(pod.namespace.as_str())
+            .or_default()
+            .push((pod.name.as_str(), pod.labels()));
+    }
     for service in cluster.objects.iter().filter(|o| o.kind == "Service") {
         let Some(exposure) = exposure(&service.value) else {
             continue;
@@ -96,18 +103,17 @@ pub fn check(cluster: &ClusterInput, inputs: &Inputs, out: &mut Vec<Insight>) {
             continue;
         }
         let labels = labels_of(&service.namespace);
-        let open: Vec<&str> = cluster
-            .objects
-            .iter()
-            .filter(|o| o.kind == "Pod" && o.namespace == service.namespace)
-            .filter(|pod| {
-                let pod_labels = pod.labels();
+        let open: Vec<&str> = pods
+            .get(service.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(_, pod_labels)| {
                 selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
                     && !policies
                         .iter()
-                        .any(|p| p.selects(&service.namespace, &labels, &pod_labels))
+                        .any(|p| p.selects(&service.namespace, &labels, pod_labels))
             })
-            .map(|pod| pod.name.as_str())
+            .map(|(name, _)| *name)
             .collect();
         if !open.is_empty() {
             let target = Target::new(&cluster.name, "Service", &service.namespace, &service.name);
