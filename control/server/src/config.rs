@@ -21,7 +21,7 @@ pub const DEFAULT_INSIGHTS_INTERVAL_SECS: u64 = 10;
 #[command(
     name = "sluice-control",
     version,
-    about = "The Sluice management server: relay (gRPC, mTLS) on 9900, metrics on 9091, state in Redis"
+    about = "The Sluice management server: relay (gRPC, mTLS) on 9900, metrics on 9091, state in Redis, telemetry gateway (OTLP 4317, exposition 9464)"
 )]
 pub struct Config {
     /// Relay listener (TLS 1.3; registration with a token, then mTLS).
@@ -83,6 +83,42 @@ pub struct Config {
     /// half of it without a restart (new connections get the new one).
     #[arg(long, env = "SLUICE_SERVER_CERT_SECS", default_value_t = DEFAULT_SERVER_CERT_SECS)]
     pub server_cert_secs: u64,
+
+    /// Do not run the telemetry gateway (OTLP in, Prometheus exposition and
+    /// Redis log streams out).
+    #[arg(long, env = "SLUICE_NO_TELEMETRY")]
+    pub no_telemetry: bool,
+
+    /// Telemetry gateway: OTLP/gRPC listener (metrics and logs). TLS with
+    /// the server certificate unless --otlp-plaintext.
+    #[arg(long, env = "SLUICE_OTLP_ADDR", default_value = sluice_telemetry::config::DEFAULT_OTLP_ADDR)]
+    pub otlp_addr: SocketAddr,
+
+    /// Serve OTLP without TLS; only allowed on a loopback --otlp-addr.
+    #[arg(long, env = "SLUICE_OTLP_PLAINTEXT")]
+    pub otlp_plaintext: bool,
+
+    /// Telemetry gateway: HTTP listener of /metrics with every received
+    /// series (labels cluster, node) and the gateway's own metrics.
+    #[arg(long, env = "SLUICE_TELEMETRY_METRICS_ADDR", default_value = sluice_telemetry::config::DEFAULT_METRICS_ADDR)]
+    pub telemetry_metrics_addr: SocketAddr,
+
+    /// Telemetry gateway memory limit (MiB): requests in flight, queued log
+    /// records and stored series; past it exports get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "SLUICE_TELEMETRY_MEMORY_LIMIT_MB", default_value_t = sluice_telemetry::config::DEFAULT_MEMORY_LIMIT_BYTES / (1024 * 1024))]
+    pub telemetry_memory_limit_mb: usize,
+
+    /// Largest OTLP request (bytes, decoded).
+    #[arg(long, env = "SLUICE_OTLP_MAX_REQUEST_BYTES", default_value_t = sluice_telemetry::config::DEFAULT_MAX_REQUEST_BYTES)]
+    pub otlp_max_request_bytes: usize,
+
+    /// Received series not updated for this long leave the exposition (s).
+    #[arg(long, env = "SLUICE_TELEMETRY_SERIES_TTL_SECS", default_value_t = sluice_telemetry::config::DEFAULT_SERIES_TTL.as_secs())]
+    pub telemetry_series_ttl_secs: u64,
+
+    /// Entries kept per cluster log stream (XADD MAXLEN ~).
+    #[arg(long, env = "SLUICE_TELEMETRY_LOG_MAXLEN", default_value_t = sluice_telemetry::config::DEFAULT_LOG_STREAM_MAXLEN)]
+    pub telemetry_log_maxlen: usize,
 
     /// How often Redis, the resources and safe mode are checked (ms).
     #[arg(long, env = "SLUICE_CONTROL_TICK_MS", default_value_t = DEFAULT_TICK_MS)]

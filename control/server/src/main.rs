@@ -1,10 +1,13 @@
 //! `sluice-control`: wires the PKI, the Redis store and the relay hub to
-//! their listeners (relay 9900, metrics 9091, management unix socket).
+//! their listeners (relay 9900, metrics 9091, management unix socket), and
+//! runs the telemetry gateway (OTLP 4317, exposition 9464) unless
+//! `--no-telemetry`.
 #![forbid(unsafe_code)]
 
 mod config;
 mod http;
 mod insights;
+mod telemetry;
 
 use std::{
     sync::Arc,
@@ -52,7 +55,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Some(path) => Some(std::fs::read(path).with_context(|| format!("{}", path.display()))?),
         None => None,
     };
-    let store = connect_store(&config, redis_ca).await;
+    let store = connect_store(&config, redis_ca.clone()).await;
     let hub = loop {
         let hub_config = HubConfig {
             state_dir: config.state_dir.clone(),
@@ -108,6 +111,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     let shutdown = Arc::new(tokio::sync::Notify::new());
+    let telemetry = if config.no_telemetry {
+        None
+    } else {
+        let notify = shutdown.clone();
+        Some(
+            telemetry::start(&config, redis_ca, tls_config.clone(), move || {
+                Box::pin(wait(notify.clone()))
+            })
+            .await?,
+        )
+    };
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -139,7 +153,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics_listener,
         wait(shutdown.clone()),
     );
-    let (relay, management, metrics) = tokio::join!(relay, management, metrics);
+    let telemetry = async move {
+        match telemetry {
+            Some(serve) => serve.await,
+            None => Ok(()),
+        }
+    };
+    let (relay, management, metrics, telemetry) =
+        tokio::join!(relay, management, metrics, telemetry);
+    telemetry?;
     relay.context("relay server")?;
     management.context("management server")?;
     metrics.context("metrics server")?;

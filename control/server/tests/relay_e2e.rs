@@ -74,6 +74,8 @@ impl Server {
                 "localhost",
                 "--tick-ms",
                 "100",
+                // The telemetry gateway has its own test (telemetry_e2e.rs).
+                "--no-telemetry",
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
