@@ -78,7 +78,23 @@ if [ "$(id -u)" -eq 0 ] && [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" != "bpf_
     mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf
 fi
 
-# 6. Disk: a clean `make test` build takes about NEED_GIB of target/ (see the
+# 6. The official OpenTelemetry Python SDK: an OTLP client nobody here wrote,
+#    for the telemetry gateway's tests (control/server/tests/telemetry_e2e.rs).
+OTEL_PY_VERSION=1.45.2
+if ! python3 - "$OTEL_PY_VERSION" >/dev/null 2>&1 <<'PY'
+import sys
+from opentelemetry.sdk.version import __version__
+import opentelemetry.exporter.otlp.proto.grpc.version as grpc_exporter
+sys.exit(__version__ != sys.argv[1] or grpc_exporter.__version__ != sys.argv[1])
+PY
+then
+    log "installing opentelemetry-sdk $OTEL_PY_VERSION (pip)"
+    pkgs=("opentelemetry-sdk==$OTEL_PY_VERSION" "opentelemetry-exporter-otlp-proto-grpc==$OTEL_PY_VERSION")
+    python3 -m pip install -q "${pkgs[@]}" 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages "${pkgs[@]}"
+fi
+
+# 7. Disk: a clean `make test` build takes about NEED_GIB of target/ (see the
 #    dev profile in Cargo.toml); say so now rather than fail mid-link.
 NEED_GIB=${SLUICE_NEED_DISK_GIB:-8}
 target_dir="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}"

@@ -32,6 +32,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    if config.otlp_plaintext && !config.no_telemetry {
+        sluice_telemetry::server::check_plaintext(config.otlp_addr).map_err(anyhow::Error::msg)?;
+    }
     let now = SystemTime::now();
     let own_root = config
         .root_ca_cert

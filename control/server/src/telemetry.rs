@@ -22,9 +22,6 @@ pub async fn start(
     tls: rustls::ServerConfig,
     shutdown: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
-    if config.otlp_plaintext {
-        server::check_plaintext(config.otlp_addr).map_err(anyhow::Error::msg)?;
-    }
     let gateway_config = GatewayConfig {
         max_request_bytes: config.otlp_max_request_bytes,
         memory_limit_bytes: config.telemetry_memory_limit_mb * 1024 * 1024,

@@ -80,8 +80,8 @@ impl Gateway {
     fn over_limit(&self, signal: &'static str) -> Status {
         self.metrics.refuse(signal, "memory_limit");
         Status::resource_exhausted(format!(
-            "telemetry gateway over its memory limit ({} MiB): retry later",
-            self.config.memory_limit_bytes / (1024 * 1024)
+            "telemetry gateway over its memory limit ({} bytes): retry later",
+            self.config.memory_limit_bytes
         ))
     }
 

@@ -23,6 +23,8 @@ pub mod names;
 pub mod scrape;
 pub mod series;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::GatewayConfig;
 pub use gateway::Gateway;
