@@ -322,4 +322,8 @@ pub struct AgentConfig {
     /// devices registered through the API are attached automatically).
     #[arg(long = "interface", short = 'i')]
     pub interfaces: Vec<String>,
+
+    /// OTLP export to the telemetry gateway (off by default).
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }

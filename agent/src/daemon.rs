@@ -50,6 +50,7 @@ use crate::{
     },
     sources::{cluster::Cluster, files::FilesSource, kubernetes::KubernetesSource},
     store::Store,
+    telemetry,
 };
 
 /// Keeps a running source alive.
@@ -378,6 +379,12 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         }
     };
 
+    let exporter = telemetry::exporter::start(
+        &config.telemetry,
+        &config.node_name,
+        telemetry::own_metrics(&pin_dir, &ready, &registry, &identities, &flows),
+        flows.clone(),
+    )?;
     let (metric_identities, metric_flows) = (identities.clone(), flows.clone());
     let api_latency = ApiLatency::default();
     let service = AgentService {
@@ -432,6 +439,9 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     info!("shutting down; maps and attachments stay in place");
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
+    if let Some(exporter) = exporter {
+        exporter.shutdown(Duration::from_secs(2)).await;
+    }
     source.stop().await;
     if let Some(cluster) = cluster {
         cluster.shutdown().await;

@@ -34,6 +34,7 @@ pub mod services;
 pub mod sources;
 pub mod state_file;
 pub mod store;
+pub mod telemetry;
 pub mod trace;
 pub mod trace_peers;
 pub mod tunnel_device;

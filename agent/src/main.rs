@@ -59,14 +59,18 @@ enum Command {
 
 fn main() -> ExitCode {
     sluice_agent::memory::limit_arenas();
-    tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .finish()
+        // WARN/ERROR events also go out over OTLP once --otlp-endpoint is up.
+        .with(sluice_agent::telemetry::log_bridge::OtlpLogs);
+    tracing::subscriber::set_global_default(subscriber).expect("the only tracing subscriber");
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

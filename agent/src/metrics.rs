@@ -54,7 +54,7 @@ impl fmt::Debug for AgentCollector {
 
 /// Entries now in each datapath map that fills up (counted at scrape time,
 /// so a scrape costs a walk of each map).
-fn map_entries(pin_dir: &std::path::Path) -> anyhow::Result<Vec<(&'static str, usize)>> {
+pub(crate) fn map_entries(pin_dir: &std::path::Path) -> anyhow::Result<Vec<(&'static str, usize)>> {
     let lb = read_lb(pin_dir)?;
     let (snat, snat_rev) = nat(pin_dir)?;
     Ok(vec![
