@@ -20,7 +20,7 @@ use tokio::{sync::broadcast::error::RecvError, task::JoinHandle};
 
 use super::{
     EXPORT_TIMEOUT, TelemetryConfig,
-    flow_metrics::{BoundedKeys, FlowKey},
+    flow_metrics::{BoundedKeys, FlowKey, PolicyKey},
     log_bridge,
 };
 use crate::{datapath::maps::read_counters, flows::buffer::FlowBuffer};
@@ -140,6 +140,10 @@ pub fn start(
             "Flows counted under the `other` label set (past --flow-metrics-max-series)",
         )
         .build();
+    let policy_counter = meter
+        .u64_counter("sluice_policy_verdicts")
+        .with_description("Flows a policy rule decided, by policy, rule and verdict")
+        .build();
     let lagged = meter
         .u64_counter("sluice_flow_metrics_lagged")
         .with_description("Flows the exporter fell too far behind to count")
@@ -148,18 +152,21 @@ pub fn start(
     let (_, mut live) = flows.snapshot_and_follow();
     let flows = tokio::spawn(async move {
         let mut keys = BoundedKeys::new(max_series);
+        let mut policy_keys = BoundedKeys::new(max_series);
         loop {
             match live.recv().await {
                 Ok(flow) => {
                     let (key, overflowed) = keys.admit(FlowKey::of(&flow));
-                    let attrs: Vec<KeyValue> = key
-                        .labels()
-                        .iter()
-                        .map(|(k, v)| KeyValue::new(*k, v.to_string()))
-                        .collect();
-                    flow_counter.add(1, &attrs);
+                    flow_counter.add(1, &attributes(&key.labels()));
                     if overflowed {
                         overflow.add(1, &[]);
+                    }
+                    if let Some(key) = PolicyKey::of(&flow) {
+                        let (key, overflowed) = policy_keys.admit(key);
+                        policy_counter.add(1, &attributes(&key.labels()));
+                        if overflowed {
+                            overflow.add(1, &[]);
+                        }
                     }
                 }
                 Err(RecvError::Lagged(n)) => lagged.add(n, &[]),
@@ -174,6 +181,13 @@ pub fn start(
         flows,
         _instruments: instruments,
     }))
+}
+
+fn attributes(labels: &[(&'static str, &str)]) -> Vec<KeyValue> {
+    labels
+        .iter()
+        .map(|(k, v)| KeyValue::new(*k, v.to_string()))
+        .collect()
 }
 
 /// Datapath packets/bytes by verdict, drops by reason (cumulative

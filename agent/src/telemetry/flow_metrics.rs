@@ -1,6 +1,7 @@
 //! Flows as metric label sets: `(src_namespace, src_workload,
 //! dst_namespace, dst_workload, verdict, drop_reason, protocol, port)`,
-//! with at most N distinct sets; the rest count under one `other` set.
+//! and, for flows a policy rule decided, `(policy, rule, verdict)`; each
+//! with at most N distinct sets, the rest counted under one `other` set.
 
 use std::collections::HashSet;
 
@@ -68,6 +69,53 @@ impl FlowKey {
     }
 }
 
+/// The policy rule that decided a flow, if one did.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PolicyKey {
+    pub policy: String,
+    pub rule: String,
+    pub verdict: String,
+}
+
+impl PolicyKey {
+    pub fn of(flow: &Flow) -> Option<Self> {
+        (!flow.policy.is_empty()).then(|| Self {
+            policy: flow.policy.clone(),
+            rule: flow.rule.clone(),
+            verdict: flow.verdict.clone(),
+        })
+    }
+
+    pub fn labels(&self) -> [(&'static str, &str); 3] {
+        [
+            ("policy", &self.policy),
+            ("rule", &self.rule),
+            ("verdict", &self.verdict),
+        ]
+    }
+}
+
+impl Other for PolicyKey {
+    fn other() -> Self {
+        Self {
+            policy: OTHER.into(),
+            rule: OTHER.into(),
+            verdict: OTHER.into(),
+        }
+    }
+}
+
+impl Other for FlowKey {
+    fn other() -> Self {
+        FlowKey::other()
+    }
+}
+
+/// The key everything past the bound counts under.
+pub trait Other {
+    fn other() -> Self;
+}
+
 /// (namespace, workload) of a flow end: the pod's namespace and its
 /// `app.kubernetes.io/name` or `app` label, else the pod name without the
 /// suffixes controllers add; a reserved identity (`world`, `host`, …) as
@@ -116,12 +164,12 @@ fn strip_pod_suffix(pod: &str) -> &str {
 /// The cardinality bound: the first `max` distinct keys are kept, later
 /// new ones become [`FlowKey::other`].
 #[derive(Debug)]
-pub struct BoundedKeys {
-    known: HashSet<FlowKey>,
+pub struct BoundedKeys<K> {
+    known: HashSet<K>,
     max: usize,
 }
 
-impl BoundedKeys {
+impl<K: Clone + Eq + std::hash::Hash + Other> BoundedKeys<K> {
     pub fn new(max: usize) -> Self {
         Self {
             known: HashSet::new(),
@@ -130,7 +178,7 @@ impl BoundedKeys {
     }
 
     /// The key to count `key` under, and whether it overflowed.
-    pub fn admit(&mut self, key: FlowKey) -> (FlowKey, bool) {
+    pub fn admit(&mut self, key: K) -> (K, bool) {
         if self.known.contains(&key) {
             return (key, false);
         }
@@ -138,7 +186,7 @@ impl BoundedKeys {
             self.known.insert(key.clone());
             return (key, false);
         }
-        (FlowKey::other(), true)
+        (K::other(), true)
     }
 }
 
@@ -196,8 +244,27 @@ mod tests {
     }
 
     #[test]
+    fn only_flows_a_rule_decided_have_a_policy_key() {
+        let mut flow = Flow {
+            verdict: "DROPPED".into(),
+            ..Default::default()
+        };
+        assert_eq!(PolicyKey::of(&flow), None);
+        flow.policy = "NetworkPolicy shop/db".into();
+        flow.rule = "Ingress[0]".into();
+        assert_eq!(
+            PolicyKey::of(&flow).unwrap().labels(),
+            [
+                ("policy", "NetworkPolicy shop/db"),
+                ("rule", "Ingress[0]"),
+                ("verdict", "DROPPED")
+            ]
+        );
+    }
+
+    #[test]
     fn keys_past_the_bound_count_as_other() {
-        let mut keys = BoundedKeys::new(2);
+        let mut keys: BoundedKeys<FlowKey> = BoundedKeys::new(2);
         let key = |port: u32| FlowKey {
             port: port.to_string(),
             ..FlowKey::other()
