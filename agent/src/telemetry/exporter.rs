@@ -23,7 +23,10 @@ use super::{
     flow_metrics::{BoundedKeys, FlowKey, PolicyKey},
     log_bridge,
 };
-use crate::{datapath::maps::read_counters, flows::buffer::FlowBuffer};
+use crate::{
+    datapath::maps::{read_counters, read_lb},
+    flows::buffer::FlowBuffer,
+};
 
 /// A gauge of the agent read at each collection.
 pub struct OwnGauge {
@@ -245,6 +248,19 @@ fn datapath_instruments(
                     for (map, n) in entries {
                         o.observe(n as i64, &[KeyValue::new("map", map)]);
                     }
+                }
+            })
+            .build(),
+    ));
+    let dir = pin_dir.clone();
+    out.push(Box::new(
+        meter
+            .i64_observable_gauge("sluice_agent_service_frontends")
+            .with_description("Service frontends (ClusterIP:port and NodePort) in the datapath")
+            .with_callback(move |o| {
+                if let Ok(lb) = read_lb(&dir) {
+                    let frontends = lb.services.iter().filter(|(k, _)| k.slot == 0).count();
+                    o.observe(frontends as i64, &[]);
                 }
             })
             .build(),
