@@ -2,12 +2,12 @@
 # Sluice's datapath benchmarks (bench/, package sluice-bench), each next to
 # its baseline from the same run: per-packet cost (BPF_PROG_TEST_RUN),
 # pod-to-pod throughput and latency, service connection setup, CNI ADD/DEL
-# latency (sluice-cni standalone and chained after bridge + host-local), and
-# the agent at scale. Each section replaces its own "## " section of
-# BENCHMARKS.md and its key of bench/results.json (and the "Goals not met"
-# summary is regenerated).
+# latency (sluice-cni standalone and chained after bridge + host-local), the
+# agent at scale, and the telemetry gateway's OTLP ingest. Each section
+# replaces its own "## " section of BENCHMARKS.md and its key of
+# bench/results.json (and the "Goals not met" summary is regenerated).
 #
-#   scripts/bench-datapath.sh [packet|traffic|connect|cni|agent|all]
+#   scripts/bench-datapath.sh [packet|traffic|connect|cni|agent|telemetry|all]
 #   SLUICE_BENCH_QUICK=1  quick mode (smaller runs; the whole `make bench`
 #                         in a few minutes); default: full mode.
 #

@@ -11,6 +11,7 @@
 //! - [`agent_scale`]: agent start-to-programmed, change latency and RSS.
 //! - [`relay`]: the management plane at scale (clusters × objects through
 //!   real TLS streams to a real sluice-control and redis-server).
+//! - [`telemetry`]: telemetry gateway ingest under real OTLP clients.
 //! - [`callgrind`]: instruction counts of userspace hot paths ([`hotpath`]).
 //! - [`goals`]: the generated "Goals not met" summary.
 //!
@@ -31,12 +32,13 @@ pub mod packet;
 pub mod relay;
 pub mod report;
 pub mod stats;
+pub mod telemetry;
 pub mod traffic;
 
 use report::{Mode, Section};
 
 /// The sections, in the order `all` runs them.
-pub const SECTIONS: [&str; 5] = ["packet", "traffic", "connect", "cni", "agent"];
+pub const SECTIONS: [&str; 6] = ["packet", "traffic", "connect", "cni", "agent", "telemetry"];
 
 /// Whether a section needs root (namespaces, programs, bpffs).
 pub fn needs_root(name: &str) -> bool {
@@ -51,6 +53,7 @@ pub fn run_section(name: &str, mode: Mode) -> anyhow::Result<Section> {
         "connect" => connect::run(mode),
         "cni" => cni::run(mode),
         "agent" => agent_scale::run(mode),
+        "telemetry" => telemetry::run(mode),
         // Not in `SECTIONS`: scripts/bench-callgrind.sh runs it (no root).
         "callgrind" => callgrind::run(mode),
         // Not in `SECTIONS` either: scripts/bench-relay.sh (no root).
