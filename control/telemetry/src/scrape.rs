@@ -27,6 +27,16 @@ impl ScrapeJob {
         }
     }
 
+    /// Agents' own /metrics, scraped directly (their series also reach the
+    /// gateway over OTLP when they export).
+    pub fn agents(targets: Vec<String>) -> Self {
+        Self {
+            name: "sluice-agent".into(),
+            targets,
+            honor_labels: false,
+        }
+    }
+
     /// sluice-control's own metrics (:9091).
     pub fn control(targets: Vec<String>) -> Self {
         Self {
