@@ -287,6 +287,8 @@ async fn measure(clusters: usize, per_cluster: usize, changes: usize) -> anyhow:
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .args(["--redis-url", &redis.url(), "--server-names", "localhost"])
+            // Not measured here; its default ports could clash.
+            .arg("--no-telemetry")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

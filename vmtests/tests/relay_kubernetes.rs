@@ -154,6 +154,8 @@ fn start_control(dir: &Path, redis_url: &str, relay_port: u16) -> Killed {
         .arg(dir.join("resources"))
         .args(["--redis-url", redis_url, "--server-names", "localhost"])
         .args(["--tick-ms", "100"])
+        // Not under test here; its default ports could clash.
+        .arg("--no-telemetry")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
