@@ -93,6 +93,9 @@ async fn a_best_practice_insight_appears_is_suppressed_and_resolves() {
             .arg(&resources)
             .args(["--redis-url", &redis.url(), "--server-names", "localhost"])
             .args(["--tick-ms", "100", "--insights-interval", "1"])
+            // The telemetry gateway has its own tests; its default ports
+            // could clash.
+            .arg("--no-telemetry")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
