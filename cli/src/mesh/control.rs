@@ -32,6 +32,7 @@ use super::{
     plan::{MGMT_ADDRESS, RELAY_PORT},
     process::{self, in_netns, spawn_detached},
     state::{ProcessRef, write_atomically},
+    telemetry,
     topology::{create_netns, plug_into_underlay, record_process},
 };
 
@@ -58,6 +59,13 @@ pub struct ControlState {
     pub server: Option<ProcessRef>,
     /// Relay agent per cluster name.
     pub relays: BTreeMap<String, ProcessRef>,
+    #[serde(default)]
+    pub prometheus: Option<ProcessRef>,
+    #[serde(default)]
+    pub prometheus_forwarder: Option<ProcessRef>,
+    /// Prometheus from this machine (loopback only).
+    #[serde(default)]
+    pub prometheus_url: Option<String>,
 }
 
 impl ControlState {
@@ -86,6 +94,7 @@ impl ControlState {
 pub struct Binaries {
     redis: PathBuf,
     control: PathBuf,
+    prometheus: PathBuf,
 }
 
 pub fn binaries() -> Result<Binaries> {
@@ -93,9 +102,14 @@ pub fn binaries() -> Result<Binaries> {
         "redis-server is not installed (Debian: `apt-get install redis-server`); or use \
          --no-control-plane",
     )?;
+    let prometheus = in_path("prometheus").context(
+        "prometheus is not installed (Debian: `apt-get install prometheus`; `make setup` does); \
+         or use --no-control-plane",
+    )?;
     Ok(Binaries {
         redis,
         control: binaries::control()?,
+        prometheus,
     })
 }
 
@@ -107,15 +121,10 @@ fn in_path(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// The whole management plane for `clusters` (layouts of each cluster,
-/// whose nodes are up): namespace, Redis, sluice-control, then per cluster
-/// its registration and relay agent; returns once every cluster is warm.
-pub fn start(
-    layout: &Layout,
-    journal: &Journal,
-    bins: &Binaries,
-    clusters: &[Layout],
-) -> Result<ControlState> {
+/// The management plane's own processes, before any cluster: namespace,
+/// Redis, sluice-control (with its telemetry gateway), Prometheus and its
+/// forwarder. Agents started after this export to the gateway.
+pub fn start_core(layout: &Layout, journal: &Journal, bins: &Binaries) -> Result<ControlState> {
     fs::create_dir_all(layout.control_resources_dir())?;
     // Only root reads the control plane's files (keys, tokens, sockets).
     fs::set_permissions(layout.control_dir(), fs::Permissions::from_mode(0o700))?;
@@ -127,6 +136,34 @@ pub fn start(
     state.save(layout)?;
     state.server = Some(start_server(layout, journal, bins)?);
     state.save(layout)?;
+    state.prometheus = Some(telemetry::start_prometheus(
+        layout,
+        journal,
+        &bins.prometheus,
+    )?);
+    let (forwarder, url) = telemetry::start_forwarder(layout, journal)?;
+    state.prometheus_forwarder = Some(forwarder);
+    state.prometheus_url = Some(url);
+    state.save(layout)?;
+    Ok(state)
+}
+
+/// Where agents send telemetry (sluice-control's root CA, its name).
+pub fn agent_telemetry(layout: &Layout) -> telemetry::AgentTelemetry {
+    telemetry::AgentTelemetry {
+        ca: layout.control_dir().join("state/pki/root.crt"),
+        server_name: SERVER_NAME.to_owned(),
+    }
+}
+
+/// Per cluster (whose nodes are up) its registration and relay agent;
+/// returns once every cluster is warm.
+pub fn connect_clusters(
+    layout: &Layout,
+    journal: &Journal,
+    mut state: ControlState,
+    clusters: &[Layout],
+) -> Result<ControlState> {
     for cluster in clusters {
         register(cluster)?;
         let relay = start_relay(cluster, journal)?;
@@ -215,6 +252,7 @@ fn start_server(layout: &Layout, journal: &Journal, bins: &Binaries) -> Result<P
         .arg("--server-names")
         .arg(format!("{SERVER_NAME},{MGMT_ADDRESS}"))
         .args(["--tick-ms", TICK_MS])
+        .args(telemetry::control_args())
         .env("RUST_LOG", "info");
     in_netns(&mut cmd, &netns_path(&layout.mgmt_netns()))?;
     let log = layout.mesh_logs_dir().join("sluice-control.log");

@@ -57,6 +57,16 @@ pub fn print(layout: &Layout) -> Result<bool> {
         },
         layout.control_socket().display()
     );
+    let (prometheus_ok, prometheus) = running(state.prometheus.as_ref());
+    let (forwarder_ok, _) = running(state.prometheus_forwarder.as_ref());
+    healthy &= prometheus_ok && forwarder_ok;
+    println!(
+        "  prometheus:     {prometheus}, {} (scrapes the telemetry gateway and sluice-control)",
+        match (&state.prometheus_url, forwarder_ok) {
+            (Some(url), true) => format!("at {url} from this machine"),
+            _ => "its forwarder is NOT RUNNING".to_owned(),
+        }
+    );
     let infos = listed.map(|(_, infos)| infos).unwrap_or_default();
     let mut rows = vec![row(&["CLUSTER", "RELAY AGENT", "RELAY", "OBJECTS"])];
     for name in info.cluster_names() {

@@ -48,9 +48,10 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
     }
     let listener = TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // The bound address (port 0 picks one): `up` reads it from the log.
     eprintln!(
         "forwarding {} to {} in {}",
-        args.listen,
+        listener.local_addr()?,
         args.to,
         args.netns.display()
     );

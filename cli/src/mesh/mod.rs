@@ -41,6 +41,7 @@ mod restart_check;
 mod serve;
 mod state;
 mod supervise;
+mod telemetry;
 mod topology;
 mod up;
 mod workloads;
@@ -379,10 +380,11 @@ fn print_up(layout: &Layout, report: &up::UpReport) {
     } else {
         String::new()
     };
-    let control = if report.control.is_some() {
+    let control = if let Some(control) = &report.control {
         format!(
-            ", management plane warm (`sluice cluster list --mesh {}`)",
-            layout.name()
+            ", management plane warm (`sluice cluster list --mesh {}`), Prometheus at {}",
+            layout.name(),
+            control.prometheus_url.as_deref().unwrap_or("-")
         )
     } else {
         String::new()

@@ -24,6 +24,7 @@ use super::{
     process::{self, in_netns, spawn_detached},
     state::{NodeState, ProcessRef},
     supervise::{RestartPolicy, SupervisorState},
+    telemetry::AgentTelemetry,
 };
 
 /// Bridge of the underlay namespace.
@@ -226,6 +227,15 @@ fn wait_for_server_start(mut child: Child, log: &std::path::Path) -> Result<()> 
     )
 }
 
+/// How `up` runs every node's agent.
+#[derive(Clone, Copy)]
+pub struct AgentOptions<'a> {
+    pub routing: Routing,
+    pub restart: RestartPolicy,
+    /// Where agents export telemetry (with a management plane).
+    pub telemetry: Option<&'a AgentTelemetry>,
+}
+
 /// One node: namespace, uplink, forwarding, default route to the router,
 /// its cgroup (below `cgroup2`, the cgroup v2 mount, when there is one),
 /// its agent and its own server.
@@ -236,9 +246,13 @@ pub fn build_node(
     index: u32,
     address: Ipv4Addr,
     cgroup2: Option<&Path>,
-    routing: Routing,
-    restart: RestartPolicy,
+    agent: &AgentOptions,
 ) -> Result<NodeState> {
+    let AgentOptions {
+        routing,
+        restart,
+        telemetry,
+    } = *agent;
     let name = Layout::node_name(index);
     let ns = layout.node_netns(&name);
     create_netns(journal, &ns)?;
@@ -312,6 +326,9 @@ pub fn build_node(
         // The agent itself stays outside: only the node's workloads are
         // balanced at the socket.
         cmd.arg("--socket-lb-cgroup").arg(path);
+    }
+    if let Some(telemetry) = telemetry {
+        cmd.args(telemetry.agent_args(&layout.cluster_name()));
     }
     let child = spawn_detached(
         &mut cmd,

@@ -93,6 +93,20 @@ pub fn up(layout: &Layout, options: UpOptions, files: &[PathBuf]) -> Result<UpRe
     topology::build_underlay(layout, &journal)?;
     let internet = topology::build_internet(layout, &journal)?;
 
+    // The management plane's own processes first: agents export their
+    // telemetry to its gateway from their start.
+    let core = match &control_binaries {
+        Some(bins) => {
+            progress(&format!(
+                "management plane ({}): redis, sluice-control (telemetry gateway), prometheus",
+                layout.mgmt_netns(),
+            ));
+            Some(control::start_core(layout, &journal, bins)?)
+        }
+        None => None,
+    };
+    let telemetry = core.as_ref().map(|_| control::agent_telemetry(layout));
+
     let mut clusters = Vec::new();
     for index in 1..=options.clusters {
         let cluster = layout.for_cluster(index);
@@ -103,23 +117,23 @@ pub fn up(layout: &Layout, options: UpOptions, files: &[PathBuf]) -> Result<UpRe
             cgroup2.as_deref(),
             internet.clone(),
             objects.clone(),
+            telemetry.as_ref(),
             lock,
         )?;
         lock = back;
         clusters.push(state);
     }
 
-    let control = match &control_binaries {
-        Some(bins) => {
+    let control = match core {
+        Some(core) => {
             progress(&format!(
-                "management plane ({}): redis, sluice-control, {} relay agent(s)",
-                layout.mgmt_netns(),
+                "management plane: {} relay agent(s)",
                 options.clusters
             ));
             let layouts: Vec<Layout> = (1..=options.clusters)
                 .map(|i| layout.for_cluster(i))
                 .collect();
-            Some(control::start(layout, &journal, bins, &layouts)?)
+            Some(control::connect_clusters(layout, &journal, core, &layouts)?)
         }
         None => None,
     };
@@ -139,6 +153,7 @@ pub fn up(layout: &Layout, options: UpOptions, files: &[PathBuf]) -> Result<UpRe
 
 /// One cluster: its operator, Node objects, nodes with agents, then the
 /// objects. Returns its state (not yet ready) and the mesh lock.
+#[allow(clippy::too_many_arguments)]
 fn build_cluster(
     cluster: &Layout,
     journal: &Journal,
@@ -146,6 +161,7 @@ fn build_cluster(
     cgroup2: Option<&std::path::Path>,
     internet: ProcessRef,
     objects: Vec<manifests::Manifest>,
+    telemetry: Option<&super::telemetry::AgentTelemetry>,
     lock: MeshLock,
 ) -> Result<(MeshState, MeshLock)> {
     let tag = if options.clusters > 1 {
@@ -195,8 +211,11 @@ fn build_cluster(
             index,
             address,
             cgroup2,
-            options.routing,
-            options.agent_restart,
+            &topology::AgentOptions {
+                routing: options.routing,
+                restart: options.agent_restart,
+                telemetry,
+            },
         )?);
         state.save(&cluster.state_file())?;
         // As a kubelet would: the node is Ready once its agent is.
