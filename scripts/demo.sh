@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's demo: bring the default local mesh up with two clusters and
 # its management plane, run the connectivity test, apply one global policy
-# at the management plane and show it enforced in both clusters, and always
-# tear it down again (also on failure or Ctrl-C).
+# at the management plane and show it enforced in both clusters, read every
+# node's metrics from the mesh's Prometheus, and always tear it down again
+# (also on failure or Ctrl-C).
 # Needs root and a built workspace (`cargo build`; `make demo` does both).
 set -euo pipefail
 
@@ -70,6 +71,23 @@ echo "frontend-0 → backend-0 is now denied in cluster-1 and cluster-2."
 for c in cluster-1 cluster-2; do expect connected "$c"; done
 echo "Deleted: traffic restored in both."
 
+echo
+echo "Telemetry: every agent exports over OTLP to the management plane; its Prometheus has each node:"
+url=$("$SLUICE" mesh status | awk '/prometheus:/ {print $5}')
+query() { # PromQL → "cluster node value" lines (curl from this machine's loopback)
+    curl -s --get "$url/api/v1/query" --data-urlencode "query=$1" \
+        | python3 -c 'import json,sys; [print(r["metric"].get("cluster","-"), r["metric"].get("node","-"), r["value"][1]) for r in json.load(sys.stdin)["data"]["result"]]'
+}
+nodes=0
+for _ in $(seq 1 30); do
+    nodes=$(query 'count by (cluster, node) (sluice_agent_ready)' | wc -l)
+    [[ $nodes -eq 4 ]] && break
+    sleep 1
+done
+[[ $nodes -eq 4 ]] || { echo "demo: expected 4 nodes in Prometheus ($url), got $nodes" >&2; exit 1; }
+echo "packets forwarded per node (sum of sluice_datapath_packets_total), from $url:"
+query 'sum by (cluster, node) (sluice_datapath_packets_total{verdict="FORWARDED"})'
+
 cat <<'NEXT'
 
 Try next (while the mesh is up, e.g. with `sluice mesh up` in your own shell):
@@ -77,5 +95,6 @@ Try next (while the mesh is up, e.g. with `sluice mesh up` in your own shell):
   sluice mesh exec demo/frontend-0 -- ip route
   sluice mesh status --cluster cluster-2
   sluice mesh relay stop --cluster cluster-2    # then apply a global policy, and start it again
+  curl -s "<prometheus URL from sluice mesh status>/api/v1/query?query=sluice_flows_total"
 Tear it down with: sluice mesh down
 NEXT
