@@ -88,6 +88,12 @@ done
 echo "packets forwarded per node (sum of sluice_datapath_packets_total), from $url:"
 query 'sum by (cluster, node) (sluice_datapath_packets_total{verdict="FORWARDED"})'
 
+echo
+echo "Insights from the management plane (analyzer, snapshots and PromQL on that Prometheus):"
+"$SLUICE" insights list --mesh "$MESH"
+"$SLUICE" insights list --mesh "$MESH" -o json | grep -q '"code": "SEC0001"' \
+    || { echo "demo: expected SEC0001 (namespace demo has no default deny)" >&2; exit 1; }
+
 cat <<'NEXT'
 
 Try next (while the mesh is up, e.g. with `sluice mesh up` in your own shell):

@@ -38,13 +38,16 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 const RULES: &str = include_str!("../../../deploy/prometheus/sluice-rules.yaml");
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// sluice-control's arguments for its gateway role.
+/// sluice-control's arguments for its gateway role, and for its insights
+/// engine's PromQL (the mesh's Prometheus, same namespace).
 pub fn control_args() -> Vec<String> {
     vec![
         "--otlp-addr".into(),
         format!("{MGMT_ADDRESS}:{OTLP_PORT}"),
         "--telemetry-metrics-addr".into(),
         GATEWAY_METRICS_ADDR.into(),
+        "--prometheus-url".into(),
+        format!("http://{PROMETHEUS_ADDR}"),
     ]
 }
 
