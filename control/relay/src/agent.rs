@@ -250,7 +250,7 @@ impl RelayAgent {
             .await
             .map_err(|e| AgentError::Connect {
                 server: self.config.server.clone(),
-                reason: error_chain(&e),
+                reason: with_tls_hint(error_chain(&e)),
             })
     }
 
@@ -406,6 +406,10 @@ fn status_text(status: &tonic::Status) -> String {
         text.push_str(": ");
         text.push_str(&error_chain(source));
     }
+    with_tls_hint(text)
+}
+
+fn with_tls_hint(mut text: String) -> String {
     if let Some(hint) = tls_hint(&text) {
         text.push_str(" (");
         text.push_str(hint);

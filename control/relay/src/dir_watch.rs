@@ -15,6 +15,17 @@ use std::{
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 
+/// How long after a directory appears the watcher wakes again (see
+/// `ensure_watching`).
+const NEW_DIRECTORY_REWAKE: Duration = Duration::from_millis(200);
+
+fn created_a_directory(event: &notify::Event) -> bool {
+    matches!(
+        event.kind,
+        notify::EventKind::Create(notify::event::CreateKind::Folder)
+    )
+}
+
 /// Watches one directory tree; [`DirWatch::changed`] resolves on the next
 /// change (or resync).
 pub struct DirWatch {
@@ -62,6 +73,17 @@ impl DirWatch {
             if relevant {
                 wake.notify_one();
             }
+            if event.as_ref().is_ok_and(created_a_directory) {
+                // notify adds the watch on a new directory only after this
+                // handler returns; files written into it in between give no
+                // event. Wake once more after the watch is in place so the
+                // reader re-reads them.
+                let wake = wake.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(NEW_DIRECTORY_REWAKE);
+                    wake.notify_one();
+                });
+            }
         })
         .and_then(|mut w| w.watch(&self.dir, RecursiveMode::Recursive).map(|()| w));
         match started {
@@ -92,12 +114,23 @@ mod tests {
     #[tokio::test]
     async fn a_write_wakes_the_watcher_before_the_resync() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
         // A resync far beyond the test's life: only inotify can wake it.
         let watch = DirWatch::new(dir.path(), Duration::from_secs(3600));
         assert!(watch.watching());
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        changed_or_hang_guard(&watch).await;
         std::fs::write(dir.path().join("sub/a.yaml"), "kind: X").unwrap();
+        changed_or_hang_guard(&watch).await;
+    }
+
+    #[tokio::test]
+    async fn a_file_written_into_a_new_directory_is_not_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = DirWatch::new(dir.path(), Duration::from_secs(3600));
+        // Written before notify can watch "new": its event may be lost, the
+        // second wake-up (the file's event or the re-wake) must still come.
+        std::fs::create_dir(dir.path().join("new")).unwrap();
+        std::fs::write(dir.path().join("new/a.yaml"), "kind: X").unwrap();
+        changed_or_hang_guard(&watch).await;
         changed_or_hang_guard(&watch).await;
     }
 

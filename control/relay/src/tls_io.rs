@@ -157,10 +157,47 @@ pub async fn connect(
                 let tcp = TcpStream::connect(&addr).await?;
                 let _ = tcp.set_nodelay(true);
                 let tls = connector.connect(name, tcp).await?;
-                Ok::<_, io::Error>(TokioIo::new(tls))
+                Ok::<_, io::Error>(TokioIo::new(await_server_verdict(tls).await?))
             }
         }))
         .await
+}
+
+/// A client TLS stream whose first bytes from the server were already read
+/// (and are replayed first).
+type VerdictStream = tokio::io::Join<
+    tokio::io::Chain<io::Cursor<Vec<u8>>, tokio::io::ReadHalf<ClientTls>>,
+    tokio::io::WriteHalf<ClientTls>,
+>;
+type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Waits for the server's first bytes before the stream is used. In TLS 1.3
+/// the client finishes its handshake before the server has checked the
+/// client's certificate; a refusal (expired, foreign CA, revoked) then
+/// arrives as an alert, or the server just closes. Without this wait our
+/// first write (the HTTP/2 preface) could hit the closed socket and the
+/// agent would report "broken pipe" instead of the alert that says why.
+/// An accepting relay always speaks first (HTTP/2 SETTINGS).
+async fn await_server_verdict(mut tls: ClientTls) -> io::Result<VerdictStream> {
+    use tokio::io::AsyncReadExt;
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.read(&mut first))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the relay sent nothing after the TLS handshake",
+            )
+        })??;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the relay closed the connection right after the TLS handshake",
+        ));
+    }
+    first.truncate(n);
+    let (read, write) = tokio::io::split(tls);
+    Ok(tokio::io::join(io::Cursor::new(first).chain(read), write))
 }
 
 /// The error and every cause, on one line ("a: b: c"), so a refused
