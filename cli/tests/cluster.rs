@@ -38,6 +38,7 @@ fn register_list_and_deregister_clusters() {
             resources_dir: None,
             client_cert_secs: 3600,
             tick: Duration::from_millis(100),
+            snapshot_deadline: Duration::from_secs(5),
         };
         let hub = Hub::new(store, authority, config).await.unwrap();
         let listener = server::bind_management(&socket).unwrap();

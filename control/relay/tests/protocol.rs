@@ -149,3 +149,24 @@ async fn bad_messages_are_refused_with_a_reason_and_store_nothing() {
         "{status:?}"
     );
 }
+
+#[tokio::test]
+async fn a_snapshot_stalled_mid_way_is_ended_and_frees_its_assembly_slot() {
+    let control = Control::start(3600).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = client(&control, "c1", dir.path()).await;
+    // The first chunk, then silence (the stream stays open).
+    let status = stream_error(&mut client, vec![chunk(1, 0, false, vec![pod("a/p")])]).await;
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("not complete"), "{status:?}");
+    assert!(control.hub.store.objects("c1").await.unwrap().is_empty());
+    assert_eq!(control.refused("snapshot_deadline"), 1);
+    common::wait_for(
+        "the slot back",
+        std::time::Duration::from_secs(10),
+        async || {
+            control.hub.snapshot_slots.available_permits() == sluice_relay::MAX_CONCURRENT_SNAPSHOTS
+        },
+    )
+    .await;
+}

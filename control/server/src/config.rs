@@ -14,6 +14,7 @@ pub const DEFAULT_SERVER_NAMES: &str = "sluice-control,localhost,127.0.0.1";
 pub const DEFAULT_CLIENT_CERT_SECS: u64 = sluice_pki::DEFAULT_CLIENT_CERT_SECS;
 pub const DEFAULT_SERVER_CERT_SECS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_TICK_MS: u64 = 500;
+pub const DEFAULT_SNAPSHOT_DEADLINE_SECS: u64 = 300;
 /// Seconds between insights passes.
 pub const DEFAULT_INSIGHTS_INTERVAL_SECS: u64 = 10;
 
@@ -119,6 +120,11 @@ pub struct Config {
     /// Entries kept per cluster log stream (XADD MAXLEN ~).
     #[arg(long, env = "SLUICE_TELEMETRY_LOG_MAXLEN", default_value_t = sluice_telemetry::config::DEFAULT_LOG_STREAM_MAXLEN)]
     pub telemetry_log_maxlen: usize,
+
+    /// A relay stream that has not finished a full snapshot this many
+    /// seconds after its first chunk is ended (frees its assembly slot).
+    #[arg(long, env = "SLUICE_SNAPSHOT_DEADLINE_SECS", default_value_t = DEFAULT_SNAPSHOT_DEADLINE_SECS)]
+    pub snapshot_deadline_secs: u64,
 
     /// How often Redis, the resources and safe mode are checked (ms).
     #[arg(long, env = "SLUICE_CONTROL_TICK_MS", default_value_t = DEFAULT_TICK_MS)]

@@ -65,6 +65,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             resources_dir: config.resources.clone(),
             client_cert_secs: config.client_cert_secs,
             tick: Duration::from_millis(config.tick_ms),
+            snapshot_deadline: Duration::from_secs(config.snapshot_deadline_secs),
         };
         let authority = Authority::load_or_create(&config.state_dir.join("pki"), own_root, now)?;
         match Hub::new(store.clone(), authority, hub_config).await {

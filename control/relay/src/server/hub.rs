@@ -46,6 +46,10 @@ pub struct HubConfig {
     pub client_cert_secs: u64,
     /// How often the hub checks Redis, resources, safe mode and pushes.
     pub tick: Duration,
+    /// Longest a full snapshot may take from its first chunk to its last;
+    /// a stream that stalls mid-snapshot is ended so it cannot hold one of
+    /// the [`crate::MAX_CONCURRENT_SNAPSHOTS`] assembly slots for ever.
+    pub snapshot_deadline: Duration,
 }
 
 pub struct Hub {

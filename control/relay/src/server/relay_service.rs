@@ -236,6 +236,13 @@ fn check_ref(kind: &str, key: &str) -> Result<(), Status> {
     Ok(())
 }
 
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 struct PendingSnapshot {
     /// One of the hub's [`crate::MAX_CONCURRENT_SNAPSHOTS`] slots.
     _slot: tokio::sync::OwnedSemaphorePermit,
@@ -264,10 +271,21 @@ impl StreamState<'_> {
         mut close: oneshot::Receiver<String>,
     ) -> Result<(), Status> {
         loop {
+            let deadline = self
+                .pending
+                .as_ref()
+                .map(|p| p.started + self.hub.config.snapshot_deadline);
             let message = tokio::select! {
                 reason = &mut close => {
                     let reason = reason.unwrap_or_else(|_| "closed".into());
                     return Err(Status::permission_denied(reason));
+                }
+                () = sleep_until_or_forever(deadline) => {
+                    self.hub.metrics.refuse("snapshot_deadline");
+                    return Err(Status::deadline_exceeded(format!(
+                        "the snapshot was not complete {:?} after its first chunk; reconnect and send it again",
+                        self.hub.config.snapshot_deadline
+                    )));
                 }
                 message = inbound.message() => message?,
             };

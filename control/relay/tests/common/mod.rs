@@ -57,6 +57,7 @@ impl Control {
             resources_dir: Some(dir.path().join("resources")),
             client_cert_secs,
             tick: Duration::from_millis(100),
+            snapshot_deadline: Duration::from_secs(5),
         };
         let hub = Hub::new(store, authority, config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
