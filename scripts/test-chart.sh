@@ -56,8 +56,8 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # 3. lint and render
-declare -A value_sets=([default]="" [chained]="$chart/ci/chained-values.yaml")
-for name in default chained; do
+declare -A value_sets=([default]="" [chained]="$chart/ci/chained-values.yaml" [relay]="$chart/ci/relay-values.yaml")
+for name in default chained relay; do
     args=()
     [ -n "${value_sets[$name]}" ] && args=(-f "${value_sets[$name]}")
     "$helm" lint --strict "$chart" "${args[@]}" >"$out/lint-$name.log" 2>&1 \
@@ -80,6 +80,16 @@ fi
     | grep -A1 'name: SLUICE_ROUTING' | grep -q '"tunnel"' \
     || fail "agent.routing=tunnel does not reach the agent as SLUICE_ROUTING"
 log "agent.routing: validated and passed to the agent"
+if "$helm" template sluice "$chart" --set relay.enabled=true >/dev/null 2>&1; then
+    fail "helm template accepted relay.enabled without relay.clusterName"
+fi
+if "$helm" template sluice "$chart" --set relay.enabled=true --set relay.clusterName=Bad_Name >/dev/null 2>&1; then
+    fail "helm template accepted a relay.clusterName that is not a DNS label"
+fi
+"$helm" template sluice "$chart" -f "$chart/ci/relay-values.yaml" \
+    | grep -A1 'name: SLUICE_CLUSTER_NAME' | grep -q '"cluster-1"' \
+    || fail "relay.clusterName does not reach the relay as SLUICE_CLUSTER_NAME"
+log "relay: validated and passed to the relay agent"
 
 # 4. validate every manifest; 5. run install-cni as the init container would.
 "$venv/bin/python" - "$out" "$chart" "$K8S_VERSION" "$repo" <<'PY'
@@ -121,7 +131,7 @@ def validate(doc, where):
     return "kubernetes"
 
 failures = []
-for name in ("default", "chained"):
+for name in ("default", "chained", "relay"):
     rendered = docs(os.path.join(out, f"{name}.yaml"))
     counts = {}
     for doc in rendered:

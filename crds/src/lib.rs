@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod condition;
+pub mod control;
 pub mod object;
 pub mod policy;
 pub mod validate;
@@ -18,6 +19,7 @@ pub use crate::{
         SluiceNodeSpec, cluster_crds,
     },
     condition::{VALID_CONDITION, valid_condition},
+    control::{InsightsConfig, RootTrustPolicy, control_crds},
     object::{SluiceClusterwideNetworkPolicy, SluiceNetworkPolicy},
     policy::{
         API_VERSION, EgressRule, Entity, GROUP, IngressRule, IpBlock, Peer, PolicyPort,
@@ -36,10 +38,15 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     ]
 }
 
-/// Every CRD this crate defines: the policy CRDs, then the cluster-state
-/// CRDs (`SluiceNode`, `SluiceIdentity`, `SluiceEndpoint`), in a stable order.
+/// Every CRD this crate defines: the policy CRDs, the cluster-state CRDs
+/// (`SluiceNode`, `SluiceIdentity`, `SluiceEndpoint`), then the management
+/// plane's (`InsightsConfig`, `RootTrustPolicy`), in a stable order.
 pub fn every_crd() -> Vec<CustomResourceDefinition> {
-    all_crds().into_iter().chain(cluster_crds()).collect()
+    all_crds()
+        .into_iter()
+        .chain(cluster_crds())
+        .chain(control_crds())
+        .collect()
 }
 
 #[cfg(test)]

@@ -503,6 +503,7 @@ impl KubernetesSource {
 #[cfg(test)]
 mod tests {
     use kube::core::Status;
+    use serde::Deserialize;
 
     use super::*;
 
@@ -561,5 +562,51 @@ mod tests {
             ("example.com", "widgets")
         );
         assert!(namespaced);
+    }
+    /// The chart's ClusterRole (deploy/helm/sluice/templates/relay-rbac.yaml)
+    /// grants exactly what the relay needs: watching every kind, applying
+    /// and deleting the pushed ones. A kind added here without its rule
+    /// would only show up as "forbidden" in a real cluster.
+    #[test]
+    fn the_charts_cluster_role_grants_every_watched_and_pushed_kind() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/helm/sluice/templates/relay-rbac.yaml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        // Template lines out; what is left is plain YAML.
+        let plain: String = text
+            .lines()
+            .filter(|l| !l.contains("{{"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let role = serde_yaml::Deserializer::from_str(&plain)
+            .map(|d| Value::deserialize(d).unwrap())
+            .find(|d| d["kind"] == "ClusterRole")
+            .expect("a ClusterRole");
+        let grants = |group: &str, plural: &str, verb: &str| {
+            role["rules"].as_array().unwrap().iter().any(|r| {
+                let has = |field: &str, want: &str| {
+                    r[field].as_array().unwrap().iter().any(|v| v == want)
+                };
+                has("apiGroups", group) && has("resources", plural) && has("verbs", verb)
+            })
+        };
+        for kind in KINDS {
+            for verb in ["get", "list", "watch"] {
+                assert!(
+                    grants(kind.group, kind.plural, verb),
+                    "{verb} {}/{}",
+                    kind.group,
+                    kind.plural
+                );
+            }
+        }
+        for managed in MANAGED_KINDS {
+            let kind = kind_named(managed).unwrap();
+            for verb in ["create", "patch", "delete"] {
+                assert!(grants(kind.group, kind.plural, verb), "{verb} {managed}");
+            }
+        }
     }
 }

@@ -31,3 +31,8 @@ prometheus.io/port: {{ $port | quote }}
 prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
+
+{{- define "sluice.relay.selector" -}}
+app.kubernetes.io/name: sluice-relay
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
