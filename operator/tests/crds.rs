@@ -41,7 +41,7 @@ fn committed_crds_match_crdgen() {
 }
 
 #[test]
-fn crdgen_covers_policy_and_cluster_kinds() {
+fn crdgen_covers_policy_cluster_and_control_kinds() {
     let names: Vec<_> = crd_yaml::render()
         .expect("render")
         .into_iter()
@@ -55,6 +55,8 @@ fn crdgen_covers_policy_and_cluster_kinds() {
             "sluicenodes.sluice.io.yaml",
             "sluiceidentities.sluice.io.yaml",
             "sluiceendpoints.sluice.io.yaml",
+            "insightsconfigs.control.sluice.io.yaml",
+            "roottrustpolicies.control.sluice.io.yaml",
         ]
     );
 }
