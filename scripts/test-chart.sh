@@ -80,6 +80,24 @@ fi
     | grep -A1 'name: SLUICE_ROUTING' | grep -q '"tunnel"' \
     || fail "agent.routing=tunnel does not reach the agent as SLUICE_ROUTING"
 log "agent.routing: validated and passed to the agent"
+# The management plane's chart.
+control_chart="$repo/deploy/helm/sluice-control"
+declare -A control_sets=([control-default]="" [control-full]="$control_chart/ci/full-values.yaml")
+for name in control-default control-full; do
+    args=()
+    [ -n "${control_sets[$name]}" ] && args=(-f "${control_sets[$name]}")
+    "$helm" lint --strict "$control_chart" "${args[@]}" >"$out/lint-$name.log" 2>&1 \
+        || { cat "$out/lint-$name.log"; fail "helm lint sluice-control ($name values)"; }
+    "$helm" template sluice-control "$control_chart" --namespace sluice-system "${args[@]}" \
+        >"$out/$name.yaml" || fail "helm template sluice-control ($name values)"
+    log "helm lint + template sluice-control ($name values): ok"
+done
+if "$helm" template sluice-control "$control_chart" --set redis.urlSecret= >/dev/null 2>&1; then
+    fail "helm template accepted sluice-control without redis.urlSecret"
+fi
+if "$helm" template sluice-control "$control_chart" --set service.type=Bogus >/dev/null 2>&1; then
+    fail "helm template accepted sluice-control service.type=Bogus"
+fi
 if "$helm" template sluice "$chart" --set relay.enabled=true >/dev/null 2>&1; then
     fail "helm template accepted relay.enabled without relay.clusterName"
 fi
@@ -131,7 +149,7 @@ def validate(doc, where):
     return "kubernetes"
 
 failures = []
-for name in ("default", "chained", "relay"):
+for name in ("default", "chained", "relay", "control-default", "control-full"):
     rendered = docs(os.path.join(out, f"{name}.yaml"))
     counts = {}
     for doc in rendered:

@@ -140,3 +140,34 @@ pub struct Config {
     #[arg(long, env = "SLUICE_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Config;
+
+    /// Every `SLUICE_*` variable the Helm chart sets is one sluice-control
+    /// reads: a typo there would silently fall back to a default.
+    #[test]
+    fn the_charts_environment_names_real_settings() {
+        let known: Vec<String> = Config::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        let template =
+            include_str!("../../../deploy/helm/sluice-control/templates/deployment.yaml");
+        let set: Vec<&str> = template
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- name: "))
+            .filter(|n| n.starts_with("SLUICE_"))
+            .collect();
+        assert!(set.len() >= 10, "{set:?}");
+        for name in set {
+            assert!(
+                known.iter().any(|k| k == name),
+                "{name} is not a sluice-control setting"
+            );
+        }
+    }
+}
