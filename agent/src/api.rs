@@ -421,30 +421,7 @@ impl Agent for AgentService {
         &self,
         _: Request<pb::ListRejectedRequest>,
     ) -> Result<Response<pb::ListRejectedResponse>, Status> {
-        let policies = self
-            .policy
-            .rejected()
-            .into_iter()
-            .map(|r| pb::RejectedObject {
-                kind: format!("{:?}", r.policy.kind),
-                namespace: r.policy.namespace.unwrap_or_default(),
-                name: r.policy.name,
-                reasons: r.reasons,
-            });
-        let services = self
-            .store
-            .list::<k8s_openapi::api::core::v1::Service>()
-            .into_iter()
-            .filter_map(|service| {
-                let reasons = crate::services::model::unsupported(&service);
-                (!reasons.is_empty()).then(|| pb::RejectedObject {
-                    kind: "Service".to_owned(),
-                    namespace: service.metadata.namespace.clone().unwrap_or_default(),
-                    name: service.metadata.name.clone().unwrap_or_default(),
-                    reasons,
-                })
-            });
-        let objects = policies.chain(services).collect();
+        let objects = crate::rejected::rejected_objects(&self.policy, &self.store);
         Ok(Response::new(pb::ListRejectedResponse { objects }))
     }
 

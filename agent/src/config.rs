@@ -117,6 +117,8 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9091";
 pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// Default interval between conntrack/NAT garbage collections.
 pub const DEFAULT_CT_GC_INTERVAL_SECS: u64 = 30;
+/// Default `--status-interval` (seconds).
+pub const DEFAULT_STATUS_INTERVAL_SECS: u64 = 10;
 /// Default time graceful shutdown may take before the agent exits anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
@@ -310,6 +312,14 @@ pub struct AgentConfig {
     /// Seconds between conntrack/NAT garbage collections.
     #[arg(long, env = "SLUICE_CT_GC_INTERVAL", default_value_t = DEFAULT_CT_GC_INTERVAL_SECS)]
     pub ct_gc_interval: u64,
+
+    /// Seconds between heartbeats of the agent's own status
+    /// (`SluiceNode.status.agent`: version, readiness, map fill, rejected
+    /// objects); changes are published within a second anyway. Readers
+    /// count a status older than three intervals as stale. Published with
+    /// `--source kubernetes` and with `--cluster-state`; 0 turns it off.
+    #[arg(long, env = "SLUICE_STATUS_INTERVAL", default_value_t = DEFAULT_STATUS_INTERVAL_SECS)]
+    pub status_interval: u64,
 
     /// Socket-level load balancing: attach the cgroup programs that give
     /// sockets of every process below this cgroup v2 directory a backend

@@ -386,6 +386,7 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
         flows.clone(),
     )?;
     let (metric_identities, metric_flows) = (identities.clone(), flows.clone());
+    let (pin_dir_for_status, store_for_status) = (pin_dir.clone(), store.clone());
     let api_latency = ApiLatency::default();
     let service = AgentService {
         node_name: config.node_name.clone(),
@@ -429,6 +430,20 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
     let http = tokio::spawn(metrics::serve(config.metrics_addr, router, stopped()));
 
     ready.store(true, Ordering::Release);
+    if let (Some(cluster), true) = (&mut cluster, config.status_interval > 0) {
+        let observe = status_observer(
+            pin_dir_for_status,
+            config.routing,
+            ready.clone(),
+            policy.clone(),
+            store_for_status,
+        );
+        cluster.publish_agent_status(
+            &config.node_name,
+            Duration::from_secs(config.status_interval),
+            observe,
+        );
+    }
     info!(
         socket = %config.api_socket.display(),
         metrics = %config.metrics_addr,
@@ -467,6 +482,35 @@ async fn run_async(config: AgentConfig) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// What the status publisher reads: readiness and rejected objects at
+/// every check, map fill when asked (once per heartbeat).
+fn status_observer(
+    pin_dir: std::path::PathBuf,
+    routing: crate::config::RoutingMode,
+    ready: Arc<AtomicBool>,
+    policy: Arc<PolicyController>,
+    store: Arc<Store>,
+) -> impl Fn(bool) -> crate::agent_status::Observed + Send + Sync + 'static {
+    use clap::ValueEnum;
+    let routing_mode = routing
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    move |with_maps| crate::agent_status::Observed {
+        ready: ready.load(Ordering::Acquire),
+        routing_mode: routing_mode.clone(),
+        maps: if with_maps {
+            crate::map_fill::map_fills(&pin_dir).unwrap_or_else(|e| {
+                tracing::warn!("agent status: cannot read map fill: {e:#}");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        },
+        rejected: crate::rejected::rejected_objects(&policy, &store),
     }
 }
 

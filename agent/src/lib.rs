@@ -3,6 +3,7 @@
 //!
 //! `lib.rs` only declares modules; each owns one concern.
 
+pub mod agent_status;
 pub mod api;
 pub mod api_metrics;
 pub mod api_server;
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod inspect;
 pub mod ipam;
 pub mod labels;
+pub mod map_fill;
 pub mod memory;
 pub mod metrics;
 pub mod netns;
@@ -29,6 +31,7 @@ pub mod pod_ports;
 pub mod policy;
 pub mod policy_controller;
 pub mod prefilter;
+pub mod rejected;
 pub mod routing;
 pub mod services;
 pub mod sources;

@@ -21,18 +21,12 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use sluice_bpf_common::pin::{
-    CT_MAP, ENDPOINTS_MAP, IPCACHE_MAP, LB_BACKENDS_MAP, LB_SERVICES_MAP, POLICY_MAP,
-    PREFILTER_MAP, SNAT_MAP, SNAT_REV_MAP,
-};
-
 use crate::{
-    datapath::maps::{
-        EndpointMap, conntrack, nat, read_counters, read_ipcache, read_lb, read_policy,
-    },
+    datapath::maps::{read_counters, read_lb},
     endpoints::EndpointRegistry,
     flows::buffer::FlowBuffer,
     identity::IdentityAllocator,
+    map_fill::map_fills,
 };
 
 /// What the agent reports about itself and its datapath.
@@ -50,27 +44,6 @@ impl fmt::Debug for AgentCollector {
             .field("pin_dir", &self.pin_dir)
             .finish()
     }
-}
-
-/// Entries now in each datapath map that fills up (counted at scrape time,
-/// so a scrape costs a walk of each map).
-pub(crate) fn map_entries(pin_dir: &std::path::Path) -> anyhow::Result<Vec<(&'static str, usize)>> {
-    let lb = read_lb(pin_dir)?;
-    let (snat, snat_rev) = nat(pin_dir)?;
-    Ok(vec![
-        (ENDPOINTS_MAP, EndpointMap::open(pin_dir)?.list()?.len()),
-        (CT_MAP, conntrack(pin_dir)?.list()?.len()),
-        (SNAT_MAP, snat.list()?.len()),
-        (SNAT_REV_MAP, snat_rev.list()?.len()),
-        (LB_SERVICES_MAP, lb.services.len()),
-        (LB_BACKENDS_MAP, lb.backends.len()),
-        (POLICY_MAP, read_policy(pin_dir)?.len()),
-        (IPCACHE_MAP, read_ipcache(pin_dir)?.len()),
-        (
-            PREFILTER_MAP,
-            crate::prefilter::read_prefilter(pin_dir)?.len(),
-        ),
-    ])
 }
 
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::Result {
@@ -113,8 +86,8 @@ impl Collector for AgentCollector {
                 frontends as i64,
             )?;
         }
-        match map_entries(&self.pin_dir) {
-            Ok(entries) => {
+        match map_fills(&self.pin_dir) {
+            Ok(fills) => {
                 let sample = ConstGauge::new(0i64);
                 let mut family = encoder.encode_descriptor(
                     "sluice_map_entries",
@@ -122,9 +95,9 @@ impl Collector for AgentCollector {
                     None,
                     sample.metric_type(),
                 )?;
-                for (map, count) in &entries {
-                    ConstGauge::new(*count as i64)
-                        .encode(family.encode_family(&vec![("map", *map)])?)?;
+                for fill in &fills {
+                    ConstGauge::new(fill.used as i64)
+                        .encode(family.encode_family(&vec![("map", fill.map.as_str())])?)?;
                 }
                 let mut family = encoder.encode_descriptor(
                     "sluice_map_capacity",
@@ -132,11 +105,9 @@ impl Collector for AgentCollector {
                     None,
                     sample.metric_type(),
                 )?;
-                for (map, _) in &entries {
-                    if let Ok(info) = aya::maps::MapInfo::from_pin(self.pin_dir.join(map)) {
-                        ConstGauge::new(i64::from(info.max_entries()))
-                            .encode(family.encode_family(&vec![("map", *map)])?)?;
-                    }
+                for fill in fills.iter().filter(|f| f.capacity > 0) {
+                    ConstGauge::new(fill.capacity as i64)
+                        .encode(family.encode_family(&vec![("map", fill.map.as_str())])?)?;
                 }
             }
             Err(e) => tracing::warn!("cannot count map entries: {e:#}"),

@@ -132,6 +132,7 @@ mod tests {
         );
         node.status = Some(SluiceNodeStatus {
             pod_cidr: cidr.map(Into::into),
+            agent: None,
         });
         node
     }

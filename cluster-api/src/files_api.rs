@@ -5,6 +5,9 @@
 //! - `sluiceidentities/<name>.yaml`: one `SluiceIdentity` per file;
 //! - `sluiceendpoints/<namespace>.<name>.yaml`: one `SluiceEndpoint` per
 //!   file (namespaces are DNS labels: the first `.` separates);
+//! - `sluicenodes/<name>.yaml`: one `SluiceNode` per node, holding only
+//!   what the node's agent writes (`status.agent`); the relay agent of the
+//!   cluster reads it with the rest of the manifests directory;
 //! - `.lock`: taken (flock) by every read-modify-write.
 //!
 //! What the protocol relies on, and how it holds here:
@@ -33,12 +36,18 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{Resource, ResourceExt};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Serialize, de::DeserializeOwned};
-use sluice_crds::{SluiceEndpoint, SluiceIdentity, cluster::SluiceIdentityStatus};
+use sluice_crds::{
+    NodeAgentStatus, SluiceEndpoint, SluiceIdentity, SluiceNode, SluiceNodeSpec, SluiceNodeStatus,
+    cluster::SluiceIdentityStatus,
+};
 
 use crate::{ApiError, ApiFuture, ClusterApi, NODE_LABEL, Precondition, WatchStream};
 
 pub const IDENTITIES_DIR: &str = "sluiceidentities";
 pub const ENDPOINTS_DIR: &str = "sluiceendpoints";
+/// Made on the first agent status, so a directory without agents stays
+/// as it was.
+pub const NODES_DIR: &str = "sluicenodes";
 const LOCK_FILE: &str = ".lock";
 const SUFFIX: &str = ".yaml";
 
@@ -221,6 +230,32 @@ impl FilesApi {
         }
     }
 
+    /// Replaces `status.agent` of the node's object (made if absent).
+    fn set_agent_status(&self, node: &str, status: &NodeAgentStatus) -> Result<(), ApiError> {
+        check_name("SluiceNode name", node)?;
+        let dir = self.root.join(NODES_DIR);
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let path = dir.join(format!("{node}{SUFFIX}"));
+        let _lock = self.lock()?;
+        match read::<SluiceNode>(&path)? {
+            Some(mut object) => {
+                object
+                    .status
+                    .get_or_insert_with(SluiceNodeStatus::default)
+                    .agent = Some(status.clone());
+                self.replace(&path, &mut object)
+            }
+            None => {
+                let mut object = SluiceNode::new(node, SluiceNodeSpec::default());
+                object.status = Some(SluiceNodeStatus {
+                    pod_cidr: None,
+                    agent: Some(status.clone()),
+                });
+                self.create(&path, &object).map(|_| ())
+            }
+        }
+    }
+
     fn list_endpoints_of(&self, node: Option<&str>) -> Result<Vec<SluiceEndpoint>, ApiError> {
         let all = list_dir::<SluiceEndpoint>(&self.endpoints_dir())?;
         Ok(all
@@ -374,6 +409,14 @@ impl ClusterApi for FilesApi {
 
     fn watch_endpoints(&self) -> WatchStream<SluiceEndpoint> {
         watch::watch_dir(self.endpoints_dir())
+    }
+
+    fn apply_node_agent_status<'a>(
+        &'a self,
+        node: &'a str,
+        status: &'a NodeAgentStatus,
+    ) -> ApiFuture<'a, ()> {
+        async move { self.set_agent_status(node, status) }.boxed()
     }
 }
 

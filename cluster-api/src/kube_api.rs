@@ -7,7 +7,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
-use sluice_crds::{SluiceEndpoint, SluiceIdentity};
+use sluice_crds::{NodeAgentStatus, SluiceEndpoint, SluiceIdentity, SluiceNode};
 
 use crate::{ApiError, ApiFuture, ClusterApi, NODE_LABEL, Precondition, WatchStream};
 
@@ -182,6 +182,29 @@ impl ClusterApi for KubeApi {
         )
         .default_backoff()
         .map_err(ApiError::Watch)
+        .boxed()
+    }
+
+    fn apply_node_agent_status<'a>(
+        &'a self,
+        node: &'a str,
+        status: &'a NodeAgentStatus,
+    ) -> ApiFuture<'a, ()> {
+        async move {
+            // Server-side apply of only `status.agent`: the operator's
+            // `status.podCIDR` has its own field manager and stays.
+            let patch = json!({
+                "apiVersion": "sluice.io/v1alpha1",
+                "kind": "SluiceNode",
+                "status": {"agent": status},
+            });
+            let params = PatchParams::apply(&self.field_manager).force();
+            Api::<SluiceNode>::all(self.client.clone())
+                .patch_status(node, &params, &Patch::Apply(patch))
+                .await
+                .map_err(from_kube)?;
+            Ok(())
+        }
         .boxed()
     }
 }

@@ -1,6 +1,6 @@
 //! The cluster-state protocol's view of the API server: the few operations
 //! agents and the operator need on `SluiceIdentity` and `SluiceEndpoint`
-//! objects, behind one trait ([`ClusterApi`]) with two backends:
+//! objects (and the node agent's own `SluiceNode.status.agent`), behind one trait ([`ClusterApi`]) with two backends:
 //!
 //! - [`kube_api::KubeApi`]: a real API server through kube-rs (cluster
 //!   mode, `--source kubernetes`);
@@ -19,7 +19,7 @@ pub mod kube_api;
 
 use futures::{future::BoxFuture, stream::BoxStream};
 pub use kube::runtime::watcher::Event;
-use sluice_crds::{SluiceEndpoint, SluiceIdentity};
+use sluice_crds::{NodeAgentStatus, SluiceEndpoint, SluiceIdentity};
 
 /// Label on each `SluiceEndpoint`: the node that wrote it.
 pub const NODE_LABEL: &str = "sluice.io/node";
@@ -105,4 +105,12 @@ pub trait ClusterApi: Send + Sync {
         precondition: &'a Precondition,
     ) -> ApiFuture<'a, ()>;
     fn watch_endpoints(&self) -> WatchStream<SluiceEndpoint>;
+
+    /// Sets `status.agent` of the `SluiceNode` named `node` (the node
+    /// agent's own status), leaving the rest of the object alone.
+    fn apply_node_agent_status<'a>(
+        &'a self,
+        node: &'a str,
+        status: &'a NodeAgentStatus,
+    ) -> ApiFuture<'a, ()>;
 }

@@ -1,6 +1,7 @@
 //! Cluster-state CRDs the operator writes and the agents read:
 //! - `SluiceNode` (cluster-scoped, named like its Node): the node's pod CIDR
-//!   from the cluster pool, in `status.podCIDR`;
+//!   from the cluster pool, in `status.podCIDR`, and the node agent's own
+//!   status in `status.agent` ([`crate::node_agent`]);
 //! - `SluiceIdentity` (cluster-scoped, named by its number, e.g. `256`): one
 //!   per security label set, so every node maps a label set to one number;
 //!   the name makes numbers unique (a second create of `256` is a 409);
@@ -18,6 +19,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::node_agent::NodeAgentStatus;
 
 /// Dotted-quad IPv4 address (schema pattern; octet ranges are not checked).
 const IPV4_PATTERN: &str = r"^([0-9]{1,3}\.){3}[0-9]{1,3}$";
@@ -53,7 +56,8 @@ pub struct SluiceNodeSpec {
     pub node_uid: String,
 }
 
-/// Written by the operator's IPAM controller.
+/// `podCIDR` is written by the operator's IPAM controller, `agent` by the
+/// node's agent (each with its own field manager).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SluiceNodeStatus {
     /// The node's pod CIDR, carved from the cluster pool; never handed to
@@ -61,6 +65,10 @@ pub struct SluiceNodeStatus {
     #[serde(rename = "podCIDR", default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = IPV4_CIDR_PATTERN))]
     pub pod_cidr: Option<String>,
+    /// The node agent's own status (version, readiness, heartbeat, map
+    /// fill, rejected objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<NodeAgentStatus>,
 }
 
 /// Spec of a `SluiceIdentity`: the label set the number stands for.

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod condition;
 pub mod control;
+pub mod node_agent;
 pub mod object;
 pub mod policy;
 pub mod validate;
@@ -16,10 +17,11 @@ use kube::CustomResourceExt;
 pub use crate::{
     cluster::{
         SluiceEndpoint, SluiceEndpointSpec, SluiceIdentity, SluiceIdentitySpec, SluiceNode,
-        SluiceNodeSpec, cluster_crds,
+        SluiceNodeSpec, SluiceNodeStatus, cluster_crds,
     },
     condition::{VALID_CONDITION, valid_condition},
     control::{InsightsConfig, RootTrustPolicy, control_crds},
+    node_agent::{MapFill, NodeAgentStatus, RejectedObject},
     object::{SluiceClusterwideNetworkPolicy, SluiceNetworkPolicy},
     policy::{
         API_VERSION, EgressRule, Entity, GROUP, IngressRule, IpBlock, Peer, PolicyPort,

@@ -244,7 +244,7 @@ fn datapath_instruments(
             .i64_observable_gauge("sluice_map_entries")
             .with_description("Entries in a datapath map")
             .with_callback(move |o| {
-                if let Ok(entries) = crate::metrics::map_entries(&dir) {
+                if let Ok(entries) = crate::map_fill::map_entries(&dir) {
                     for (map, n) in entries {
                         o.observe(n as i64, &[KeyValue::new("map", map)]);
                     }
@@ -270,10 +270,10 @@ fn datapath_instruments(
             .i64_observable_gauge("sluice_map_capacity")
             .with_description("Capacity (max entries) of a datapath map")
             .with_callback(move |o| {
-                if let Ok(entries) = crate::metrics::map_entries(&pin_dir) {
+                if let Ok(entries) = crate::map_fill::map_entries(&pin_dir) {
                     for (map, _) in entries {
-                        if let Ok(info) = aya::maps::MapInfo::from_pin(pin_dir.join(map)) {
-                            o.observe(i64::from(info.max_entries()), &[KeyValue::new("map", map)]);
+                        if let Some(capacity) = crate::map_fill::map_capacity(&pin_dir, map) {
+                            o.observe(capacity as i64, &[KeyValue::new("map", map)]);
                         }
                     }
                 }

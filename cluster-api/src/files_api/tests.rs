@@ -255,3 +255,30 @@ async fn watch_lists_then_follows_creates_updates_and_deletes() {
         .unwrap();
     assert!(matches!(next().await, Event::Delete(i) if i.metadata.name.as_deref() == Some("256")));
 }
+
+#[test]
+fn agent_status_is_set_on_the_node_object_and_keeps_the_pod_cidr() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = FilesApi::open(dir.path()).unwrap();
+    let status = |version: &str| NodeAgentStatus {
+        version: version.to_owned(),
+        ready: true,
+        heartbeat_time: "2026-01-01T00:00:00Z".to_owned(),
+        heartbeat_interval_seconds: 10,
+        ..NodeAgentStatus::default()
+    };
+    block(api.apply_node_agent_status("node-1", &status("0.1.0"))).unwrap();
+    let path = dir.path().join(NODES_DIR).join("node-1.yaml");
+    // The operator's field, written by someone else in the meantime.
+    let mut node: SluiceNode = read(&path).unwrap().expect("written");
+    node.status.as_mut().unwrap().pod_cidr = Some("10.244.1.0/24".to_owned());
+    fs::write(&path, serde_yaml::to_string(&node).unwrap()).unwrap();
+    block(api.apply_node_agent_status("node-1", &status("0.2.0"))).unwrap();
+    let node: SluiceNode = read(&path).unwrap().expect("written");
+    let got = node.status.expect("status");
+    assert_eq!(got.pod_cidr.as_deref(), Some("10.244.1.0/24"));
+    assert_eq!(got.agent.expect("agent").version, "0.2.0");
+    assert_eq!(node.metadata.resource_version.as_deref(), Some("2"));
+    let refused = block(api.apply_node_agent_status("../x", &status("0.1.0")));
+    assert!(matches!(refused, Err(ApiError::Invalid(_))), "{refused:?}");
+}

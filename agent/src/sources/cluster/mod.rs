@@ -143,6 +143,22 @@ impl Cluster {
         ));
     }
 
+    /// Starts publishing this node agent's own status every `interval`
+    /// and on change ([`crate::agent_status`]).
+    pub fn publish_agent_status(
+        &mut self,
+        node: &str,
+        interval: Duration,
+        observe: impl Fn(bool) -> crate::agent_status::Observed + Send + Sync + 'static,
+    ) {
+        self.tasks.spawn(crate::agent_status::publish(
+            self.api.clone(),
+            node.to_owned(),
+            interval,
+            observe,
+        ));
+    }
+
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
     }
