@@ -32,6 +32,7 @@ use tonic::transport::Channel;
 
 use crate::{
     MAX_MESSAGE_BYTES, SNAPSHOT_CHUNK_OBJECTS,
+    agents::{AgentStatuses, agents_status, split_agent_statuses},
     files::{self, ObjectMap},
     source::{ClusterSource, FilesSource},
     tls_io::{self, error_chain},
@@ -41,6 +42,9 @@ use crate::{
 /// watches report changes as they happen); also how often certificate
 /// renewal is checked.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(30);
+/// How often the agents' staleness is looked at while nothing changes
+/// (a stopped agent writes nothing).
+pub const AGENTS_RECHECK: Duration = Duration::from_secs(2);
 pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(200);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const KEY_FILE: &str = "relay.key";
@@ -262,12 +266,13 @@ impl RelayAgent {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel::<AgentMessage>(16);
-        let objects = self.source.objects().await;
+        let (objects, mut statuses) = split_agent_statuses(self.source.objects().await);
+        let mut agents = agents_status(&objects, &statuses, unix_seconds());
         send(
             &tx,
             Msg::Hello(Hello {
                 sluice_version: env!("CARGO_PKG_VERSION").into(),
-                agents: Some(agents_status(&objects)),
+                agents: Some(agents.clone()),
             }),
         )
         .await?;
@@ -285,16 +290,24 @@ impl RelayAgent {
         send_snapshot(&tx, snapshot_id, &sent).await?;
         let mut renewal_check = tokio::time::interval(self.config.poll);
         renewal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut agents_check = tokio::time::interval(AGENTS_RECHECK);
+        agents_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = self.source.changed() => {
-                    let now = self.source.objects().await;
+                    let now;
+                    (now, statuses) = split_agent_statuses(self.source.objects().await);
                     let (upserts, deletes) = files::diff(&sent, &now);
-                    if !upserts.is_empty() || !deletes.is_empty() {
-                        let agents = Some(agents_status(&now));
-                        send(&tx, Msg::Delta(Delta { upserts, deletes, agents })).await?;
+                    let fresh = agents_status(&now, &statuses, unix_seconds());
+                    if !upserts.is_empty() || !deletes.is_empty() || fresh != agents {
+                        send(&tx, Msg::Delta(Delta { upserts, deletes, agents: Some(fresh.clone()) })).await?;
                         sent = now;
+                        agents = fresh;
                     }
+                }
+                _ = agents_check.tick() => {
+                    // Heartbeats age without any event: staleness.
+                    send_agents_if_changed(&tx, &sent, &statuses, &mut agents).await?;
                 }
                 _ = renewal_check.tick() => {
                     if renewal_due(identity.not_before, identity.not_after, SystemTime::now()) {
@@ -317,8 +330,9 @@ impl RelayAgent {
                         server_message::Msg::Resync(_) => {
                             self.update(|r| { r.warm = false; r.resyncs += 1; });
                             snapshot_id += 1;
-                            sent = self.source.objects().await;
+                            (sent, statuses) = split_agent_statuses(self.source.objects().await);
                             send_snapshot(&tx, snapshot_id, &sent).await?;
+                            send_agents_if_changed(&tx, &sent, &statuses, &mut agents).await?;
                         }
                     }
                 }
@@ -357,6 +371,25 @@ async fn send(tx: &mpsc::Sender<AgentMessage>, msg: Msg) -> Result<(), AgentErro
         .map_err(|_| AgentError::Ended("the connection closed".into()))
 }
 
+/// A delta with only the agents' status, when it differs from `last`.
+async fn send_agents_if_changed(
+    tx: &mpsc::Sender<AgentMessage>,
+    objects: &ObjectMap,
+    statuses: &AgentStatuses,
+    last: &mut AgentsStatus,
+) -> Result<(), AgentError> {
+    let fresh = agents_status(objects, statuses, unix_seconds());
+    if fresh != *last {
+        let delta = Delta {
+            agents: Some(fresh.clone()),
+            ..Delta::default()
+        };
+        send(tx, Msg::Delta(delta)).await?;
+        *last = fresh;
+    }
+    Ok(())
+}
+
 async fn send_snapshot(
     tx: &mpsc::Sender<AgentMessage>,
     id: u64,
@@ -379,25 +412,6 @@ async fn send_snapshot(
         .await?;
     }
     Ok(())
-}
-
-/// Nodes stand for the cluster's agents (one per node), and a Node whose
-/// Ready condition is True counts as ready.
-fn agents_status(objects: &ObjectMap) -> AgentsStatus {
-    let mut status = AgentsStatus::default();
-    for ((kind, _), json) in objects {
-        if kind != "Node" {
-            continue;
-        }
-        status.total += 1;
-        let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-        let ready = value["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        });
-        status.ready += u32::from(ready);
-    }
-    status
 }
 
 fn status_text(status: &tonic::Status) -> String {
@@ -442,6 +456,13 @@ fn jitter(d: Duration) -> Duration {
     let _ = SystemRandom::new().fill(&mut b);
     let fraction = f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX);
     d.mul_f64(0.5 + fraction / 2.0)
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 fn unix_nanos() -> u64 {

@@ -5,6 +5,7 @@
 //!   safe mode and the push of translated desired state, the management API;
 //! - [`agent`]: the per-cluster relay agent (the operator's relay role):
 //!   trust bootstrap, the stream with jittered backoff, certificate renewal;
+//! - [`agents`]: the cluster's node agents from their own statuses (pure);
 //! - [`source`]: what a relay agent reads and writes ([`source::ClusterSource`]),
 //!   with [`files`], the agent's files mode (a manifests directory);
 //! - [`dir_watch`]: inotify plus a slow resync, for files mode and the
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod agents;
 pub mod dir_watch;
 pub mod files;
 pub mod registry;

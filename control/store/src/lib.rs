@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | `PREFIX:schema` | string | `1`; its absence means Redis lost our data |
 //! | `PREFIX:v1:clusters` | hash | cluster name -> registration JSON |
-//! | `PREFIX:v1:cluster:NAME:meta` | hash | last snapshot time, counts, version, agents |
+//! | `PREFIX:v1:cluster:NAME:meta` | hash | last snapshot time, counts, version, agents (`agents`: JSON rows, [`AgentRow`]) |
 //! | `PREFIX:v1:cluster:NAME:kinds` | set | kinds with objects |
 //! | `PREFIX:v1:cluster:NAME:objects:KIND` | hash | `namespace/name` -> object JSON |
 //! | `PREFIX:v1:cluster:NAME:status` | hash | `Kind/name` -> push status JSON |
@@ -72,6 +72,41 @@ pub struct ClusterMeta {
     pub sluice_version: String,
     pub agents_ready: u32,
     pub agents_total: u32,
+    /// One row per node agent that publishes its status (field `agents`
+    /// of the meta hash, a JSON array; absent in data written before it
+    /// existed, which reads as none).
+    pub agents: Vec<AgentRow>,
+}
+
+/// One node agent as the cluster's relay agent last reported it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct AgentRow {
+    pub node: String,
+    pub version: String,
+    /// Reported ready and not stale.
+    pub ready: bool,
+    /// Heartbeat older than three of its intervals.
+    pub stale: bool,
+    pub heartbeat_unix: u64,
+    pub heartbeat_interval_seconds: u32,
+    pub routing_mode: String,
+    /// `(map, used, capacity)`.
+    pub maps: Vec<(String, u64, u64)>,
+    pub rejected_total: u32,
+    /// `(kind, key, reason)` of the first few rejected objects.
+    pub rejected: Vec<(String, String, String)>,
+}
+
+impl AgentRow {
+    /// The fullest map's entries / capacity (0 when none is known).
+    pub fn max_map_pressure(&self) -> f64 {
+        self.maps
+            .iter()
+            .filter(|(_, _, capacity)| *capacity > 0)
+            .map(|(_, used, capacity)| *used as f64 / *capacity as f64)
+            .fold(0.0, f64::max)
+    }
 }
 
 #[derive(Clone)]
@@ -275,6 +310,10 @@ impl Store {
                 ("sluice_version", meta.sluice_version.clone()),
                 ("agents_ready", meta.agents_ready.to_string()),
                 ("agents_total", meta.agents_total.to_string()),
+                (
+                    "agents",
+                    serde_json::to_string(&meta.agents).unwrap_or_else(|_| "[]".into()),
+                ),
             ],
         )
         .ignore();
@@ -300,6 +339,12 @@ impl Store {
             sluice_version: map.get("sluice_version").cloned().unwrap_or_default(),
             agents_ready: num("agents_ready") as u32,
             agents_total: num("agents_total") as u32,
+            // Unreadable rows (e.g. a newer writer's) read as none: the
+            // next report from the relay rewrites them.
+            agents: map
+                .get("agents")
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default(),
         }))
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_store::{ClusterMeta, SchemaState, Store, StoredObject, testing::RedisServer};
+use sluice_store::{AgentRow, ClusterMeta, SchemaState, Store, StoredObject, testing::RedisServer};
 
 fn obj(kind: &str, key: &str, json: &str) -> StoredObject {
     StoredObject {
@@ -24,7 +24,19 @@ async fn snapshots_replace_and_deltas_apply() {
         sluice_version: "0.1.0".into(),
         agents_ready: 2,
         agents_total: 3,
+        agents: vec![AgentRow {
+            node: "node-1".into(),
+            version: "0.1.0".into(),
+            ready: true,
+            heartbeat_unix: 1_800_000_000,
+            heartbeat_interval_seconds: 10,
+            maps: vec![("ct".into(), 5, 100), ("policy".into(), 50, 100)],
+            rejected_total: 1,
+            rejected: vec![("Service".into(), "shop/web".into(), "why".into())],
+            ..AgentRow::default()
+        }],
     };
+    assert_eq!(meta.agents[0].max_map_pressure(), 0.5);
     let first = vec![
         obj("Pod", "default/a", "{\"a\":1}"),
         obj("Namespace", "default", "{}"),
@@ -130,4 +142,22 @@ async fn desired_state_and_status_round_trip() {
     let status = BTreeMap::from([("X/y".to_string(), "{\"state\":\"ACCEPTED\"}".to_string())]);
     store.replace_status("c1", &status).await.unwrap();
     assert_eq!(store.status("c1").await.unwrap(), status);
+}
+
+#[tokio::test]
+async fn meta_written_before_agent_rows_reads_as_no_rows() {
+    let redis = RedisServer::start();
+    let store = Store::connect(&redis.url(), None, "t").await.unwrap();
+    let mut conn = store.connection();
+    let key = store.versioned_key("cluster:c1:meta");
+    let _: () = redis::AsyncCommands::hset_multiple(
+        &mut conn,
+        &key,
+        &[("agents_ready", "1"), ("agents_total", "2")],
+    )
+    .await
+    .unwrap();
+    let meta = store.meta("c1").await.unwrap().expect("meta");
+    assert_eq!((meta.agents_ready, meta.agents_total), (1, 2));
+    assert!(meta.agents.is_empty());
 }

@@ -96,6 +96,7 @@ impl Management for ManagementService {
                 sluice_version: meta.sluice_version,
                 registered_unix: r.registered_unix,
                 push_status: live.push_status.into_iter().collect(),
+                agents: super::agent_rows::from_rows(&meta.agents),
             });
         }
         Ok(Response::new(ListClustersResponse {

@@ -1,6 +1,7 @@
 //! `sluice-control`'s relay side: the hub and the two gRPC services, with
 //! their listeners.
 
+pub mod agent_rows;
 pub mod hub;
 pub mod management;
 pub mod metrics;

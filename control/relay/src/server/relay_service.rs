@@ -354,6 +354,7 @@ impl StreamState<'_> {
         if let Some(a) = agents {
             self.meta.agents_ready = a.ready;
             self.meta.agents_total = a.total;
+            self.meta.agents = super::agent_rows::to_rows(&a.agents);
         }
     }
 
