@@ -1,4 +1,4 @@
-//! `sluice cluster register|list|deregister`: the management plane's
+//! `sluice cluster register|list|agents|deregister`: the management plane's
 //! cluster registry, over sluice-control's management API (a unix socket,
 //! mode 0600: whoever may open it administers the registry).
 
@@ -13,6 +13,9 @@ use sluice_api::relay::v1::{
 };
 use tonic::transport::Channel;
 
+mod agents;
+
+use self::agents::{AgentView, distinct_versions};
 use crate::inspect::output::{OutputArgs, Render, Row, emit};
 
 pub const LONG_ABOUT: &str = "Register, list and deregister the clusters that report to \
@@ -21,12 +24,13 @@ pub const LONG_ABOUT: &str = "Register, list and deregister the clusters that re
 `register` prints the cluster's relay identity token once (one-time unless \
 --long-lived-token) and writes the root CA the relay agent trusts the server by; \
 give both to the cluster's relay agent. `deregister` cuts the cluster's relay \
-stream and revokes its certificate.
+stream and revokes its certificate. `list` shows each cluster's agents ready/total and their distinct versions; `agents NAME` one row per node agent (readiness, version, heartbeat age, fullest map, rejected objects), as the cluster's relay agent last reported them.
 
 Examples:
   sluice cluster register cluster-1 --root-ca-out cluster-1-root.pem
   sluice cluster list -o json
   sluice cluster list --mesh default     # the local mesh's (`sluice mesh up`)
+  sluice cluster agents cluster-1 -o yaml
   sluice cluster deregister cluster-1";
 
 #[derive(Args, Debug)]
@@ -65,6 +69,9 @@ enum ClusterCommand {
     },
     /// List the registered clusters with their relay state.
     List,
+    /// One cluster's node agents: readiness (stale = no heartbeat within
+    /// three intervals), version, heartbeat, fullest map, rejected objects.
+    Agents { name: String },
     /// Deregister a cluster: its stream is cut, its certificate revoked.
     Deregister { name: String },
 }
@@ -134,6 +141,21 @@ fn run_inner(args: ClusterArgs) -> Result<()> {
                         .map(ClusterView::from)
                         .collect(),
                 };
+                emit(args.output.format, &view)
+            }
+            ClusterCommand::Agents { name } => {
+                let response = client
+                    .list_clusters(ListClustersRequest {})
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner();
+                let cluster = response
+                    .clusters
+                    .into_iter()
+                    .find(|c| c.name == name)
+                    .ok_or_else(|| anyhow::anyhow!("no registered cluster named {name:?}"))?;
+                let view: Vec<AgentView> =
+                    cluster.agents.into_iter().map(AgentView::from).collect();
                 emit(args.output.format, &view)
             }
             ClusterCommand::Deregister { name } => {
@@ -211,12 +233,19 @@ struct ClusterView {
     agents_ready: u32,
     agents_total: u32,
     sluice_version: String,
+    /// The node agents' distinct versions (`,`-joined; empty when the
+    /// agents publish no status).
+    agent_versions: String,
+    agents: Vec<AgentView>,
     push_status: BTreeMap<String, serde_json::Value>,
 }
 
 impl From<ClusterInfo> for ClusterView {
     fn from(c: ClusterInfo) -> Self {
+        let agents: Vec<AgentView> = c.agents.into_iter().map(AgentView::from).collect();
         Self {
+            agent_versions: distinct_versions(&agents),
+            agents,
             name: c.name,
             cluster_domain: c.cluster_domain,
             skip_warming: c.skip_warming,
@@ -275,10 +304,13 @@ impl Row for ClusterView {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let version = if self.sluice_version.is_empty() {
-            "-".into()
-        } else {
+        // The agents' versions; the relay agent's when they report none.
+        let version = if !self.agent_versions.is_empty() {
+            self.agent_versions.clone()
+        } else if !self.sluice_version.is_empty() {
             self.sluice_version.clone()
+        } else {
+            "-".into()
         };
         vec![
             self.name.clone(),
