@@ -111,6 +111,7 @@ pub const CFG_ANALYZER_ERROR: &str = "CFG0001";
 pub const CFG_ANALYZER_WARNING: &str = "CFG0002";
 pub const CFG_POLICY_REJECTED: &str = "CFG0003";
 pub const CFG_PUSH_NOT_ACCEPTED: &str = "CFG0004";
+pub const CFG_OBJECT_REJECTED_BY_AGENT: &str = "CFG0005";
 pub const SEC_NO_DEFAULT_DENY: &str = "SEC0001";
 pub const SEC_EXPOSED_WITHOUT_INGRESS_POLICY: &str = "SEC0002";
 pub const SEC_AUDIT_MODE_LEFT_ON: &str = "SEC0003";
@@ -207,6 +208,17 @@ pub const CATALOG: &[CatalogEntry] = &[
         ],
     ),
     e(
+        CFG_OBJECT_REJECTED_BY_AGENT,
+        CFG,
+        Error,
+        "Object rejected by an agent",
+        "A node agent reports, in its own status (`SluiceNode` `status.agent`), an object it does not apply: a policy its compiler rejects or a Service it cannot serve. One insight per object, naming the nodes; a policy already raising CFG0003 is left to it. Each agent lists its first rejected objects only (docs/limits.md).",
+        &[
+            "Read the reason in the details (`sluice cluster agents CLUSTER -o yaml` lists each agent's rejected objects).",
+            "Fix the object; the agents re-check on change and the insight clears at their next status.",
+        ],
+    ),
+    e(
         SEC_NO_DEFAULT_DENY,
         SEC,
         Warning,
@@ -244,7 +256,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         HLT,
         Error,
         "Agent not ready",
-        "A node's Sluice agent reports not ready: new pods on that node get no networking and policy changes are not applied there.",
+        "A node's Sluice agent reports not ready in its own status, or its status is stale (no heartbeat within three of its intervals: the agent is down or cannot write): new pods on that node get no networking and policy changes are not applied there.",
         &[
             "Check the agent's log on the node (`sluice status`, the agent's `/healthz`).",
             "Check the node itself (kernel, bpffs, disk pressure).",

@@ -45,14 +45,56 @@ pub fn string_map(value: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// One node agent's status.
+/// One node agent's status (from its own published status, as the relay
+/// stores it: `sluice_store::AgentRow`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentStatus {
     pub node: String,
+    /// Reported ready and not stale.
     pub ready: bool,
+    /// No heartbeat within three of its intervals.
+    pub stale: bool,
+    pub heartbeat_unix: u64,
     pub restarts: u32,
     /// When it last restarted (unix seconds), if known.
     pub last_restart_unix: Option<u64>,
+    /// The first few objects it rejects.
+    pub rejected: Vec<RejectedByAgent>,
+    /// How many it rejects in all.
+    pub rejected_total: u32,
+}
+
+/// An object an agent does not apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedByAgent {
+    pub kind: String,
+    /// `namespace/name`, or `name` for cluster-scoped kinds.
+    pub key: String,
+    pub reason: String,
+}
+
+impl AgentStatus {
+    /// From the store's row (restarts are not reported yet).
+    pub fn from_row(row: &sluice_store::AgentRow) -> Self {
+        Self {
+            node: row.node.clone(),
+            ready: row.ready,
+            stale: row.stale,
+            heartbeat_unix: row.heartbeat_unix,
+            restarts: 0,
+            last_restart_unix: None,
+            rejected: row
+                .rejected
+                .iter()
+                .map(|(kind, key, reason)| RejectedByAgent {
+                    kind: kind.clone(),
+                    key: key.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            rejected_total: row.rejected_total,
+        }
+    }
 }
 
 /// The relay stream of a cluster, as the hub sees it.

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, future::Future};
 use sluice_store::{Store, StoreError};
 
 use crate::{
-    input::{AnalyzerMessage, ClusterInput, PromAnswers, RelayStatus, Sample, SnapshotObject},
+    input::{AgentStatus, AnalyzerMessage, ClusterInput, PromAnswers, RelayStatus, Sample, SnapshotObject},
     rules::hlt::QUERIES,
 };
 
@@ -59,7 +59,7 @@ pub async fn gather_prometheus(source: &impl PromSource) -> PromAnswers {
     answers
 }
 
-/// Every registered cluster's snapshot and push status from the store,
+/// Every registered cluster's snapshot, agents and push status from the store,
 /// with its relay status from `relay` (the hub knows it, Redis does not)
 /// and its analyzer messages from `logs`. Objects whose JSON does not
 /// parse are skipped and reported (`cluster kind key: reason`).
@@ -88,11 +88,16 @@ pub async fn clusters_from_store(
             problems.push(format!("{name}: analyzer messages: {e}"));
             Vec::new()
         });
+        let agents = store
+            .meta(&name)
+            .await?
+            .map(|meta| meta.agents.iter().map(AgentStatus::from_row).collect())
+            .unwrap_or_default();
         clusters.push(ClusterInput {
             relay: relay(&name),
             name,
             objects,
-            agents: Vec::new(),
+            agents,
             analyzer,
             push_status,
         });

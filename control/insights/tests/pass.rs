@@ -206,3 +206,76 @@ async fn unreadable_inputs_are_reported_and_the_pass_goes_on() {
     let codes: Vec<_> = r.insights.iter().map(|i| i.code.as_str()).collect();
     assert_eq!(codes, ["BP0001", "SYS0001", "SYS0001"]);
 }
+
+/// The agents' rows the relay stores feed HLT0001 (a stale agent) and
+/// CFG0005 (an object an agent rejects).
+#[tokio::test]
+async fn agent_rows_in_the_store_raise_not_ready_and_rejected_insights() {
+    use sluice_insights::catalog::{CFG_OBJECT_REJECTED_BY_AGENT, HLT_AGENT_NOT_READY};
+    use sluice_store::AgentRow;
+
+    let redis = RedisServer::start();
+    let store = Store::connect(&redis.url(), None, "insights-agents")
+        .await
+        .unwrap();
+    store.ensure_schema().await.unwrap();
+    store.put_cluster("cluster-1", "{}").await.unwrap();
+    let row = |node: &str, ready: bool| AgentRow {
+        node: node.into(),
+        version: "0.1.0".into(),
+        ready,
+        stale: !ready,
+        heartbeat_unix: 40,
+        heartbeat_interval_seconds: 10,
+        ..AgentRow::default()
+    };
+    let mut rejecting = row("node-1", true);
+    rejecting.rejected_total = 1;
+    rejecting.rejected = vec![(
+        "Service".into(),
+        "shop/web".into(),
+        "session affinity is not supported".into(),
+    )];
+    let meta = ClusterMeta {
+        agents_ready: 1,
+        agents_total: 2,
+        agents: vec![rejecting, row("node-2", false)],
+        ..ClusterMeta::default()
+    };
+    store
+        .replace_snapshot("cluster-1", &[], &meta)
+        .await
+        .unwrap();
+
+    let history = History::new(&store);
+    let metrics = InsightsMetrics::default();
+    let pass = Pass {
+        store: &store,
+        history: &history,
+        metrics: &metrics,
+        thresholds: Thresholds::default(),
+    };
+    let prom = RecordedProm(
+        QUERIES
+            .iter()
+            .map(|(_, q)| (q.to_string(), vec![]))
+            .collect(),
+    );
+    let r = pass
+        .run(&prom, &RecordedLogs::default(), connected, vec![], 100)
+        .await
+        .unwrap();
+    let found: Vec<_> = r
+        .insights
+        .iter()
+        .map(|i| (i.code.as_str(), i.target.name.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (CFG_OBJECT_REJECTED_BY_AGENT, "web"),
+            (HLT_AGENT_NOT_READY, "node-2")
+        ]
+    );
+    assert!(r.insights[1].details.contains("60s ago"), "{}", r.insights[1].details);
+}

@@ -1,5 +1,8 @@
-//! CFG: analyzer messages, policies the agents rejected, and management
-//! resources a cluster did not accept.
+//! CFG: analyzer messages, policies the agents rejected (their Valid
+//! condition, and the objects each agent lists in its own status), and
+//! management resources a cluster did not accept.
+
+use std::collections::BTreeMap;
 
 use crate::{
     catalog::*,
@@ -10,6 +13,7 @@ use crate::{
 pub fn check(cluster: &ClusterInput, out: &mut Vec<Insight>) {
     analyzer(cluster, out);
     rejected_policies(cluster, out);
+    rejected_by_agents(cluster, out);
     push_status(cluster, out);
 }
 
@@ -88,6 +92,46 @@ fn rejected_policies(cluster: &ClusterInput, out: &mut Vec<Insight>) {
                 .as_str()
                 .unwrap_or("no reason given")
                 .into(),
+        ));
+    }
+}
+
+/// One insight per object some agent rejects, naming the nodes; objects
+/// already raised by [`rejected_policies`] are skipped.
+fn rejected_by_agents(cluster: &ClusterInput, out: &mut Vec<Insight>) {
+    let already: Vec<Target> = out
+        .iter()
+        .filter(|i| i.code == CFG_POLICY_REJECTED)
+        .map(|i| i.target.clone())
+        .collect();
+    // (kind, key) -> reason -> nodes
+    let mut objects: BTreeMap<(&str, &str), BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+    for agent in &cluster.agents {
+        for r in &agent.rejected {
+            objects
+                .entry((&r.kind, &r.key))
+                .or_default()
+                .entry(&r.reason)
+                .or_default()
+                .push(&agent.node);
+        }
+    }
+    for ((kind, key), reasons) in objects {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        let target = Target::new(&cluster.name, kind, namespace, name);
+        if already.contains(&target) {
+            continue;
+        }
+        let details = reasons
+            .iter()
+            .map(|(reason, nodes)| format!("{}: {reason}", nodes.join(", ")))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        out.push(Insight::new(
+            CFG_OBJECT_REJECTED_BY_AGENT,
+            target.clone(),
+            format!("{kind} {} is rejected by the agents", target.display_name()),
+            details,
         ));
     }
 }
@@ -185,6 +229,49 @@ mod tests {
         assert!(out[0].details.contains("port 0"), "{}", out[0].details);
         assert!(out[0].summary.contains("web/deny-all"));
         assert!(run(cluster("c1", vec![policy("True")])).is_empty());
+    }
+
+    fn agent(node: &str, rejected: &[(&str, &str, &str)]) -> crate::input::AgentStatus {
+        crate::input::AgentStatus {
+            node: node.into(),
+            ready: true,
+            rejected: rejected
+                .iter()
+                .map(|(kind, key, reason)| crate::input::RejectedByAgent {
+                    kind: (*kind).into(),
+                    key: (*key).into(),
+                    reason: (*reason).into(),
+                })
+                .collect(),
+            rejected_total: rejected.len() as u32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cfg0005_objects_rejected_by_agents_name_the_nodes_once_per_object() {
+        let mut c = cluster("c1", vec![]);
+        let why = "session affinity is not supported";
+        c.agents = vec![
+            agent("node-1", &[("Service", "shop/web", why)]),
+            agent("node-2", &[("Service", "shop/web", why)]),
+        ];
+        let out = run(c.clone());
+        assert_eq!(codes(&out), [CFG_OBJECT_REJECTED_BY_AGENT]);
+        assert_eq!(out[0].target, Target::new("c1", "Service", "shop", "web"));
+        assert_eq!(out[0].details, format!("node-1, node-2: {why}"));
+        c.agents = vec![agent("node-1", &[])];
+        assert!(run(c).is_empty());
+    }
+
+    #[test]
+    fn cfg0005_leaves_a_policy_with_a_false_valid_condition_to_cfg0003() {
+        let mut c = cluster("c1", vec![policy("False")]);
+        c.agents = vec![agent(
+            "node-1",
+            &[("SluiceNetworkPolicy", "web/deny-all", "port 0")],
+        )];
+        assert_eq!(codes(&run(c)), [CFG_POLICY_REJECTED]);
     }
 
     #[test]

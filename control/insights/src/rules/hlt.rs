@@ -24,11 +24,26 @@ pub fn check_cluster(cluster: &ClusterInput, inputs: &Inputs, out: &mut Vec<Insi
     for agent in &cluster.agents {
         let target = Target::new(name, "Agent", "", &agent.node);
         if !agent.ready {
+            let (summary, details) = if agent.stale {
+                let age = inputs.now_unix.saturating_sub(agent.heartbeat_unix);
+                (
+                    format!("the agent on node {} sends no status (stale)", agent.node),
+                    format!(
+                        "cluster {name}, node {}: last heartbeat {age}s ago",
+                        agent.node
+                    ),
+                )
+            } else {
+                (
+                    format!("the agent on node {} is not ready", agent.node),
+                    format!("cluster {name}, node {}", agent.node),
+                )
+            };
             out.push(Insight::new(
                 HLT_AGENT_NOT_READY,
                 target.clone(),
-                format!("the agent on node {} is not ready", agent.node),
-                format!("cluster {name}, node {}", agent.node),
+                summary,
+                details,
             ));
         }
         let recent = agent.last_restart_unix.is_some_and(|at| {
@@ -160,6 +175,7 @@ mod tests {
             ready: true,
             restarts: 2,
             last_restart_unix: Some(NOW - 3600),
+            ..AgentStatus::default()
         }];
         c
     }
@@ -169,7 +185,14 @@ mod tests {
         assert!(run_cluster(healthy()).is_empty());
         let mut c = healthy();
         c.agents[0].ready = false;
-        assert_eq!(run_cluster(c), [HLT_AGENT_NOT_READY]);
+        assert_eq!(run_cluster(c.clone()), [HLT_AGENT_NOT_READY]);
+        c.agents[0].stale = true;
+        c.agents[0].heartbeat_unix = NOW - 45;
+        let mut out = Vec::new();
+        check_cluster(&c, &inputs(vec![], NOW), &mut out);
+        assert_eq!(codes(&out), [HLT_AGENT_NOT_READY]);
+        assert!(out[0].summary.contains("stale"), "{}", out[0].summary);
+        assert!(out[0].details.contains("45s ago"), "{}", out[0].details);
     }
 
     #[test]
