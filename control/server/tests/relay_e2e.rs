@@ -531,3 +531,160 @@ async fn clusters_rewarm_after_server_kill_and_redis_restart_and_nothing_is_push
         c.stop();
     }
 }
+
+/// Writes node `node`'s agent status as the agent does (the cluster-state
+/// directory of the cluster's manifests), heartbeat now.
+async fn publish_agent_status(manifests: &Path, node: &str, ready: bool, interval_seconds: u64) {
+    use sluice_agent::agent_status::{Observed, build_status};
+    use sluice_cluster_api::{ClusterApi, files_api::FilesApi};
+    let api = FilesApi::open(manifests.join("cluster-state")).unwrap();
+    let observed = Observed {
+        ready,
+        routing_mode: "native".into(),
+        maps: vec![sluice_crds::MapFill {
+            map: "sluice_ct".into(),
+            used: 30,
+            capacity: 100,
+        }],
+        rejected: Vec::new(),
+    };
+    let status = build_status(
+        observed,
+        k8s_openapi::jiff::Timestamp::now().to_string(),
+        Duration::from_secs(interval_seconds),
+    );
+    api.apply_node_agent_status(node, &status).await.unwrap();
+}
+
+/// The agents' own statuses reach Redis and the management API as
+/// per-agent rows, follow a status change, and an agent that stops
+/// heartbeating goes not ready (stale) within three intervals plus the
+/// relay's recheck; the stored SluiceNode objects carry no heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_statuses_arrive_as_rows_follow_changes_and_go_stale() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("resources")).unwrap();
+    let server = Server::start(dir.path(), &redis.url());
+    server.wait_up().await;
+    let store = Store::connect(&redis.url(), None, "sluice").await.unwrap();
+    let mut client = sluice_api::connect_management(server.socket())
+        .await
+        .unwrap();
+    let registered = client
+        .register_cluster(RegisterClusterRequest {
+            name: "a1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let root = dir.path().join("a1");
+    let manifests = root.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join("app.yaml"), cluster_objects("a1", 1)).unwrap();
+    // Two Nodes; a1-node-1 is in cluster_objects.
+    std::fs::write(
+        manifests.join("node-2.yaml"),
+        "apiVersion: v1\nkind: Node\nmetadata: {name: a1-node-2}\n",
+    )
+    .unwrap();
+    publish_agent_status(&manifests, "a1-node-1", true, 1).await;
+    publish_agent_status(&manifests, "a1-node-2", true, 60).await;
+    let config = AgentConfig {
+        cluster: "a1".into(),
+        server: format!("127.0.0.1:{}", server.relay_port),
+        server_name: "localhost".into(),
+        root_pem: registered.root_pem,
+        token: Some(registered.token),
+        state_dir: root.join("state"),
+        manifests: manifests.clone(),
+        poll: Duration::from_millis(100),
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(400),
+    };
+    let mut cluster = Cluster {
+        name: "a1".into(),
+        root,
+        agent: Arc::new(RelayAgent::new(config.clone())),
+        config,
+        task: None,
+    };
+    cluster.start();
+
+    // Both rows in Redis, ready (node-1 heartbeats every second here).
+    let heartbeats = {
+        let manifests = manifests.clone();
+        tokio::spawn(async move {
+            loop {
+                publish_agent_status(&manifests, "a1-node-1", true, 1).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let rows = async || {
+        store
+            .meta("a1")
+            .await
+            .ok()
+            .flatten()
+            .map(|m| {
+                let rows: Vec<_> = m
+                    .agents
+                    .iter()
+                    .map(|a| (a.node.clone(), a.ready, a.stale))
+                    .collect();
+                (m.agents_ready, m.agents_total, rows)
+            })
+    };
+    let both_ready = (
+        2,
+        2,
+        vec![
+            ("a1-node-1".to_string(), true, false),
+            ("a1-node-2".to_string(), true, false),
+        ],
+    );
+    wait_for("two ready rows in redis", Duration::from_secs(15), async || {
+        rows().await.as_ref() == Some(&both_ready)
+    })
+    .await;
+    let meta = store.meta("a1").await.unwrap().unwrap();
+    assert_eq!(meta.agents[1].version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(meta.agents[1].maps, [("sluice_ct".to_string(), 30, 100)]);
+    let listed = server.list().await.unwrap();
+    let info = &listed.clusters[0];
+    assert_eq!((info.agents_ready, info.agents_total), (2, 2), "{info:?}");
+    assert_eq!(info.agents[1].max_map_pressure, 0.3, "{info:?}");
+    let node = store
+        .object("a1", "SluiceNode", "a1-node-1")
+        .await
+        .unwrap()
+        .expect("the SluiceNode object is stored");
+    assert!(!node.contains("heartbeat"), "{node}");
+
+    // A status change shows up.
+    publish_agent_status(&manifests, "a1-node-2", false, 60).await;
+    wait_for("node-2 not ready", Duration::from_secs(10), async || {
+        rows().await.is_some_and(|(ready, total, rows)| {
+            (ready, total) == (1, 2) && rows[1] == ("a1-node-2".to_string(), false, false)
+        })
+    })
+    .await;
+
+    // node-1's agent stops: stale after 3 × 1 s (+ the 2 s recheck).
+    heartbeats.abort();
+    let stopped = Instant::now();
+    wait_for("node-1 stale", Duration::from_secs(10), async || {
+        rows().await.is_some_and(|(ready, _, rows)| {
+            ready == 0 && rows[0] == ("a1-node-1".to_string(), false, true)
+        })
+    })
+    .await;
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(2),
+        "not stale before three intervals: {:?}",
+        stopped.elapsed()
+    );
+    cluster.stop();
+}
