@@ -3,7 +3,9 @@
 //! agents): both clusters warm, each cluster's snapshot in Redis equals
 //! its objects, a GlobalNetworkPolicy applied once at the management plane
 //! is enforced in both datapaths within 2 s, deleting it restores traffic,
-//! and a relay agent stopped during the change converges after restart.
+//! a relay agent stopped during the change converges after restart, every
+//! node agent reports itself ready with its version (`cluster list`), and
+//! a killed node agent's row goes not ready (stale) within its bound.
 
 mod mesh_support;
 
@@ -18,6 +20,8 @@ use mesh_support::{Mesh, require_root, sluice};
 use serde_json::Value;
 
 const CLUSTERS: [&str; 2] = ["cluster-1", "cluster-2"];
+/// The agents' `--status-interval` in this test.
+const STATUS_INTERVAL_SECS: &str = "2";
 
 /// One mesh at a time: the timings below are for an otherwise idle mesh.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -94,13 +98,33 @@ fn cluster_list(mesh: &Mesh) -> Value {
     serde_json::from_slice(&out.stdout).expect("cluster list JSON")
 }
 
-fn relay_state(list: &Value, cluster: &str) -> (bool, bool) {
-    let entry = list["clusters"]
+fn cluster_entry<'a>(list: &'a Value, cluster: &str) -> &'a Value {
+    list["clusters"]
         .as_array()
         .expect("clusters")
         .iter()
         .find(|c| c["name"] == cluster)
-        .unwrap_or_else(|| panic!("{cluster} not registered: {list}"));
+        .unwrap_or_else(|| panic!("{cluster} not registered: {list}"))
+}
+
+/// `sluice cluster agents CLUSTER --mesh N -o json`: the per-agent rows.
+fn cluster_agents(mesh: &Mesh, cluster: &str) -> Vec<Value> {
+    let out = Command::new(sluice())
+        .args([
+            "cluster", "agents", cluster, "--mesh", &mesh.name, "-o", "json",
+        ])
+        .output()
+        .expect("run sluice cluster agents");
+    assert!(
+        out.status.success(),
+        "sluice cluster agents: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cluster agents JSON")
+}
+
+fn relay_state(list: &Value, cluster: &str) -> (bool, bool) {
+    let entry = cluster_entry(list, cluster);
     (
         entry["connected"].as_bool().unwrap_or(false),
         entry["warm"].as_bool().unwrap_or(false),
@@ -192,7 +216,23 @@ fn two_clusters_one_management_plane_one_global_policy() {
 
     // Up, with the management plane, and warm before `up` returns.
     let started = Instant::now();
-    let up = mesh.ok(&["up", "--clusters", "2", "--nodes", "2"]);
+    // Agents heartbeat every 2 s here (10 s by default), so a dead one is
+    // stale within 3 × 2 s + the relay's 2 s re-check; a killed agent
+    // stays dead.
+    let up = mesh.run_with_env(
+        &[("SLUICE_STATUS_INTERVAL", STATUS_INTERVAL_SECS)],
+        &[
+            "up",
+            "--clusters",
+            "2",
+            "--nodes",
+            "2",
+            "--agent-restart",
+            "never",
+        ],
+    );
+    assert!(up.status.success(), "up: {up:?}");
+    let up = String::from_utf8_lossy(&up.stdout).into_owned();
     let up_time = started.elapsed();
     println!("up --clusters 2 --nodes 2 with the management plane: {up_time:.1?}\n{up}");
     assert!(up.contains("management plane warm"), "{up}");
@@ -264,6 +304,21 @@ fn two_clusters_one_management_plane_one_global_policy() {
         assert!(
             stored.iter().any(|(kind, _)| kind == "SluiceIdentity"),
             "{cluster}: the cluster state is part of the snapshot: {stored:?}"
+        );
+    }
+
+    // Every node agent reports itself: 2/2 ready, this version.
+    for cluster in CLUSTERS {
+        within(
+            &format!("{cluster}: 2/2 agents ready"),
+            Duration::from_secs(10),
+            || {
+                let list = cluster_list(&mesh);
+                let entry = cluster_entry(&list, cluster);
+                entry["agents_ready"] == 2
+                    && entry["agents_total"] == 2
+                    && entry["agent_versions"] == env!("CARGO_PKG_VERSION")
+            },
         );
     }
 
@@ -378,6 +433,52 @@ fn two_clusters_one_management_plane_one_global_policy() {
         !snapshot_in_redis(&redis_socket, "cluster-2")
             .iter()
             .any(|(kind, _)| kind == "SluiceClusterwideNetworkPolicy")
+    );
+
+    // cluster-2's node-2 agent dies (no restart): its row goes not ready,
+    // stale, within 3 heartbeat intervals + the relay's re-check.
+    let supervisor = cluster_dir(&mesh, "cluster-2").join("nodes/node-2/agent-supervisor.json");
+    let state: Value = serde_json::from_slice(&std::fs::read(&supervisor).expect("supervisor"))
+        .expect("supervisor JSON");
+    let pid = state["pid"].as_i64().expect("agent pid").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let killed = Instant::now();
+    let stale_after = within(
+        "node-2's agent stale in cluster-2",
+        Duration::from_secs(20),
+        || {
+            let rows = cluster_agents(&mesh, "cluster-2");
+            let node2 = rows.iter().find(|r| r["node"] == "node-2");
+            node2.is_some_and(|r| r["ready"] == false && r["stale"] == true)
+                && rows
+                    .iter()
+                    .any(|r| r["node"] == "node-1" && r["ready"] == true)
+        },
+    );
+    println!("killed agent stale after {:.1?}", killed.elapsed());
+    assert!(
+        stale_after <= Duration::from_secs(3 * 2 + 2 + 2),
+        "{stale_after:?}"
+    );
+    let entry = cluster_entry(&cluster_list(&mesh), "cluster-2").clone();
+    assert_eq!(
+        (
+            entry["agents_ready"].as_u64(),
+            entry["agents_total"].as_u64()
+        ),
+        (Some(1), Some(2)),
+        "{entry}"
+    );
+    assert_eq!(
+        cluster_entry(&cluster_list(&mesh), "cluster-1")["agents_ready"],
+        2,
+        "the other cluster's agents are untouched"
     );
 
     // Status shows the management plane healthy.

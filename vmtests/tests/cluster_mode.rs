@@ -228,6 +228,24 @@ fn agents_cni_and_operator_run_a_cluster_against_the_api_double() {
     assert_eq!(lease["spec"]["holderIdentity"], "sluice-operator");
     h.cluster.start_agent(0);
     h.cluster.start_agent(1);
+    // Each agent publishes its own status on its SluiceNode (server-side
+    // apply on /status as sluice-agent); the operator's podCIDR stays.
+    for (node, cidr) in [(0, "10.244.0.0/24"), (1, "10.244.1.0/24")] {
+        let name = h.cluster.nodes[node].name.clone();
+        eventually(&format!("{name}'s agent status"), WAIT, || {
+            h.api.get("SluiceNode", None, &name).is_some_and(|n| {
+                n["status"]["agent"]["ready"] == true
+                    && n["status"]["agent"]["version"] == env!("CARGO_PKG_VERSION")
+                    && n["status"]["podCIDR"] == cidr
+            })
+        });
+    }
+    assert!(
+        h.api.requests().iter().any(|r| r.method == "PATCH"
+            && r.path.ends_with("/sluicenodes/node-1/status")
+            && r.query.contains("fieldManager=sluice-agent")),
+        "the agent applies its status on the status subresource"
+    );
 
     // Pods on both nodes, created the way kubelet creates them.
     let web = h.add_pod(0, "web", "web");

@@ -23,7 +23,8 @@ pub fn build_status(
     heartbeat_time: String,
     interval: Duration,
 ) -> NodeAgentStatus {
-    let mut rejected: Vec<RejectedObject> = observed.rejected.into_iter().map(to_rejected).collect();
+    let mut rejected: Vec<RejectedObject> =
+        observed.rejected.into_iter().map(to_rejected).collect();
     rejected.sort();
     let rejected_total = u32::try_from(rejected.len()).unwrap_or(u32::MAX);
     rejected.truncate(MAX_REJECTED_LISTED);

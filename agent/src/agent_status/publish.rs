@@ -35,8 +35,7 @@ pub async fn publish(
         let heartbeat_due = since_heartbeat >= interval;
         // Map walks and store reads are blocking work.
         let read = observe.clone();
-        let Ok(mut observed) =
-            tokio::task::spawn_blocking(move || read(heartbeat_due)).await
+        let Ok(mut observed) = tokio::task::spawn_blocking(move || read(heartbeat_due)).await
         else {
             continue;
         };
@@ -113,7 +112,11 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let third = read_status(dir.path()).expect("still there");
         assert_ne!(third.heartbeat_time, second.heartbeat_time, "heartbeat");
-        assert_eq!(*map_reads.lock().unwrap(), 2, "maps read once per heartbeat");
+        assert_eq!(
+            *map_reads.lock().unwrap(),
+            2,
+            "maps read once per heartbeat"
+        );
         task.abort();
     }
 }

@@ -62,10 +62,17 @@ impl Mesh {
 
     /// Runs `sluice mesh --name <name> <args>`.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(&[], args)
+    }
+
+    /// [`Mesh::run`] with extra environment (the processes `up` starts
+    /// inherit it, e.g. the agents' `SLUICE_*` settings).
+    pub fn run_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
         Command::new(sluice())
             .arg("mesh")
             .args(["--name", &self.name])
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .expect("run sluice")
     }

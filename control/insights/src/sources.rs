@@ -8,7 +8,10 @@ use std::{collections::BTreeMap, future::Future};
 use sluice_store::{Store, StoreError};
 
 use crate::{
-    input::{AgentStatus, AnalyzerMessage, ClusterInput, PromAnswers, RelayStatus, Sample, SnapshotObject},
+    input::{
+        AgentStatus, AnalyzerMessage, ClusterInput, PromAnswers, RelayStatus, Sample,
+        SnapshotObject,
+    },
     rules::hlt::QUERIES,
 };
 

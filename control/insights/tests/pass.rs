@@ -277,5 +277,9 @@ async fn agent_rows_in_the_store_raise_not_ready_and_rejected_insights() {
             (HLT_AGENT_NOT_READY, "node-2")
         ]
     );
-    assert!(r.insights[1].details.contains("60s ago"), "{}", r.insights[1].details);
+    assert!(
+        r.insights[1].details.contains("60s ago"),
+        "{}",
+        r.insights[1].details
+    );
 }

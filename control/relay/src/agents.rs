@@ -203,10 +203,13 @@ mod tests {
 
     #[test]
     fn statuses_are_split_off_and_the_object_keeps_the_rest() {
-        let (objects, statuses) =
-            split_agent_statuses(objects_of(&[("SluiceNode", "n1", sluice_node("n1", true, NOW))]));
-        let reported: Value = serde_json::from_str(&objects[&("SluiceNode".into(), "n1".into())])
-            .expect("json");
+        let (objects, statuses) = split_agent_statuses(objects_of(&[(
+            "SluiceNode",
+            "n1",
+            sluice_node("n1", true, NOW),
+        )]));
+        let reported: Value =
+            serde_json::from_str(&objects[&("SluiceNode".into(), "n1".into())]).expect("json");
         assert_eq!(reported["status"], json!({"podCIDR": "10.244.1.0/24"}));
         assert!(reported["metadata"].get("resourceVersion").is_none());
         assert_eq!(statuses["n1"].version, "0.1.0");
@@ -245,8 +248,11 @@ mod tests {
 
     #[test]
     fn an_agent_reporting_not_ready_is_not_ready_however_fresh() {
-        let (objects, statuses) =
-            split_agent_statuses(objects_of(&[("SluiceNode", "n1", sluice_node("n1", false, NOW))]));
+        let (objects, statuses) = split_agent_statuses(objects_of(&[(
+            "SluiceNode",
+            "n1",
+            sluice_node("n1", false, NOW),
+        )]));
         let status = agents_status(&objects, &statuses, NOW);
         assert_eq!((status.ready, status.total), (0, 1));
         assert!(!status.agents[0].stale);
@@ -254,7 +260,10 @@ mod tests {
 
     #[test]
     fn without_agent_statuses_the_node_conditions_count() {
-        let objects = objects_of(&[("Node", "n1", node("n1", true)), ("Node", "n2", node("n2", false))]);
+        let objects = objects_of(&[
+            ("Node", "n1", node("n1", true)),
+            ("Node", "n2", node("n2", false)),
+        ]);
         let status = agents_status(&objects, &AgentStatuses::new(), NOW);
         assert_eq!((status.ready, status.total), (1, 2));
         assert!(status.agents.is_empty());

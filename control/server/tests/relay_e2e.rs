@@ -623,19 +623,14 @@ async fn agent_statuses_arrive_as_rows_follow_changes_and_go_stale() {
         })
     };
     let rows = async || {
-        store
-            .meta("a1")
-            .await
-            .ok()
-            .flatten()
-            .map(|m| {
-                let rows: Vec<_> = m
-                    .agents
-                    .iter()
-                    .map(|a| (a.node.clone(), a.ready, a.stale))
-                    .collect();
-                (m.agents_ready, m.agents_total, rows)
-            })
+        store.meta("a1").await.ok().flatten().map(|m| {
+            let rows: Vec<_> = m
+                .agents
+                .iter()
+                .map(|a| (a.node.clone(), a.ready, a.stale))
+                .collect();
+            (m.agents_ready, m.agents_total, rows)
+        })
     };
     let both_ready = (
         2,
@@ -645,9 +640,11 @@ async fn agent_statuses_arrive_as_rows_follow_changes_and_go_stale() {
             ("a1-node-2".to_string(), true, false),
         ],
     );
-    wait_for("two ready rows in redis", Duration::from_secs(15), async || {
-        rows().await.as_ref() == Some(&both_ready)
-    })
+    wait_for(
+        "two ready rows in redis",
+        Duration::from_secs(15),
+        async || rows().await.as_ref() == Some(&both_ready),
+    )
     .await;
     let meta = store.meta("a1").await.unwrap().unwrap();
     assert_eq!(meta.agents[1].version, env!("CARGO_PKG_VERSION"));

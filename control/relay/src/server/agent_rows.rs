@@ -101,7 +101,10 @@ mod tests {
             }],
             ..AgentStatus::default()
         };
-        assert_eq!(from_rows(&to_rows(std::slice::from_ref(&agent))), [agent.clone()]);
+        assert_eq!(
+            from_rows(&to_rows(std::slice::from_ref(&agent))),
+            [agent.clone()]
+        );
         let flood = AgentStatus {
             rejected: vec![RejectedObject::default(); MAX_REJECTED_REPORTED + 3],
             ..agent
