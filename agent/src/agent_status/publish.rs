@@ -26,13 +26,14 @@ pub async fn publish(
 ) {
     let observe = Arc::new(observe);
     let mut last: Option<NodeAgentStatus> = None;
-    let mut since_heartbeat = Duration::MAX;
+    // When the last status was written (None: never).
+    let mut written: Option<tokio::time::Instant> = None;
     let mut maps = Vec::new();
     let mut tick = tokio::time::interval(CHECK_PERIOD.min(interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let heartbeat_due = since_heartbeat >= interval;
+        let heartbeat_due = written.is_none_or(|at| at.elapsed() >= interval);
         // Map walks and store reads are blocking work.
         let read = observe.clone();
         let Ok(mut observed) = tokio::task::spawn_blocking(move || read(heartbeat_due)).await
@@ -46,14 +47,13 @@ pub async fn publish(
         }
         let status = build_status(observed, Timestamp::now().to_string(), interval);
         let due = heartbeat_due || last.as_ref().is_none_or(|old| changed(old, &status));
-        since_heartbeat = since_heartbeat.saturating_add(CHECK_PERIOD.min(interval));
         if !due {
             continue;
         }
         match api.apply_node_agent_status(&node, &status).await {
             Ok(()) => {
                 last = Some(status);
-                since_heartbeat = Duration::ZERO;
+                written = Some(tokio::time::Instant::now());
             }
             Err(error) => {
                 tracing::warn!(%error, node, "cannot publish the agent's status; retrying");
@@ -87,6 +87,7 @@ mod tests {
         let ready = Arc::new(AtomicBool::new(false));
         let map_reads = Arc::new(Mutex::new(0));
         let (r, reads) = (ready.clone(), map_reads.clone());
+        let start = tokio::time::Instant::now();
         let task = tokio::spawn(publish(
             api,
             "node-1".into(),
@@ -109,7 +110,15 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let second = read_status(dir.path()).expect("still there");
         assert!(second.ready, "a change is published before the heartbeat");
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        // The change was written at 1 s: the next heartbeat is due at 11 s.
+        tokio::time::sleep_until(start + Duration::from_millis(10_500)).await;
+        assert_eq!(
+            *map_reads.lock().unwrap(),
+            1,
+            "no heartbeat before it is due"
+        );
+        assert_eq!(read_status(dir.path()), Some(second.clone()));
+        tokio::time::sleep_until(start + Duration::from_millis(11_500)).await;
         let third = read_status(dir.path()).expect("still there");
         assert_ne!(third.heartbeat_time, second.heartbeat_time, "heartbeat");
         assert_eq!(

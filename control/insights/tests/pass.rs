@@ -31,6 +31,16 @@ fn vs(export_to: bool) -> StoredObject {
     }
 }
 
+/// Every query the rules run, answered with no samples.
+fn no_samples() -> RecordedProm {
+    RecordedProm(
+        QUERIES
+            .iter()
+            .map(|(_, q)| (q.to_string(), vec![]))
+            .collect(),
+    )
+}
+
 fn connected(_: &str) -> RelayStatus {
     RelayStatus {
         connected: true,
@@ -66,12 +76,7 @@ async fn an_insight_appears_is_suppressed_returns_and_resolves() {
         metrics: &metrics,
         thresholds: Thresholds::default(),
     };
-    let prom = RecordedProm(
-        QUERIES
-            .iter()
-            .map(|(_, q)| (q.to_string(), vec![]))
-            .collect(),
-    );
+    let prom = no_samples();
     let logs = RecordedLogs(BTreeMap::from([(
         "cluster-1".to_string(),
         vec![AnalyzerMessage {
@@ -255,12 +260,7 @@ async fn agent_rows_in_the_store_raise_not_ready_and_rejected_insights() {
         metrics: &metrics,
         thresholds: Thresholds::default(),
     };
-    let prom = RecordedProm(
-        QUERIES
-            .iter()
-            .map(|(_, q)| (q.to_string(), vec![]))
-            .collect(),
-    );
+    let prom = no_samples();
     let r = pass
         .run(&prom, &RecordedLogs::default(), connected, vec![], 100)
         .await
