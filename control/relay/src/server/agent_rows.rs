@@ -101,10 +101,8 @@ mod tests {
             }],
             ..AgentStatus::default()
         };
-        assert_eq!(
-            from_rows(&to_rows(std::slice::from_ref(&agent))),
-            [agent.clone()]
-        );
+        let once = std::slice::from_ref(&agent);
+        assert_eq!(from_rows(&to_rows(once)), once);
         let flood = AgentStatus {
             rejected: vec![RejectedObject::default(); MAX_REJECTED_REPORTED + 3],
             ..agent
