@@ -84,8 +84,9 @@ impl AuthConfig {
     /// Reads the client secret from a file (trailing newline dropped), so
     /// it never appears on a command line.
     pub fn read_client_secret(path: &Path) -> Result<String, AuthError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| AuthError::Config(format!("client secret file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            AuthError::Config(format!("client secret file {}: {e}", path.display()))
+        })?;
         let secret = text.trim_end_matches(['\n', '\r']).to_string();
         if secret.is_empty() {
             return Err(AuthError::Config(format!(
@@ -166,13 +167,22 @@ mod tests {
             ("not a url", true, false),
         ];
         for (redirect, secure, ok) in cases {
-            assert_eq!(config(redirect, secure).validate().is_ok(), ok, "{redirect} {secure}");
+            assert_eq!(
+                config(redirect, secure).validate().is_ok(),
+                ok,
+                "{redirect} {secure}"
+            );
         }
     }
 
     #[test]
     fn debug_hides_the_secret() {
-        let c = AuthConfig::new("https://idp", "dash", "very-secret", "https://d/auth/callback");
+        let c = AuthConfig::new(
+            "https://idp",
+            "dash",
+            "very-secret",
+            "https://d/auth/callback",
+        );
         assert!(!format!("{c:?}").contains("very-secret"));
     }
 

@@ -56,7 +56,11 @@ pub async fn require_csrf(State(auth): State<Auth>, request: Request, next: Next
         Ok(None) => return (StatusCode::UNAUTHORIZED, "not logged in").into_response(),
         Err(e) => return e.into_response(),
     };
-    if let Some(given) = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(given) = request
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         if tokens_match(&session.csrf, given) {
             return next.run(request).await;
         }
@@ -71,7 +75,8 @@ pub async fn require_csrf(State(auth): State<Auth>, request: Request, next: Next
     };
     match form_token(&bytes) {
         Some(given) if tokens_match(&session.csrf, &given) => {
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
         _ => refused(),
     }
@@ -90,8 +95,14 @@ mod tests {
         assert!(tokens_match("abc", "abc"));
         assert!(!tokens_match("abc", "abd"));
         assert!(!tokens_match("abc", "ab"));
-        assert!(!tokens_match("", ""), "an empty expected token never matches");
-        assert_eq!(form_token(b"a=1&csrf_token=x%2By&b=2").as_deref(), Some("x+y"));
+        assert!(
+            !tokens_match("", ""),
+            "an empty expected token never matches"
+        );
+        assert_eq!(
+            form_token(b"a=1&csrf_token=x%2By&b=2").as_deref(),
+            Some("x+y")
+        );
         assert_eq!(form_token(b"a=1"), None);
         assert!(is_safe(&Method::GET) && !is_safe(&Method::POST) && !is_safe(&Method::DELETE));
     }

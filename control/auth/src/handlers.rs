@@ -35,7 +35,9 @@ pub struct LogoutForm {
 }
 
 fn inner(auth: &Auth) -> &Inner {
-    auth.inner.as_deref().expect("routes exist only when auth is enabled")
+    auth.inner
+        .as_deref()
+        .expect("routes exist only when auth is enabled")
 }
 
 /// A cookie with the flags every auth cookie has.
@@ -89,12 +91,16 @@ pub async fn login(
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     if let Err(wait) = inner.limiter.check(ip) {
         tracing::warn!(%ip, "dashboard login rate limit hit");
-        let mut response =
-            (StatusCode::TOO_MANY_REQUESTS, "too many login attempts: try again later").into_response();
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many login attempts: try again later",
+        )
+            .into_response();
         let secs = wait.as_secs().max(1).to_string();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits"));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&secs).expect("digits"),
+        );
         return response;
     }
     let authorization = match inner.provider.authorize().await {
@@ -106,12 +112,20 @@ pub async fn login(
         pkce_verifier: authorization.pkce_verifier,
         return_to: safe_return_to(query.return_to.as_deref()),
     };
-    if let Err(e) = inner.sessions.put_login(&authorization.state, &pending).await {
+    if let Err(e) = inner
+        .sessions
+        .put_login(&authorization.state, &pending)
+        .await
+    {
         return e.into_response();
     }
     let mut state_cookie = cookie(&auth, auth.login_cookie(), authorization.state);
     state_cookie.set_max_age(time_duration(LOGIN_TTL));
-    (jar.add(state_cookie), Redirect::to(authorization.url.as_str())).into_response()
+    (
+        jar.add(state_cookie),
+        Redirect::to(authorization.url.as_str()),
+    )
+        .into_response()
 }
 
 fn time_duration(d: std::time::Duration) -> time::Duration {
@@ -128,7 +142,11 @@ pub async fn callback(
     let inner = inner(&auth);
     if let Some(error) = query.error {
         tracing::warn!(error, "the identity provider refused a login");
-        return (StatusCode::FORBIDDEN, "the identity provider refused the login").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "the identity provider refused the login",
+        )
+            .into_response();
     }
     let (Some(code), Some(state)) = (query.code, query.state) else {
         return (StatusCode::BAD_REQUEST, "the callback lacks code or state").into_response();
@@ -144,7 +162,11 @@ pub async fn callback(
     let pending = match inner.sessions.take_login(&state).await {
         Ok(Some(p)) => p,
         Ok(None) => {
-            return (StatusCode::BAD_REQUEST, "unknown or expired login: start again").into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                "unknown or expired login: start again",
+            )
+                .into_response();
         }
         Err(e) => return e.into_response(),
     };
@@ -156,7 +178,11 @@ pub async fn callback(
         Ok(l) => l,
         Err(e) => return e.into_response(),
     };
-    let (id, _) = match inner.sessions.create(&logged_in.user, &logged_in.groups).await {
+    let (id, _) = match inner
+        .sessions
+        .create(&logged_in.user, &logged_in.groups)
+        .await
+    {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -177,7 +203,10 @@ pub async fn logout(
     Form(form): Form<LogoutForm>,
 ) -> Result<Response, AuthError> {
     let inner = inner(&auth);
-    let Some(id) = jar.get(auth.session_cookie()).map(|c| c.value().to_string()) else {
+    let Some(id) = jar
+        .get(auth.session_cookie())
+        .map(|c| c.value().to_string())
+    else {
         return Ok(Redirect::to("/").into_response());
     };
     let Some(session) = inner.sessions.get(&id).await? else {

@@ -43,7 +43,9 @@ pub use scope::{ClusterScope, Scope};
 pub use viewer::Viewer;
 
 use crate::{
-    oidc::Provider, rate_limit::LoginLimiter, rbac_source::RbacSource,
+    oidc::Provider,
+    rate_limit::LoginLimiter,
+    rbac_source::RbacSource,
     session::{Session, SessionStore},
 };
 
@@ -64,17 +66,21 @@ impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         tracing::warn!("dashboard auth: {self}");
         match self {
-            AuthError::Redis(_) | AuthError::Store(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "the session store is unavailable").into_response()
-            }
+            AuthError::Redis(_) | AuthError::Store(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session store is unavailable",
+            )
+                .into_response(),
             AuthError::Provider(_) => (
                 StatusCode::BAD_GATEWAY,
                 "login failed at the identity provider (details in the dashboard's log)",
             )
                 .into_response(),
-            AuthError::Config(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "dashboard auth is misconfigured").into_response()
-            }
+            AuthError::Config(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "dashboard auth is misconfigured",
+            )
+                .into_response(),
         }
     }
 }
@@ -158,11 +164,19 @@ impl Auth {
     // `__Host-` cookies must be Secure, Path=/ and without Domain:
     // browsers then refuse them from subdomains and over plain http.
     fn session_cookie(&self) -> &'static str {
-        if self.secure() { "__Host-sluice_session" } else { "sluice_session" }
+        if self.secure() {
+            "__Host-sluice_session"
+        } else {
+            "sluice_session"
+        }
     }
 
     fn login_cookie(&self) -> &'static str {
-        if self.secure() { "__Host-sluice_login" } else { "sluice_login" }
+        if self.secure() {
+            "__Host-sluice_login"
+        } else {
+            "sluice_login"
+        }
     }
 
     fn secure(&self) -> bool {
@@ -170,12 +184,18 @@ impl Auth {
     }
 
     /// The live session the request's cookie names, with its id.
-    async fn session_of(&self, headers: &HeaderMap) -> Result<Option<(String, Session)>, AuthError> {
+    async fn session_of(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(String, Session)>, AuthError> {
         let Some(inner) = &self.inner else {
             return Ok(None);
         };
         let jar = CookieJar::from_headers(headers);
-        let Some(id) = jar.get(self.session_cookie()).map(|c| c.value().to_string()) else {
+        let Some(id) = jar
+            .get(self.session_cookie())
+            .map(|c| c.value().to_string())
+        else {
             return Ok(None);
         };
         Ok(inner.sessions.get(&id).await?.map(|s| (id, s)))

@@ -105,7 +105,9 @@ impl Provider {
             .map_err(|e| AuthError::Config(format!("issuer URL: {e}")))?;
         let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
             .await
-            .map_err(|e| AuthError::Provider(format!("discovery at {}: {e}", self.config.issuer)))?;
+            .map_err(|e| {
+                AuthError::Provider(format!("discovery at {}: {e}", self.config.issuer))
+            })?;
         let end_session = metadata
             .additional_metadata()
             .end_session_endpoint
@@ -225,9 +227,9 @@ fn groups_of(value: Option<&serde_json::Value>) -> Result<Vec<String>, AuthError
         Some(serde_json::Value::Array(items)) => items
             .iter()
             .map(|i| {
-                i.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| AuthError::Provider("the groups claim holds a non-string".into()))
+                i.as_str().map(str::to_string).ok_or_else(|| {
+                    AuthError::Provider("the groups claim holds a non-string".into())
+                })
             })
             .collect(),
         Some(_) => Err(AuthError::Provider(

@@ -49,6 +49,9 @@ mod tests {
         }
         let wait = limiter.check(a).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(3600));
-        assert!(limiter.check(b).is_ok(), "another address has its own bucket");
+        assert!(
+            limiter.check(b).is_ok(),
+            "another address has its own bucket"
+        );
     }
 }

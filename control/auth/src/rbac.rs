@@ -144,7 +144,9 @@ pub fn scope_for(clusters: &BTreeMap<String, ClusterRbac>, identity: &Identity) 
         .iter()
         .filter_map(|(name, rbac)| rbac.scope_of(identity).map(|s| (name.clone(), s)))
         .collect();
-    let denial = granted.is_empty().then(|| explain_denial(clusters, identity));
+    let denial = granted
+        .is_empty()
+        .then(|| explain_denial(clusters, identity));
     Decision {
         scope: Scope::Clusters(granted),
         denial,
@@ -189,12 +191,15 @@ fn effective_groups(identity: &Identity) -> Vec<String> {
 }
 
 fn binds(subjects: Option<&[Subject]>, user: &str, groups: &[String]) -> bool {
-    subjects.unwrap_or_default().iter().any(|s| match s.kind.as_str() {
-        "User" => s.name == user,
-        "Group" => groups.iter().any(|g| *g == s.name),
-        // ServiceAccounts are workloads, not dashboard viewers.
-        _ => false,
-    })
+    subjects
+        .unwrap_or_default()
+        .iter()
+        .any(|s| match s.kind.as_str() {
+            "User" => s.name == user,
+            "Group" => groups.contains(&s.name),
+            // ServiceAccounts are workloads, not dashboard viewers.
+            _ => false,
+        })
 }
 
 fn allows_get_pods(rule: &PolicyRule) -> bool {

@@ -15,10 +15,13 @@ use crate::{
     rbac::{ClusterRbac, RBAC_KINDS},
 };
 
+/// Cluster name -> its RBAC.
+pub type ClustersRbac = BTreeMap<String, ClusterRbac>;
+
 pub struct RbacSource {
     store: Store,
     refresh: Duration,
-    cached: Mutex<Option<(Instant, Arc<BTreeMap<String, ClusterRbac>>)>>,
+    cached: Mutex<Option<(Instant, Arc<ClustersRbac>)>>,
 }
 
 impl RbacSource {
@@ -31,7 +34,7 @@ impl RbacSource {
     }
 
     /// Every registered cluster's RBAC, at most `refresh` old.
-    pub async fn clusters(&self) -> Result<Arc<BTreeMap<String, ClusterRbac>>, AuthError> {
+    pub async fn clusters(&self) -> Result<Arc<ClustersRbac>, AuthError> {
         let mut cached = self.cached.lock().await;
         if let Some((at, clusters)) = cached.as_ref()
             && at.elapsed() < self.refresh
@@ -45,7 +48,7 @@ impl RbacSource {
 }
 
 /// Reads the four RBAC kinds of every registered cluster.
-pub async fn read_clusters(store: &Store) -> Result<BTreeMap<String, ClusterRbac>, AuthError> {
+pub async fn read_clusters(store: &Store) -> Result<ClustersRbac, AuthError> {
     let mut out = BTreeMap::new();
     for cluster in store.clusters().await?.into_keys() {
         let mut rbac = ClusterRbac::default();

@@ -86,7 +86,11 @@ impl SessionStore {
     }
 
     /// Creates a session; returns its id (the cookie value).
-    pub async fn create(&self, user: &str, groups: &[String]) -> Result<(String, Session), AuthError> {
+    pub async fn create(
+        &self,
+        user: &str,
+        groups: &[String],
+    ) -> Result<(String, Session), AuthError> {
         let id = random_token();
         let now = now_unix();
         let session = Session {
@@ -170,7 +174,14 @@ mod tests {
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
         assert!(well_formed(&a));
         assert_ne!(a, random_token());
-        for forged in ["", "x", &"a".repeat(42), &"a".repeat(44), &format!("{}=", &a[..42]), &format!("{}.", &a[..42])] {
+        for forged in [
+            "",
+            "x",
+            &"a".repeat(42),
+            &"a".repeat(44),
+            &format!("{}=", &a[..42]),
+            &format!("{}.", &a[..42]),
+        ] {
             assert!(!well_formed(forged), "{forged}");
         }
     }

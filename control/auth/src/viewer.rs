@@ -58,7 +58,10 @@ where
             user: session.user,
             groups: session.groups,
         };
-        let decision = auth.decide(&identity).await.map_err(IntoResponse::into_response)?;
+        let decision = auth
+            .decide(&identity)
+            .await
+            .map_err(IntoResponse::into_response)?;
         Ok(Viewer {
             user: identity.user,
             groups: identity.groups,

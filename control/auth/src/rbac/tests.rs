@@ -2,13 +2,16 @@ use serde_json::{Value, json};
 
 use super::*;
 
+/// A snapshot object: (kind, Kubernetes JSON).
+type Object = (&'static str, Value);
+
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
 }
 
 const GET_PODS: fn() -> Value = || rule(&[""], &["pods"], &["get", "list", "watch"]);
 
-fn role(ns: &str, name: &str, rules: Vec<Value>) -> (&'static str, Value) {
+fn role(ns: &str, name: &str, rules: Vec<Value>) -> Object {
     (
         "Role",
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -16,7 +19,7 @@ fn role(ns: &str, name: &str, rules: Vec<Value>) -> (&'static str, Value) {
     )
 }
 
-fn cluster_role(name: &str, rules: Vec<Value>) -> (&'static str, Value) {
+fn cluster_role(name: &str, rules: Vec<Value>) -> Object {
     (
         "ClusterRole",
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -31,7 +34,7 @@ fn subject(kind: &str, name: &str) -> Value {
     }
 }
 
-fn role_binding(ns: &str, role_kind: &str, role: &str, subjects: Vec<Value>) -> (&'static str, Value) {
+fn role_binding(ns: &str, role_kind: &str, role: &str, subjects: Vec<Value>) -> Object {
     (
         "RoleBinding",
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
@@ -41,7 +44,7 @@ fn role_binding(ns: &str, role_kind: &str, role: &str, subjects: Vec<Value>) -> 
     )
 }
 
-fn cluster_role_binding(role_kind: &str, role: &str, subjects: Vec<Value>) -> (&'static str, Value) {
+fn cluster_role_binding(role_kind: &str, role: &str, subjects: Vec<Value>) -> Object {
     (
         "ClusterRoleBinding",
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -51,7 +54,7 @@ fn cluster_role_binding(role_kind: &str, role: &str, subjects: Vec<Value>) -> (&
     )
 }
 
-fn rbac(objects: &[(&'static str, Value)]) -> ClusterRbac {
+fn rbac(objects: &[Object]) -> ClusterRbac {
     let mut rbac = ClusterRbac::default();
     for (kind, value) in objects {
         rbac.add(kind, &value.to_string());
@@ -76,10 +79,13 @@ fn namespaces(list: &[&str]) -> Option<ClusterScope> {
 #[test]
 fn scope_of_alice_mirrors_kubernetes_rbac() {
     let alice_user = || vec![subject("User", "alice")];
-    let cases: Vec<(&str, Vec<(&'static str, Value)>, Option<ClusterScope>)> = vec![
+    let cases: Vec<(&str, Vec<Object>, Option<ClusterScope>)> = vec![
         (
             "RoleBinding to a Role, user subject",
-            vec![role("a", "r", vec![GET_PODS()]), role_binding("a", "Role", "r", alice_user())],
+            vec![
+                role("a", "r", vec![GET_PODS()]),
+                role_binding("a", "Role", "r", alice_user()),
+            ],
             namespaces(&["a"]),
         ),
         (
@@ -126,7 +132,10 @@ fn scope_of_alice_mirrors_kubernetes_rbac() {
         ),
         (
             "RoleBinding names a Role of another namespace",
-            vec![role("b", "r", vec![GET_PODS()]), role_binding("a", "Role", "r", alice_user())],
+            vec![
+                role("b", "r", vec![GET_PODS()]),
+                role_binding("a", "Role", "r", alice_user()),
+            ],
             None,
         ),
         (
@@ -161,7 +170,11 @@ fn scope_of_alice_mirrors_kubernetes_rbac() {
         (
             "a subresource is not the resource",
             vec![
-                role("a", "r", vec![rule(&[""], &["pods/log", "pods/*"], &["get"])]),
+                role(
+                    "a",
+                    "r",
+                    vec![rule(&[""], &["pods/log", "pods/*"], &["get"])],
+                ),
                 role_binding("a", "Role", "r", alice_user()),
             ],
             None,
@@ -169,7 +182,11 @@ fn scope_of_alice_mirrors_kubernetes_rbac() {
         (
             "pods of another API group",
             vec![
-                role("a", "r", vec![rule(&["metrics.k8s.io"], &["pods"], &["get"])]),
+                role(
+                    "a",
+                    "r",
+                    vec![rule(&["metrics.k8s.io"], &["pods"], &["get"])],
+                ),
                 role_binding("a", "Role", "r", alice_user()),
             ],
             None,
@@ -180,8 +197,10 @@ fn scope_of_alice_mirrors_kubernetes_rbac() {
                 role(
                     "a",
                     "r",
-                    vec![json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"],
-                                "resourceNames": ["web-0"]})],
+                    vec![
+                        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"],
+                                "resourceNames": ["web-0"]}),
+                    ],
                 ),
                 role_binding("a", "Role", "r", alice_user()),
             ],
@@ -193,8 +212,10 @@ fn scope_of_alice_mirrors_kubernetes_rbac() {
                 role(
                     "a",
                     "r",
-                    vec![json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"],
-                                "resourceNames": []})],
+                    vec![
+                        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"],
+                                "resourceNames": []}),
+                    ],
                 ),
                 role_binding("a", "Role", "r", alice_user()),
             ],
@@ -203,7 +224,10 @@ fn scope_of_alice_mirrors_kubernetes_rbac() {
         (
             "non-resource URLs grant nothing",
             vec![
-                cluster_role("urls", vec![json!({"nonResourceURLs": ["*"], "verbs": ["get"]})]),
+                cluster_role(
+                    "urls",
+                    vec![json!({"nonResourceURLs": ["*"], "verbs": ["get"]})],
+                ),
                 cluster_role_binding("ClusterRole", "urls", alice_user()),
             ],
             None,
@@ -248,7 +272,12 @@ fn scope_of_alice_mirrors_kubernetes_rbac() {
             "every user is in system:authenticated",
             vec![
                 cluster_role("view", vec![GET_PODS()]),
-                role_binding("shared", "ClusterRole", "view", vec![subject("Group", AUTHENTICATED_GROUP)]),
+                role_binding(
+                    "shared",
+                    "ClusterRole",
+                    "view",
+                    vec![subject("Group", AUTHENTICATED_GROUP)],
+                ),
             ],
             namespaces(&["shared"]),
         ),
@@ -348,12 +377,30 @@ fn label_selectors_follow_kubernetes() {
         (json!({}), true),
         (json!({"matchLabels": {"a": "1"}}), true),
         (json!({"matchLabels": {"a": "2"}}), false),
-        (json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]}), true),
-        (json!({"matchExpressions": [{"key": "b", "operator": "Exists"}]}), false),
-        (json!({"matchExpressions": [{"key": "b", "operator": "DoesNotExist"}]}), true),
-        (json!({"matchExpressions": [{"key": "b", "operator": "NotIn", "values": ["x"]}]}), true),
-        (json!({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}), false),
-        (json!({"matchExpressions": [{"key": "a", "operator": "Bogus"}]}), false),
+        (
+            json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]}),
+            true,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "b", "operator": "Exists"}]}),
+            false,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "b", "operator": "DoesNotExist"}]}),
+            true,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "b", "operator": "NotIn", "values": ["x"]}]}),
+            true,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}),
+            false,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "a", "operator": "Bogus"}]}),
+            false,
+        ),
     ];
     for (selector, want) in cases {
         let parsed: LabelSelector = serde_json::from_value(selector.clone()).unwrap();
@@ -387,7 +434,11 @@ fn scope_for_spans_clusters_and_explains_a_refusal() {
         user: "bob".into(),
         groups: vec!["admins".into()],
     };
-    assert!(scope_for(&clusters, &bob).scope.allows_whole_cluster("cluster-1"));
+    assert!(
+        scope_for(&clusters, &bob)
+            .scope
+            .allows_whole_cluster("cluster-1")
+    );
 
     let carol = Identity {
         user: "carol".into(),
