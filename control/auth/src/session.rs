@@ -25,8 +25,8 @@ pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// Length of a token: 32 random bytes (256 bits), base64url without padding.
 const TOKEN_LEN: usize = 43;
 
-/// A logged-in user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A logged-in user. (`Debug` leaves the CSRF token out.)
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub user: String,
     pub groups: Vec<String>,
@@ -34,6 +34,16 @@ pub struct Session {
     pub csrf: String,
     pub created_unix: u64,
     pub expires_unix: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .field("groups", &self.groups)
+            .field("expires_unix", &self.expires_unix)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A login between `/auth/login` and `/auth/callback`.
@@ -166,6 +176,22 @@ impl SessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_leaves_the_csrf_token_out() {
+        let session = Session {
+            user: "alice".into(),
+            groups: vec![],
+            csrf: "the-token".into(),
+            created_unix: 0,
+            expires_unix: 1,
+        };
+        let text = format!("{session:?}");
+        assert!(
+            text.contains("alice") && !text.contains("the-token"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn tokens_are_256_bit_and_well_formed() {

@@ -13,8 +13,9 @@ use crate::{Auth, Identity, Scope};
 /// (the request accepts `text/html`), 401 otherwise (APIs, scripts).
 ///
 /// A viewer whose `scope` is empty is logged in but may see nothing:
-/// show `denial` (why) instead of the page.
-#[derive(Clone, Debug)]
+/// show `denial` (why) instead of the page. (`Debug` leaves the CSRF
+/// token out.)
+#[derive(Clone)]
 pub struct Viewer {
     pub user: String,
     pub groups: Vec<String>,
@@ -26,6 +27,18 @@ pub struct Viewer {
     pub csrf_token: String,
     /// The no-auth mode: show the banner.
     pub anonymous: bool,
+}
+
+impl std::fmt::Debug for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Viewer")
+            .field("user", &self.user)
+            .field("groups", &self.groups)
+            .field("scope", &self.scope)
+            .field("denial", &self.denial)
+            .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> FromRequestParts<S> for Viewer

@@ -230,7 +230,7 @@ async fn login_sessions_rbac_csrf_logout_and_rate_limit_through_a_real_provider(
         &format!("{app}/auth/callback"),
     );
     config.cookie_secure = false;
-    config.login_burst = NonZeroU32::new(8).unwrap();
+    config.login_burst = NonZeroU32::new(9).unwrap();
     config.login_period = Duration::from_secs(3600);
     config.rbac_refresh = Duration::ZERO;
     serve_on(listener, Auth::new(config, store.clone()).unwrap());
@@ -421,6 +421,22 @@ async fn login_sessions_rbac_csrf_logout_and_rate_limit_through_a_real_provider(
         );
     }
 
+    // A callback opened in another browser than the one that started the
+    // login (login CSRF) is refused, and opens no session.
+    let victim = support::browser();
+    let callback = support::until_callback(&support::browser(), &app, "alice").await;
+    let r = victim.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers().get(header::SET_COOKIE).is_none());
+
+    // The provider's refusal (e.g. the user cancelled) is a 403.
+    let r = victim
+        .get(format!("{app}/auth/callback?error=access_denied&state=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
     // bob: the ClusterRoleBinding (group admins) in cluster-1 and his user
     // binding in cluster-2: everything.
     let bob = support::browser();
@@ -507,7 +523,7 @@ async fn login_sessions_rbac_csrf_logout_and_rate_limit_through_a_real_provider(
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
-    // Rate limit: 8 logins per address per hour; 5 were used.
+    // Rate limit: 9 logins per address per hour; 6 were used.
     let hammer = support::browser();
     let mut statuses = Vec::new();
     for _ in 0..4 {
