@@ -44,7 +44,7 @@ pub fn form_token(body: &[u8]) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Middleware (see [`Auth::csrf_layer`]): refuses a state-changing request
+/// Middleware (see [`Auth::protect`]): refuses a state-changing request
 /// without the session's CSRF token (403). In the no-auth mode it lets
 /// everything through (there is no session to ride on).
 pub async fn require_csrf(State(auth): State<Auth>, request: Request, next: Next) -> Response {
