@@ -94,7 +94,22 @@ then
         || python3 -m pip install -q --break-system-packages "${pkgs[@]}"
 fi
 
-# 7. Disk: a clean `make test` build takes about NEED_GIB of target/ (see the
+# 7. A real OpenID provider for the dashboard login test
+#    (control/auth/tests/oidc_login.rs): npm oidc-provider, pinned by the
+#    lock file beside the test, installed outside the tree.
+OIDC_DIR=${SLUICE_OIDC_PROVIDER_DIR:-/opt/sluice-test/oidc}
+oidc_src="$(cd "$(dirname "$0")/.." && pwd)/control/auth/tests/oidc"
+if ! cmp -s "$oidc_src/package-lock.json" "$OIDC_DIR/package-lock.json" \
+    || [ ! -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ]; then
+    command -v node >/dev/null && command -v npm >/dev/null \
+        || die "node and npm (Node.js 20+) are needed for the dashboard login test's OpenID provider"
+    log "installing npm oidc-provider into $OIDC_DIR"
+    mkdir -p "$OIDC_DIR"
+    cp "$oidc_src/package.json" "$oidc_src/package-lock.json" "$OIDC_DIR/"
+    (cd "$OIDC_DIR" && npm ci --no-audit --no-fund --silent)
+fi
+
+# 8. Disk: a clean `make test` build takes about NEED_GIB of target/ (see the
 #    dev profile in Cargo.toml); say so now rather than fail mid-link.
 NEED_GIB=${SLUICE_NEED_DISK_GIB:-8}
 target_dir="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}"

@@ -7,7 +7,9 @@
 //!   double with field manager `sluice-relay` (status ACCEPTED in Redis),
 //!   and deleted once the policy is removed, while a user's own
 //!   (unlabelled) policy of the same kind stays;
-//! - a change in the double (pod added, pod deleted) reaches Redis.
+//! - a change in the double (pod added, pod deleted) reaches Redis;
+//! - the RBAC kinds are in the snapshot, and the dashboard's access
+//!   (`sluice-auth`) computed from it grants what the bindings say.
 //!
 //! Needs no privileges (the double listens on loopback), but lives here
 //! with the API double.
@@ -37,10 +39,16 @@ const REPORTED: &[&str] = &[
     "SluiceNode",
     "SluiceIdentity",
     "SluiceEndpoint",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
 ];
 const CLUSTER_SCOPED: &[&str] = &[
     "Namespace",
     "Node",
+    "ClusterRole",
+    "ClusterRoleBinding",
     "SluiceClusterwideNetworkPolicy",
     "SluiceNode",
     "SluiceIdentity",
@@ -132,6 +140,33 @@ fn seed(api: &ApiServer) {
         "NetworkPolicy",
         Some("app"),
         json!({"metadata": {"name": "deny"}, "spec": {"podSelector": {}}}),
+    );
+    // RBAC: team-a may get pods in app; admins everywhere.
+    api.create(
+        "Role",
+        Some("app"),
+        json!({"metadata": {"name": "pod-reader"},
+               "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+    );
+    api.create(
+        "RoleBinding",
+        Some("app"),
+        json!({"metadata": {"name": "team-a"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "team-a"}]}),
+    );
+    api.create(
+        "ClusterRole",
+        None,
+        json!({"metadata": {"name": "view"},
+               "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]}]}),
+    );
+    api.create(
+        "ClusterRoleBinding",
+        None,
+        json!({"metadata": {"name": "admins"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "admins"}]}),
     );
     // A user's own cluster-wide policy: not managed, must never be deleted.
     api.create(
@@ -240,6 +275,24 @@ async fn kubernetes_mode_reports_the_cluster_and_applies_global_policy_with_its_
     .await;
     let meta = store.meta("c1").await.unwrap().unwrap();
     assert_eq!((meta.agents_ready, meta.agents_total), (1, 1));
+
+    // The dashboard's access from that snapshot.
+    let rbac = sluice_auth::rbac_source::read_clusters(&store)
+        .await
+        .unwrap();
+    let scope = |user: &str, group: &str| {
+        sluice_auth::rbac::scope_for(
+            &rbac,
+            &sluice_auth::Identity {
+                user: user.into(),
+                groups: vec![group.into()],
+            },
+        )
+    };
+    assert!(scope("alice", "team-a").scope.allows("c1", "app"));
+    assert!(!scope("alice", "team-a").scope.allows("c1", "kube-system"));
+    assert!(scope("bob", "admins").scope.allows_whole_cluster("c1"));
+    assert!(scope("carol", "guests").denial.is_some());
 
     // Global policy down, with the field manager, ACCEPTED.
     let policy_file = dir.path().join("resources/policy.yaml");

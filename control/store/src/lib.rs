@@ -367,6 +367,20 @@ impl Store {
         Ok(out)
     }
 
+    /// The objects of one kind kept for `cluster` (`key` -> JSON), without
+    /// reading the other kinds (the dashboard's RBAC reads four small kinds
+    /// of clusters with thousands of pods).
+    pub async fn objects_of_kind(
+        &self,
+        cluster: &str,
+        kind: &str,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .hgetall(self.cluster_key(cluster, &format!("objects:{kind}")))
+            .await?)
+    }
+
     /// One object's JSON, if kept.
     pub async fn object(
         &self,

@@ -78,6 +78,21 @@ async fn snapshots_replace_and_deltas_apply() {
         store.object("c1", "Service", "default/s").await.unwrap(),
         None
     );
+    assert_eq!(
+        store.objects_of_kind("c1", "Pod").await.unwrap(),
+        BTreeMap::from([
+            ("default/b".to_string(), "{\"b\":1}".to_string()),
+            ("default/c".to_string(), "{}".to_string()),
+        ]),
+        "one kind only"
+    );
+    assert!(
+        store
+            .objects_of_kind("c1", "Role")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.used_memory().await.unwrap() > 0);
 
     store.put_cluster("c1", "{}").await.unwrap();

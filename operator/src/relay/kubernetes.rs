@@ -175,6 +175,29 @@ pub static KINDS: &[Kind] = &[
         true,
     ),
     k("telemetry.istio.io", "v1", "Telemetry", "telemetries", true),
+    // The dashboard's access: who may get pods where (sluice-auth).
+    k("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+    k(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    k(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    k(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
     k(
         "control.sluice.io",
         "v1alpha1",
