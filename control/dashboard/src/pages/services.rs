@@ -1,0 +1,185 @@
+//! Services: frontends (cluster IP and ports) and backends from their
+//! EndpointSlices (label `kubernetes.io/service-name`).
+
+use axum::{
+    extract::{Query, State},
+    response::Response,
+};
+use maud::html;
+use serde_json::Value;
+
+use crate::{
+    Dashboard,
+    data::{self, ObjectRef},
+    error::PageError,
+    layout,
+    pages::TableQuery,
+    viewer::Viewer,
+};
+
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+pub async fn page(
+    State(d): State<Dashboard>,
+    viewer: Viewer,
+    Query(query): Query<TableQuery>,
+) -> Result<Response, PageError> {
+    let clusters = data::visible_clusters(&d.hub, &viewer.scope);
+    let listing = data::list(
+        &d.hub.store,
+        &clusters,
+        &["Service"],
+        &viewer.scope,
+        &query.filter(),
+        query.paging(),
+    )
+    .await?;
+    // Slices are named after their service (`NAME-xxxxx`, or NAME in
+    // manifests): read only the candidates of this page's services, then
+    // match on the label.
+    let mut slice_refs = Vec::new();
+    for (cluster, rows) in group_by_cluster(&listing.rows) {
+        let keys = d.hub.store.object_keys(cluster, "EndpointSlice").await?;
+        for key in keys {
+            if rows.iter().any(|r| key.starts_with(&r.at.key)) {
+                slice_refs.push(ObjectRef {
+                    cluster: cluster.to_string(),
+                    kind: "EndpointSlice".into(),
+                    key,
+                });
+            }
+        }
+    }
+    slice_refs.sort();
+    let slices = data::read(&d.hub.store, &slice_refs).await?;
+    let backends = |at: &ObjectRef| -> Vec<String> {
+        slices
+            .iter()
+            .filter(|s| {
+                s.at.cluster == at.cluster
+                    && data::namespace_of(&s.at.key) == data::namespace_of(&at.key)
+                    && s.object["metadata"]["labels"][SERVICE_NAME_LABEL].as_str()
+                        == Some(data::name_of(&at.key))
+            })
+            .flat_map(|s| slice_backends(&s.object))
+            .collect()
+    };
+    let (form, nav) = query.controls("/services", &clusters, &listing);
+    let content = html! {
+        (form)
+        (nav)
+        table {
+            caption.visually-hidden { "Services" }
+            thead {
+                tr {
+                    th scope="col" { "Cluster" }
+                    th scope="col" { "Namespace" }
+                    th scope="col" { "Service" }
+                    th scope="col" { "Type" }
+                    th scope="col" { "Frontends" }
+                    th scope="col" { "Backends" }
+                }
+            }
+            tbody {
+                @for row in &listing.rows {
+                    @let svc = &row.object;
+                    @let backends = backends(&row.at);
+                    tr {
+                        td { (row.at.cluster) }
+                        td { (data::namespace_of(&row.at.key)) }
+                        th scope="row" { (data::name_of(&row.at.key)) }
+                        td { (svc["spec"]["type"].as_str().unwrap_or("ClusterIP")) }
+                        td { ul.counts { @for f in frontends(svc) { li { (f) } } } }
+                        td {
+                            @if backends.is_empty() {
+                                span.muted { "no endpoints" }
+                            } @else {
+                                ul.counts { @for b in &backends { li { (b) } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (nav)
+    };
+    Ok(layout::page(&viewer, "/services", "Services", content))
+}
+
+fn group_by_cluster(rows: &[data::Row]) -> Vec<(&str, Vec<&data::Row>)> {
+    let mut out: Vec<(&str, Vec<&data::Row>)> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some((c, v)) if *c == row.at.cluster => v.push(row),
+            _ => out.push((&row.at.cluster, vec![row])),
+        }
+    }
+    out
+}
+
+/// `IP:port/PROTO → targetPort` per port.
+pub fn frontends(svc: &Value) -> Vec<String> {
+    let ip = svc["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or("(no cluster IP)");
+    svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let target = match &p["targetPort"] {
+                Value::Null => p["port"].to_string(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!(
+                "{ip}:{}/{} → {target}",
+                p["port"],
+                p["protocol"].as_str().unwrap_or("TCP")
+            )
+        })
+        .collect()
+}
+
+/// `address (ready|not ready)` per endpoint of a slice.
+pub fn slice_backends(slice: &Value) -> Vec<String> {
+    slice["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| {
+            let ready = e["conditions"]["ready"].as_bool().unwrap_or(true);
+            e["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(move |a| format!("{a} ({})", if ready { "ready" } else { "not ready" }))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn frontends_and_backends_read_from_the_objects() {
+        let svc = json!({"spec": {"clusterIP": "10.96.0.10", "ports": [
+            {"port": 80, "protocol": "TCP", "targetPort": 8080},
+            {"port": 53, "protocol": "UDP", "targetPort": "dns"}]}});
+        assert_eq!(
+            frontends(&svc),
+            ["10.96.0.10:80/TCP → 8080", "10.96.0.10:53/UDP → dns"]
+        );
+        let slice = json!({"endpoints": [
+            {"addresses": ["10.0.0.5"], "conditions": {"ready": true}},
+            {"addresses": ["10.0.0.6"], "conditions": {"ready": false}}]});
+        assert_eq!(
+            slice_backends(&slice),
+            ["10.0.0.5 (ready)", "10.0.0.6 (not ready)"]
+        );
+    }
+}
