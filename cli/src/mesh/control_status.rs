@@ -67,6 +67,20 @@ pub fn print(layout: &Layout) -> Result<bool> {
             _ => "its forwarder is NOT RUNNING".to_owned(),
         }
     );
+    let (dashboard_ok, _) = running(state.dashboard_forwarder.as_ref());
+    healthy &= dashboard_ok;
+    println!(
+        "  dashboard:      {} (no authentication; `sluice dashboard{}`)",
+        match (&state.dashboard_url, dashboard_ok) {
+            (Some(url), true) => format!("at {url} from this machine"),
+            _ => "its forwarder is NOT RUNNING".to_owned(),
+        },
+        if layout.name() == super::layout::DEFAULT_NAME {
+            String::new()
+        } else {
+            format!(" --mesh {}", layout.name())
+        }
+    );
     let infos = listed.map(|(_, infos)| infos).unwrap_or_default();
     let mut rows = vec![row(&["CLUSTER", "RELAY AGENT", "RELAY", "OBJECTS"])];
     for name in info.cluster_names() {
