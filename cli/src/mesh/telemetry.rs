@@ -133,7 +133,12 @@ pub fn start_loopback_forwarder(
     let log = layout.mesh_logs_dir().join(format!("{what}-forward.log"));
     let mut child = spawn_detached(&mut cmd, &log)?;
     let process = record_process(journal, &child, &format!("{what} forwarder"))?;
-    let line = wait_for_log(&mut child, &log, "forwarding ", &format!("the {what} forwarder"))?;
+    let line = wait_for_log(
+        &mut child,
+        &log,
+        "forwarding ",
+        &format!("the {what} forwarder"),
+    )?;
     let addr = line
         .split_whitespace()
         .nth(1)

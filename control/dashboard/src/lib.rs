@@ -18,6 +18,8 @@ mod headers;
 mod layout;
 mod pages;
 mod paging;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time_fmt;
 pub mod viewer;
 

@@ -9,25 +9,18 @@
 //! says so and skips elsewhere.
 
 use std::{
-    fmt::Write as _,
     io::{Read, Write},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use fantoccini::{
-    Client, ClientBuilder, Locator,
-    actions::{InputSource, KeyAction, KeyActions},
-    key::Key,
-    wd::WebDriverCompatibleCommand,
-};
+use fantoccini::{Locator, key::Key};
 use sluice_api::relay::v1::{ListClustersRequest, RegisterClusterRequest};
+use sluice_dashboard::testing::{Browser, browser_available, path_and_query, screenshot_dir};
 use sluice_relay::agent::{AgentConfig, RelayAgent};
 use sluice_store::testing::RedisServer;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const EAST: &str = "dashui-east";
 const WEST: &str = "dashui-west";
 /// Pods of the `shop` namespace in EAST: more than two pages of 50.
@@ -49,26 +42,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Whether the browser is installed; under CI its absence is a failure.
-fn browser_available() -> bool {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
-        .into_iter()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let message = format!(
-        "{} missing: install Debian's chromium and chromium-driver (`make setup` does)",
-        missing.join(", ")
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{message}");
-    }
-    eprintln!("SKIPPED (not under CI): {message}");
-    false
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
@@ -185,125 +158,6 @@ async fn feed_cluster(
     })
 }
 
-// --- the browser ---
-
-/// Chromedriver's log endpoint (`/se/log`, what Selenium's `get_log`
-/// calls): the browser console since the last read.
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
-}
-
-/// Console entries of level SEVERE (errors, failed loads, CSP violations).
-async fn console_errors(client: &Client) -> Vec<String> {
-    let log = client
-        .issue_cmd(BrowserLog)
-        .await
-        .expect("chromedriver's browser log (/se/log)");
-    log.as_array()
-        .expect("a log is a list of entries")
-        .iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-async fn start_browser() -> (Process, Client) {
-    let port = free_port();
-    let driver = Process(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    wait_for("chromedriver", Duration::from_secs(20), async || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
-    let capabilities = serde_json::json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            // Root in a container: no sandbox; no GPU here.
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,1000"],
-        },
-        "goog:loggingPrefs": {"browser": "ALL"},
-    });
-    let serde_json::Value::Object(capabilities) = capabilities else {
-        unreachable!()
-    };
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a chromium session through chromedriver");
-    (driver, client)
-}
-
-fn screenshot_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Opens `path`, checks the body shows every `expected` text and the
-/// console is clean, and writes `NAME.png`.
-async fn visit(client: &Client, base: &str, path: &str, name: &str, expected: &[&str]) -> String {
-    client.goto(&format!("{base}{path}")).await.unwrap();
-    let text = client
-        .find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for want in expected {
-        assert!(
-            text.contains(want),
-            "{path}: {want:?} not shown in:\n{text}"
-        );
-    }
-    assert!(
-        text.contains("Authentication disabled."),
-        "{path}: no no-auth banner"
-    );
-    let errors = console_errors(client).await;
-    assert!(errors.is_empty(), "{path}: console errors: {errors:#?}");
-    let png = client.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "{path}: not a PNG");
-    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
-    text
-}
-
-async fn press_tab(client: &Client) {
-    let keys = KeyActions::new("keyboard".into())
-        .then(KeyAction::Down {
-            value: Key::Tab.into(),
-        })
-        .then(KeyAction::Up {
-            value: Key::Tab.into(),
-        });
-    client.perform_actions(keys).await.unwrap();
-}
-
 #[test]
 fn a_non_loopback_dashboard_without_auth_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -407,227 +261,186 @@ async fn every_page_works_in_chromium_against_real_clusters() {
     assert_eq!(http_get(dashboard_port, "/insights?category=XYZ").0, 400);
     assert_eq!(http_get(dashboard_port, "/insights/detail?key=nope").0, 404);
 
-    let (_driver, client) = start_browser().await;
+    let browser = Browser::start().await;
     let base = format!("http://127.0.0.1:{dashboard_port}");
-    let mut report = String::new();
     let started = Instant::now();
 
     // The console log is really read: a 404 page logs its failed load.
-    client.goto(&format!("{base}/nope")).await.unwrap();
-    let errors = console_errors(&client).await;
+    browser.client.goto(&format!("{base}/nope")).await.unwrap();
+    let errors = browser.console_errors().await;
     assert!(
         errors.iter().any(|e| e.contains("404")),
         "a 404 must show in the console log: {errors:?}"
     );
 
-    visit(
-        &client,
-        &base,
-        "/",
-        "overview",
-        &[EAST, WEST, "Relay connected", "2 of 2", "Warning"],
-    )
-    .await;
-    visit(
-        &client,
-        &base,
-        "/clusters",
-        "clusters",
-        &[EAST, WEST, "connected", "warm", "Pod: 121"],
-    )
-    .await;
-    let pods = visit(
-        &client,
-        &base,
-        "/pods",
-        "pods",
-        &[
-            "web-000",
-            "4242",
-            "10.1.0.10",
-            "east-node-1",
-            "Rows 1–50 of 122",
-        ],
-    )
-    .await;
+    browser
+        .visit(
+            &base,
+            "/",
+            "overview",
+            &[EAST, WEST, "Relay connected", "2 of 2"],
+        )
+        .await;
+    browser
+        .visit(
+            &base,
+            "/clusters",
+            "clusters",
+            &[EAST, WEST, "connected", "warm", "Pod: 121"],
+        )
+        .await;
+    let pods = browser
+        .visit(
+            &base,
+            "/pods",
+            "pods",
+            &[
+                "web-000",
+                "4242",
+                "10.1.0.10",
+                "east-node-1",
+                "Rows 1–50 of 122",
+            ],
+        )
+        .await;
     // Sorted by cluster, namespace, name: data/db-0, then shop/web-000….
     assert!(
         pods.contains("web-048") && !pods.contains("web-049"),
         "page 1 holds 50 rows"
     );
-    visit(
-        &client,
-        &base,
-        "/services",
-        "services",
-        &[
-            "storefront",
-            "10.96.0.20:80/TCP → 8080",
-            "10.1.0.10 (ready)",
-            "10.1.0.11 (not ready)",
-            "api",
-        ],
-    )
-    .await;
-    visit(
-        &client,
-        &base,
-        "/policies",
-        "policies",
-        &[
-            "db-from-web",
-            "pods: app=db",
-            "ingress 1",
-            "deny-external",
-            "namespaces: team=shop",
-        ],
-    )
-    .await;
-    visit(
-        &client,
-        &base,
-        "/insights",
-        "insights",
-        &["BP0001", EAST, "VirtualService shop/reviews"],
-    )
-    .await;
+    browser
+        .visit(
+            &base,
+            "/services",
+            "services",
+            &[
+                "storefront",
+                "10.96.0.20:80/TCP → 8080",
+                "10.1.0.10 (ready)",
+                "10.1.0.11 (not ready)",
+                "10.96.1.1:443/TCP → 8443",
+            ],
+        )
+        .await;
+    browser
+        .visit(
+            &base,
+            "/policies",
+            "policies",
+            &[
+                "db-from-web",
+                "pods: app=db",
+                "ingress 1",
+                "deny-external",
+                "namespaces: team=shop",
+            ],
+        )
+        .await;
+    browser
+        .visit(
+            &base,
+            "/insights",
+            "insights",
+            &["BP0001", EAST, "VirtualService shop/reviews"],
+        )
+        .await;
 
-    // Pagination: the next-page link keeps going.
-    client.goto(&format!("{base}/pods")).await.unwrap();
-    client
-        .find(Locator::Css("a[rel=next]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_for("the next page", Duration::from_secs(5), async || {
-        client
-            .current_url()
-            .await
-            .is_ok_and(|u| u.query().unwrap_or_default().contains("page=2"))
-    })
-    .await;
-    let page2 = visit(
-        &client,
-        &base,
-        "/pods?page=2",
-        "pods-page-2",
-        &["Rows 51–100 of 122", "web-049", "web-098"],
-    )
-    .await;
+    // Pagination: the next-page link.
+    browser.client.goto(&format!("{base}/pods")).await.unwrap();
+    let url = browser
+        .click_to("a[rel=next]", |u| {
+            u.query().unwrap_or_default().contains("page=2")
+        })
+        .await;
+    let page2 = browser
+        .visit(
+            &base,
+            &path_and_query(&url),
+            "pods-page-2",
+            &["Rows 51–100 of 122", "web-049", "web-098"],
+        )
+        .await;
     assert!(
         !page2.contains("web-048") && !page2.contains("web-099"),
         "{page2}"
     );
 
-    // Filters through the form: namespace and a name substring.
-    client.goto(&format!("{base}/pods")).await.unwrap();
-    client
+    // Filters through the form: a name substring, then a cluster.
+    browser.client.goto(&format!("{base}/pods")).await.unwrap();
+    browser
+        .client
         .find(Locator::Css("#f-q"))
         .await
         .unwrap()
         .send_keys("web-11")
         .await
         .unwrap();
-    client
-        .find(Locator::Css("form.filters button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_for("the filtered page", Duration::from_secs(5), async || {
-        client
-            .current_url()
-            .await
-            .is_ok_and(|u| u.query().unwrap_or_default().contains("q=web-11"))
-    })
-    .await;
-    let url = client.current_url().await.unwrap();
-    let filtered = client
-        .find(Locator::Css("tbody"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let url = browser
+        .click_to("form.filters button", |u| {
+            u.query().unwrap_or_default().contains("q=web-11")
+        })
+        .await;
+    let filtered = browser
+        .visit(
+            &base,
+            &path_and_query(&url),
+            "pods-filtered",
+            &["Rows 1–10 of 10"],
+        )
+        .await;
     let rows = filtered.lines().filter(|l| l.contains("web-11")).count();
     assert_eq!(rows, 10, "web-110..web-119:\n{filtered}");
-    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
-    visit(&client, &base, &path, "pods-filtered", &["Rows 1–10 of 10"]).await;
-    visit(
-        &client,
-        &base,
-        &format!("/pods?cluster={WEST}"),
-        "pods-west",
-        &["api-0", "Rows 1–1 of 1"],
-    )
-    .await;
+    browser
+        .visit(
+            &base,
+            &format!("/pods?cluster={WEST}"),
+            "pods-west",
+            &["api-0", "Rows 1–1 of 1"],
+        )
+        .await;
 
-    // Insight detail with its resolution steps, through its link.
-    client
+    // An insight's detail with its resolution steps, through its link.
+    browser
+        .client
         .goto(&format!("{base}/insights?code=BP0001"))
         .await
         .unwrap();
-    client
-        .find(Locator::Css("tbody a"))
-        .await
-        .unwrap()
-        .click()
+    let url = browser
+        .click_to("tbody a", |u| u.path() == "/insights/detail")
+        .await;
+    let detail = browser
+        .visit(
+            &base,
+            &path_and_query(&url),
+            "insight-detail",
+            &["Resolution", "BP0001", "open"],
+        )
+        .await;
+    let steps = browser
+        .client
+        .find_all(Locator::Css("ol.steps li"))
         .await
         .unwrap();
-    wait_for("the insight's page", Duration::from_secs(5), async || {
-        client
-            .current_url()
-            .await
-            .is_ok_and(|u| u.path() == "/insights/detail")
-    })
-    .await;
-    let url = client.current_url().await.unwrap();
-    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
-    let detail = visit(
-        &client,
-        &base,
-        &path,
-        "insight-detail",
-        &["Resolution", "BP0001", "open"],
-    )
-    .await;
-    let steps = client.find_all(Locator::Css("ol.steps li")).await.unwrap();
     assert!(!steps.is_empty(), "no resolution steps:\n{detail}");
 
-    // Keyboard: Tab from the top reaches the skip link, then the nav.
-    client.goto(&format!("{base}/")).await.unwrap();
-    let mut focused = Vec::new();
-    for _ in 0..4 {
-        press_tab(&client).await;
-        let active = client.active_element().await.unwrap();
-        focused.push(active.attr("href").await.unwrap().unwrap_or_default());
-    }
-    assert_eq!(focused, ["#main", "/", "/clusters", "/pods"], "focus order");
-    let keys = KeyActions::new("keyboard".into())
-        .then(KeyAction::Down {
-            value: Key::Enter.into(),
-        })
-        .then(KeyAction::Up {
-            value: Key::Enter.into(),
-        });
-    client.perform_actions(keys).await.unwrap();
-    wait_for(
-        "Enter follows the focused link",
-        Duration::from_secs(5),
-        async || {
-            client
-                .current_url()
-                .await
-                .is_ok_and(|u| u.path() == "/pods")
-        },
-    )
-    .await;
-    assert!(console_errors(&client).await.is_empty());
+    // Keyboard: Tab from the top reaches the skip link, then the nav;
+    // Enter follows the focused link.
+    browser.client.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(
+        browser.tab_order(4).await,
+        ["#main", "/", "/clusters", "/pods"],
+        "focus order"
+    );
+    browser.press(Key::Enter).await;
+    browser
+        .wait_url("Enter on the Pods link", |u| u.path() == "/pods")
+        .await;
+    assert!(browser.console_errors().await.is_empty());
 
-    let _ = writeln!(report, "browser part took {:?}", started.elapsed());
-    eprintln!("{report}screenshots in {}", screenshot_dir().display());
-    client.close().await.unwrap();
+    eprintln!(
+        "browser part took {:?}; screenshots in {}",
+        started.elapsed(),
+        screenshot_dir().display()
+    );
+    browser.close().await;
 }
