@@ -74,7 +74,7 @@ async fn the_mesh_dashboard_shows_both_clusters_in_chromium() {
             &base,
             "/services",
             "mesh-services",
-            &["frontend", "backend", "storefront"],
+            &["frontend", "storefront", "(pod backend-1, by selector)"],
         )
         .await;
     browser

@@ -117,7 +117,7 @@ fn east_manifests() -> String {
 fn west_manifests() -> String {
     pod("west", "api-0", "west-node-1", "10.2.0.10", "api")
         + "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: west}\n\
-           spec: {clusterIP: 10.96.1.1, ports: [{port: 443, protocol: TCP, targetPort: 8443}]}\n"
+           spec: {clusterIP: 10.96.1.1, selector: {app: api}, ports: [{port: 443, protocol: TCP, targetPort: 8443}]}\n"
 }
 
 /// Registers `name` and runs its relay agent over `manifests`.
@@ -319,6 +319,8 @@ async fn every_page_works_in_chromium_against_real_clusters() {
                 "10.1.0.10 (ready)",
                 "10.1.0.11 (not ready)",
                 "10.96.1.1:443/TCP → 8443",
+                // No EndpointSlice: the pod its selector matches.
+                "10.2.0.10 (pod api-0, by selector)",
             ],
         )
         .await;

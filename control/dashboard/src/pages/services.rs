@@ -1,5 +1,8 @@
 //! Services: frontends (cluster IP and ports) and backends from their
-//! EndpointSlices (label `kubernetes.io/service-name`).
+//! EndpointSlices (label `kubernetes.io/service-name`), or, without a
+//! slice, the pods their selector matches.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::{
     extract::{Query, State},
@@ -18,6 +21,10 @@ use crate::{
 };
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// A service without EndpointSlices (manifests, the local mesh) is matched
+/// against the pods of its namespace by its selector, up to this many pods
+/// per namespace; past it the page says so instead of reading them.
+pub const MAX_SELECTOR_PODS: usize = 1000;
 
 pub async fn page(
     State(d): State<Dashboard>,
@@ -52,7 +59,7 @@ pub async fn page(
     }
     slice_refs.sort();
     let slices = data::read(&d.hub.store, &slice_refs).await?;
-    let backends = |at: &ObjectRef| -> Vec<String> {
+    let from_slices = |at: &ObjectRef| -> Vec<String> {
         slices
             .iter()
             .filter(|s| {
@@ -63,6 +70,35 @@ pub async fn page(
             })
             .flat_map(|s| slice_backends(&s.object))
             .collect()
+    };
+    let selected = selected_pods(&d, &listing.rows, &from_slices).await?;
+    let backends = |row: &data::Row| -> Backends {
+        let listed = from_slices(&row.at);
+        if !listed.is_empty() {
+            return Backends::Listed(listed);
+        }
+        let Some(selector) = row.object["spec"]["selector"].as_object() else {
+            return Backends::Listed(Vec::new());
+        };
+        let namespace = (
+            row.at.cluster.clone(),
+            data::namespace_of(&row.at.key).to_string(),
+        );
+        match selected.get(&namespace) {
+            Some(Some(pods)) => Backends::Selected(
+                pods.iter()
+                    .filter(|p| selects(selector, &p.object["metadata"]["labels"]))
+                    .map(|p| {
+                        format!(
+                            "{} (pod {}, by selector)",
+                            p.object["status"]["podIP"].as_str().unwrap_or("no IP"),
+                            data::name_of(&p.at.key)
+                        )
+                    })
+                    .collect(),
+            ),
+            _ => Backends::TooMany,
+        }
     };
     let (form, nav) = query.controls("/services", &clusters, &listing);
     let content = html! {
@@ -83,7 +119,7 @@ pub async fn page(
             tbody {
                 @for row in &listing.rows {
                     @let svc = &row.object;
-                    @let backends = backends(&row.at);
+                    @let backends = backends(row);
                     tr {
                         td { (row.at.cluster) }
                         td { (data::namespace_of(&row.at.key)) }
@@ -91,10 +127,14 @@ pub async fn page(
                         td { (svc["spec"]["type"].as_str().unwrap_or("ClusterIP")) }
                         td { ul.counts { @for f in frontends(svc) { li { (f) } } } }
                         td {
-                            @if backends.is_empty() {
-                                span.muted { "no endpoints" }
-                            } @else {
-                                ul.counts { @for b in &backends { li { (b) } } }
+                            @match &backends {
+                                Backends::Listed(b) | Backends::Selected(b) if !b.is_empty() => {
+                                    ul.counts { @for b in b { li { (b) } } }
+                                }
+                                Backends::TooMany => {
+                                    span.muted { "more than " (MAX_SELECTOR_PODS) " pods in the namespace: not matched here" }
+                                }
+                                _ => span.muted { "no endpoints" },
                             }
                         }
                     }
@@ -104,6 +144,63 @@ pub async fn page(
         (nav)
     };
     Ok(layout::page(&viewer, "/services", "Services", content))
+}
+
+enum Backends {
+    /// From EndpointSlices.
+    Listed(Vec<String>),
+    /// No slice: the pods the selector matches.
+    Selected(Vec<String>),
+    /// No slice, and too many pods in the namespace to match.
+    TooMany,
+}
+
+/// Per (cluster, namespace) of the page's services that have a selector
+/// and no EndpointSlice: the namespace's pods, or `None` past
+/// [`MAX_SELECTOR_PODS`].
+async fn selected_pods(
+    d: &Dashboard,
+    rows: &[data::Row],
+    from_slices: &impl Fn(&ObjectRef) -> Vec<String>,
+) -> Result<BTreeMap<(String, String), Option<Vec<data::Row>>>, PageError> {
+    let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in rows {
+        if row.object["spec"]["selector"].is_object() && from_slices(&row.at).is_empty() {
+            wanted
+                .entry(row.at.cluster.clone())
+                .or_default()
+                .insert(data::namespace_of(&row.at.key).to_string());
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (cluster, namespaces) in wanted {
+        let keys = d.hub.store.object_keys(&cluster, "Pod").await?;
+        for namespace in namespaces {
+            let mut refs: Vec<ObjectRef> = keys
+                .iter()
+                .filter(|k| data::namespace_of(k) == namespace)
+                .map(|key| ObjectRef {
+                    cluster: cluster.clone(),
+                    kind: "Pod".into(),
+                    key: key.clone(),
+                })
+                .collect();
+            let pods = if refs.len() > MAX_SELECTOR_PODS {
+                None
+            } else {
+                refs.sort();
+                Some(data::read(&d.hub.store, &refs).await?)
+            };
+            out.insert((cluster.clone(), namespace), pods);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a service `selector` (`{k: v}`) matches pod `labels`; an empty
+/// selector matches nothing (Kubernetes: no automatic endpoints).
+pub fn selects(selector: &serde_json::Map<String, Value>, labels: &Value) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 fn group_by_cluster(rows: &[data::Row]) -> Vec<(&str, Vec<&data::Row>)> {
@@ -177,6 +274,11 @@ mod tests {
         let slice = json!({"endpoints": [
             {"addresses": ["10.0.0.5"], "conditions": {"ready": true}},
             {"addresses": ["10.0.0.6"], "conditions": {"ready": false}}]});
+        let selector = json!({"app": "web"});
+        let selector = selector.as_object().unwrap();
+        assert!(selects(selector, &json!({"app": "web", "tier": "a"})));
+        assert!(!selects(selector, &json!({"app": "db"})));
+        assert!(!selects(&serde_json::Map::new(), &json!({"app": "web"})));
         assert_eq!(
             slice_backends(&slice),
             ["10.0.0.5 (ready)", "10.0.0.6 (not ready)"]
