@@ -33,6 +33,11 @@ async fn the_mesh_dashboard_shows_both_clusters_in_chromium() {
     let url = String::from_utf8(out.stdout).unwrap();
     let base = url.trim().trim_end_matches('/').to_string();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let status = mesh.ok(&["status"]);
+    assert!(
+        status.contains(&format!("dashboard:      at {base} from this machine")),
+        "{status}"
+    );
 
     let browser = Browser::start().await;
     browser

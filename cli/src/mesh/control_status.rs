@@ -68,11 +68,13 @@ pub fn print(layout: &Layout) -> Result<bool> {
         }
     );
     let (dashboard_ok, _) = running(state.dashboard_forwarder.as_ref());
-    healthy &= dashboard_ok;
+    // A mesh brought up before the dashboard existed has none to miss.
+    healthy &= dashboard_ok || state.dashboard_url.is_none();
     println!(
         "  dashboard:      {} (no authentication; `sluice dashboard{}`)",
         match (&state.dashboard_url, dashboard_ok) {
             (Some(url), true) => format!("at {url} from this machine"),
+            (None, _) => "not started (a mesh from before the dashboard)".to_owned(),
             _ => "its forwarder is NOT RUNNING".to_owned(),
         },
         if layout.name() == super::layout::DEFAULT_NAME {
