@@ -131,8 +131,8 @@ pub async fn list(
                 @for i in shown {
                     tr {
                         td class=(format!("sev-{}", i.severity.to_lowercase())) { (i.severity) }
-                        td { (i.code) }
-                        td { (i.cluster) }
+                        td.nowrap { (i.code) }
+                        td.nowrap { (i.cluster) }
                         td { (i.target_kind) " " (target_name(&i.target_namespace, &i.target_name)) }
                         th scope="row" {
                             a href=(detail_href(&i.key)) { (i.summary) }

@@ -1,5 +1,5 @@
-//! The overview: clusters and their relay state, nodes, agents, insights
-//! by severity.
+//! The overview: clusters and their relay state, nodes, agents, versions,
+//! insights by severity.
 
 use axum::{extract::State, response::Response};
 use maud::html;
@@ -73,7 +73,7 @@ pub async fn page(State(d): State<Dashboard>, viewer: Viewer) -> Result<Response
             } @else {
                 table {
                     caption.visually-hidden { "Registered clusters" }
-                    thead { tr { th scope="col" { "Cluster" } th scope="col" { "Relay" } th scope="col" { "Warm" } th scope="col" { "Agents ready" } th scope="col" { "Pods" } } }
+                    thead { tr { th scope="col" { "Cluster" } th scope="col" { "Relay" } th scope="col" { "Warm" } th scope="col" { "Agents ready" } th scope="col" { "Version" } th scope="col" { "Pods" } } }
                     tbody {
                         @for c in &clusters {
                             tr {
@@ -81,6 +81,7 @@ pub async fn page(State(d): State<Dashboard>, viewer: Viewer) -> Result<Response
                                 td { @if c.connected { "connected" } @else { "disconnected" } }
                                 td { @if c.warm { "warm" } @else { "not warm" } }
                                 td { (c.agents_ready) " / " (c.agents_total) }
+                                td { (c.sluice_version) }
                                 td { @if viewer.scope.sees_whole_cluster(&c.name) { (c.resource_counts.get("Pod").copied().unwrap_or(0)) } @else { "—" } }
                             }
                         }
