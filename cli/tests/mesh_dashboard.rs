@@ -112,3 +112,14 @@ async fn the_mesh_dashboard_shows_both_clusters_in_chromium() {
         .await;
     browser.close().await;
 }
+
+#[test]
+fn a_mesh_that_is_not_up_has_no_dashboard() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dashboard", "--mesh", "dashuinone"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no management plane"), "{err}");
+}
