@@ -28,12 +28,14 @@ apt_install() {
 }
 
 # 1. The eBPF compiler (ships core's sources for -Z build-std) and the tools
-#    the privileged tests drive.
+#    the privileged tests drive (chromium + chromedriver: the dashboard's
+#    browser test).
 apt_install rustc-web cargo-web rust-web-src \
     iproute2 iputils-ping iperf3 ethtool procps bpftool \
     protobuf-compiler pkg-config build-essential libzstd-dev zlib1g-dev \
     containernetworking-plugins containerd runc busybox-static jq prometheus \
-    sockperf iptables nftables valgrind redis-server redis-tools
+    sockperf iptables nftables valgrind redis-server redis-tools \
+    chromium chromium-driver
 
 # 2. LLVM matching the eBPF compiler's LLVM major.
 llvm_major=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')

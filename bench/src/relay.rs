@@ -289,6 +289,7 @@ async fn measure(clusters: usize, per_cluster: usize, changes: usize) -> anyhow:
             .args(["--redis-url", &redis.url(), "--server-names", "localhost"])
             // Not measured here; its default ports could clash.
             .arg("--no-telemetry")
+            .arg("--no-dashboard")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

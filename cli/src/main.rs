@@ -32,6 +32,9 @@ enum Command {
     /// The management plane's clusters: register, list, deregister.
     #[command(long_about = cluster::LONG_ABOUT)]
     Cluster(cluster::ClusterArgs),
+    /// The local mesh's dashboard (web UI): print its URL or forward it.
+    #[command(long_about = mesh::dashboard::LONG_ABOUT)]
+    Dashboard(mesh::dashboard::DashboardArgs),
     /// The insights engine's findings: list, get, history.
     #[command(long_about = insights::LONG_ABOUT)]
     Insights(insights::InsightsArgs),
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         }
         Command::Analyze(args) => analyze::run(*args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Dashboard(args) => mesh::dashboard::run(args),
         Command::Insights(args) => insights::run(args),
         Command::Mesh(args) => mesh::run(args),
         Command::Inspect(command) => inspect::run(command),

@@ -191,6 +191,7 @@ fn start_control(dir: &Path, redis_url: &str, relay_port: u16) -> Killed {
         .args(["--tick-ms", "100"])
         // Not under test here; its default ports could clash.
         .arg("--no-telemetry")
+        .arg("--no-dashboard")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

@@ -38,6 +38,9 @@ use super::{
 
 /// sluice-control's metrics, on the management namespace's loopback.
 pub const CONTROL_METRICS_ADDR: &str = "127.0.0.1:9091";
+/// sluice-control's dashboard, on the management namespace's loopback
+/// (no authentication in the mesh: only its forwarder reaches it).
+pub const DASHBOARD_ADDR: &str = "127.0.0.1:8090";
 /// The name the relay agents check in sluice-control's certificate.
 pub const SERVER_NAME: &str = "sluice-control";
 /// How often sluice-control re-reads the resources and checks Redis (ms):
@@ -66,6 +69,11 @@ pub struct ControlState {
     /// Prometheus from this machine (loopback only).
     #[serde(default)]
     pub prometheus_url: Option<String>,
+    #[serde(default)]
+    pub dashboard_forwarder: Option<ProcessRef>,
+    /// The dashboard from this machine (loopback only; `sluice dashboard`).
+    #[serde(default)]
+    pub dashboard_url: Option<String>,
 }
 
 impl ControlState {
@@ -122,8 +130,8 @@ fn in_path(name: &str) -> Option<PathBuf> {
 }
 
 /// The management plane's own processes, before any cluster: namespace,
-/// Redis, sluice-control (with its telemetry gateway), Prometheus and its
-/// forwarder. Agents started after this export to the gateway.
+/// Redis, sluice-control (with its telemetry gateway and dashboard),
+/// Prometheus, and the forwarders of Prometheus and the dashboard. Agents started after this export to the gateway.
 pub fn start_core(layout: &Layout, journal: &Journal, bins: &Binaries) -> Result<ControlState> {
     fs::create_dir_all(layout.control_resources_dir())?;
     // Only root reads the control plane's files (keys, tokens, sockets).
@@ -144,6 +152,11 @@ pub fn start_core(layout: &Layout, journal: &Journal, bins: &Binaries) -> Result
     let (forwarder, url) = telemetry::start_forwarder(layout, journal)?;
     state.prometheus_forwarder = Some(forwarder);
     state.prometheus_url = Some(url);
+    state.save(layout)?;
+    let (forwarder, url) =
+        telemetry::start_loopback_forwarder(layout, journal, DASHBOARD_ADDR, "dashboard")?;
+    state.dashboard_forwarder = Some(forwarder);
+    state.dashboard_url = Some(url);
     state.save(layout)?;
     Ok(state)
 }
@@ -241,6 +254,7 @@ fn start_server(layout: &Layout, journal: &Journal, bins: &Binaries) -> Result<P
     cmd.arg("--relay-addr")
         .arg(format!("{MGMT_ADDRESS}:{RELAY_PORT}"))
         .args(["--metrics-addr", CONTROL_METRICS_ADDR])
+        .args(["--dashboard-listen", DASHBOARD_ADDR])
         .arg("--management-socket")
         .arg(&socket)
         .arg("--state-dir")

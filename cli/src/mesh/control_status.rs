@@ -67,6 +67,22 @@ pub fn print(layout: &Layout) -> Result<bool> {
             _ => "its forwarder is NOT RUNNING".to_owned(),
         }
     );
+    let (dashboard_ok, _) = running(state.dashboard_forwarder.as_ref());
+    // A mesh brought up before the dashboard existed has none to miss.
+    healthy &= dashboard_ok || state.dashboard_url.is_none();
+    println!(
+        "  dashboard:      {} (no authentication; `sluice dashboard{}`)",
+        match (&state.dashboard_url, dashboard_ok) {
+            (Some(url), true) => format!("at {url} from this machine"),
+            (None, _) => "not started (a mesh from before the dashboard)".to_owned(),
+            _ => "its forwarder is NOT RUNNING".to_owned(),
+        },
+        if layout.name() == super::layout::DEFAULT_NAME {
+            String::new()
+        } else {
+            format!(" --mesh {}", layout.name())
+        }
+    );
     let infos = listed.map(|(_, infos)| infos).unwrap_or_default();
     let mut rows = vec![row(&["CLUSTER", "RELAY AGENT", "RELAY", "OBJECTS"])];
     for name in info.cluster_names() {

@@ -22,6 +22,7 @@ mod control;
 mod control_api;
 mod control_status;
 mod converge;
+pub mod dashboard;
 mod down;
 mod forward;
 mod get;
@@ -382,9 +383,11 @@ fn print_up(layout: &Layout, report: &up::UpReport) {
     };
     let control = if let Some(control) = &report.control {
         format!(
-            ", management plane warm (`sluice cluster list --mesh {}`), Prometheus at {}",
+            ", management plane warm (`sluice cluster list --mesh {}`), Prometheus at {}, \
+             dashboard at {}",
             layout.name(),
-            control.prometheus_url.as_deref().unwrap_or("-")
+            control.prometheus_url.as_deref().unwrap_or("-"),
+            control.dashboard_url.as_deref().unwrap_or("-")
         )
     } else {
         String::new()

@@ -114,14 +114,31 @@ pub fn start_prometheus(layout: &Layout, journal: &Journal, bin: &Path) -> Resul
 /// The forwarder from this machine's loopback to Prometheus; returns it
 /// and the URL it serves.
 pub fn start_forwarder(layout: &Layout, journal: &Journal) -> Result<(ProcessRef, String)> {
+    start_loopback_forwarder(layout, journal, PROMETHEUS_ADDR, "prometheus")
+}
+
+/// A `sluice mesh forward` from this machine's loopback (a free port) to
+/// `to` in the management namespace (Prometheus, the dashboard); returns
+/// it and the URL it serves. `what` names its log and journal entry.
+pub fn start_loopback_forwarder(
+    layout: &Layout,
+    journal: &Journal,
+    to: &str,
+    what: &str,
+) -> Result<(ProcessRef, String)> {
     let mut cmd = Command::new(binaries::sluice()?);
     cmd.args(["mesh", "forward", "--listen", "127.0.0.1:0", "--netns"])
         .arg(netns_path(&layout.mgmt_netns()))
-        .args(["--to", PROMETHEUS_ADDR]);
-    let log = layout.mesh_logs_dir().join("prometheus-forward.log");
+        .args(["--to", to]);
+    let log = layout.mesh_logs_dir().join(format!("{what}-forward.log"));
     let mut child = spawn_detached(&mut cmd, &log)?;
-    let process = record_process(journal, &child, "prometheus forwarder")?;
-    let line = wait_for_log(&mut child, &log, "forwarding ", "the Prometheus forwarder")?;
+    let process = record_process(journal, &child, &format!("{what} forwarder"))?;
+    let line = wait_for_log(
+        &mut child,
+        &log,
+        "forwarding ",
+        &format!("the {what} forwarder"),
+    )?;
     let addr = line
         .split_whitespace()
         .nth(1)

@@ -27,11 +27,13 @@ impl InsightsService {
         insights_server::InsightsServer::new(self)
     }
 
-    async fn answer(
+    /// The insights matching `request`, most severe first: what the gRPC
+    /// API and the dashboard answer. `include_resolved` adds the history.
+    pub async fn list(
         &self,
         request: ListInsightsRequest,
         include_resolved: bool,
-    ) -> Result<Response<ListInsightsResponse>, Status> {
+    ) -> Result<ListInsightsResponse, Status> {
         let filter = Filter::new(&request)?;
         let entries = self
             .history
@@ -50,10 +52,10 @@ impl InsightsService {
                 .cmp(&severity_rank(&a.severity))
                 .then_with(|| a.key.cmp(&b.key))
         });
-        Ok(Response::new(ListInsightsResponse {
+        Ok(ListInsightsResponse {
             insights,
             engine_enabled: self.enabled,
-        }))
+        })
     }
 }
 
@@ -139,13 +141,17 @@ impl insights_server::Insights for InsightsService {
         &self,
         request: Request<ListInsightsRequest>,
     ) -> Result<Response<ListInsightsResponse>, Status> {
-        self.answer(request.into_inner(), false).await
+        self.list(request.into_inner(), false)
+            .await
+            .map(Response::new)
     }
 
     async fn insight_history(
         &self,
         request: Request<ListInsightsRequest>,
     ) -> Result<Response<ListInsightsResponse>, Status> {
-        self.answer(request.into_inner(), true).await
+        self.list(request.into_inner(), true)
+            .await
+            .map(Response::new)
     }
 }

@@ -22,7 +22,7 @@ pub const DEFAULT_INSIGHTS_INTERVAL_SECS: u64 = 10;
 #[command(
     name = "sluice-control",
     version,
-    about = "The Sluice management server: relay (gRPC, mTLS) on 9900, metrics on 9091, state in Redis, telemetry gateway (OTLP 4317, exposition 9464)"
+    about = "The Sluice management server: relay (gRPC, mTLS) on 9900, metrics on 9091, state in Redis, telemetry gateway (OTLP 4317, exposition 9464), dashboard on 127.0.0.1:8090"
 )]
 pub struct Config {
     /// Relay listener (TLS 1.3; registration with a token, then mTLS).
@@ -134,6 +134,21 @@ pub struct Config {
     /// the engine off.
     #[arg(long, env = "SLUICE_INSIGHTS_INTERVAL", default_value_t = DEFAULT_INSIGHTS_INTERVAL_SECS)]
     pub insights_interval: u64,
+
+    /// Dashboard (web UI, docs/dashboard.md) listener. Without
+    /// authentication (this build) only a loopback address is accepted
+    /// unless --dashboard-insecure-no-auth.
+    #[arg(long, env = "SLUICE_DASHBOARD_LISTEN", default_value = sluice_dashboard::DEFAULT_LISTEN)]
+    pub dashboard_listen: SocketAddr,
+
+    /// Do not serve the dashboard.
+    #[arg(long, env = "SLUICE_NO_DASHBOARD")]
+    pub no_dashboard: bool,
+
+    /// Serve the unauthenticated dashboard on a non-loopback address:
+    /// everyone who reaches it sees every cluster.
+    #[arg(long, env = "SLUICE_DASHBOARD_INSECURE_NO_AUTH")]
+    pub dashboard_insecure_no_auth: bool,
 
     /// Prometheus the insights engine queries (`http://host:port`); without
     /// it the PromQL-based insights are not evaluated (SYS0001 says so).

@@ -1,7 +1,8 @@
 //! `sluice-control`: wires the PKI, the Redis store and the relay hub to
 //! their listeners (relay 9900, metrics 9091, management unix socket), and
 //! runs the telemetry gateway (OTLP 4317, exposition 9464) unless
-//! `--no-telemetry`.
+//! `--no-telemetry`, and the dashboard (127.0.0.1:8090) unless
+//! `--no-dashboard`.
 #![forbid(unsafe_code)]
 
 mod config;
@@ -32,6 +33,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    if !config.no_dashboard {
+        sluice_dashboard::check_listen(config.dashboard_listen, config.dashboard_insecure_no_auth)
+            .map_err(anyhow::Error::msg)?;
+    }
     if config.otlp_plaintext && !config.no_telemetry {
         sluice_telemetry::server::check_plaintext(config.otlp_addr).map_err(anyhow::Error::msg)?;
     }
@@ -85,6 +90,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
         .with_context(|| format!("metrics listener {}", config.metrics_addr))?;
+    let dashboard_listener = if config.no_dashboard {
+        None
+    } else {
+        Some(
+            tokio::net::TcpListener::bind(config.dashboard_listen)
+                .await
+                .with_context(|| format!("dashboard listener {}", config.dashboard_listen))?,
+        )
+    };
     let management_listener = server::bind_management(&config.management_socket)
         .with_context(|| format!("management socket {}", config.management_socket.display()))?;
     tracing::info!(
@@ -93,6 +107,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         management = %config.management_socket.display(),
         "sluice-control listening"
     );
+    if let Some(listener) = &dashboard_listener {
+        tracing::warn!(
+            dashboard = %format!("http://{}/", listener.local_addr()?),
+            "dashboard without authentication: everyone who reaches it sees every cluster"
+        );
+    }
 
     tokio::spawn(hub.clone().run());
     tokio::spawn(server_cert.rotate_forever(hub.clone()));
@@ -145,6 +165,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tls_config,
         wait(shutdown.clone()),
     );
+    let dashboard = {
+        let serve = dashboard_listener.map(|listener| {
+            let router = sluice_dashboard::router_without_auth(sluice_dashboard::Dashboard::new(
+                hub.clone(),
+                sluice_insights::api::InsightsService::new(
+                    insights_history.clone(),
+                    insights_enabled,
+                ),
+            ));
+            sluice_dashboard::serve(listener, router, wait(shutdown.clone()))
+        });
+        async move {
+            match serve {
+                Some(serve) => serve.await,
+                None => Ok(()),
+            }
+        }
+    };
     let management = serve_management(
         hub.clone(),
         sluice_insights::api::InsightsService::new(insights_history, insights_enabled),
@@ -163,9 +201,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
             None => Ok(()),
         }
     };
-    let (relay, management, metrics, telemetry) =
-        tokio::join!(relay, management, metrics, telemetry);
+    let (relay, management, metrics, telemetry, dashboard) =
+        tokio::join!(relay, management, metrics, telemetry, dashboard);
     telemetry?;
+    dashboard.context("dashboard server")?;
     relay.context("relay server")?;
     management.context("management server")?;
     metrics.context("metrics server")?;

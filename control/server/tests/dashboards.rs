@@ -158,6 +158,8 @@ async fn every_dashboard_query_runs_against_live_prometheus() {
                 &redis.url(),
                 "--server-names",
                 "localhost,127.0.0.1",
+                // The web UI has its own test (dashboard_browser.rs).
+                "--no-dashboard",
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -96,6 +96,7 @@ async fn a_best_practice_insight_appears_is_suppressed_and_resolves() {
             // The telemetry gateway has its own tests; its default ports
             // could clash.
             .arg("--no-telemetry")
+            .arg("--no-dashboard")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -76,6 +76,8 @@ impl Server {
                 "100",
                 // The telemetry gateway has its own test (telemetry_e2e.rs).
                 "--no-telemetry",
+                // The dashboard has its own test (dashboard_browser.rs).
+                "--no-dashboard",
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -51,6 +51,8 @@ impl Control {
                 redis_url,
                 "--server-names",
                 "localhost,127.0.0.1",
+                // The web UI has its own test (dashboard_browser.rs).
+                "--no-dashboard",
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

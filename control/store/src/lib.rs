@@ -394,6 +394,35 @@ impl Store {
             .await?)
     }
 
+    /// The keys (`namespace/name` or `name`) of `cluster`'s objects of
+    /// `kind`, unsorted: a page is chosen from them without reading every
+    /// object's JSON (the dashboard's tables).
+    pub async fn object_keys(&self, cluster: &str, kind: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .hkeys(self.cluster_key(cluster, &format!("objects:{kind}")))
+            .await?)
+    }
+
+    /// The JSON of the objects of `kind` at `keys`, in that order (`None`
+    /// for one deleted meanwhile).
+    pub async fn objects_at(
+        &self,
+        cluster: &str,
+        kind: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("HMGET")
+            .arg(self.cluster_key(cluster, &format!("objects:{kind}")))
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?)
+    }
+
     /// Redis' own figure of the memory it uses (`INFO memory`,
     /// `used_memory`), in bytes.
     pub async fn used_memory(&self) -> Result<u64, StoreError> {

@@ -176,3 +176,28 @@ async fn meta_written_before_agent_rows_reads_as_no_rows() {
     assert_eq!((meta.agents_ready, meta.agents_total), (1, 2));
     assert!(meta.agents.is_empty());
 }
+
+#[tokio::test]
+async fn a_page_of_objects_is_read_by_key_without_the_rest() {
+    let redis = RedisServer::start();
+    let store = Store::connect(&redis.url(), None, "t").await.unwrap();
+    let objects = vec![
+        obj("Pod", "a/p1", "{\"p\":1}"),
+        obj("Pod", "b/p2", "{\"p\":2}"),
+        obj("Service", "a/s", "{}"),
+    ];
+    store
+        .replace_snapshot("c1", &objects, &ClusterMeta::default())
+        .await
+        .unwrap();
+    let mut keys = store.object_keys("c1", "Pod").await.unwrap();
+    keys.sort();
+    assert_eq!(keys, ["a/p1", "b/p2"]);
+    assert!(store.object_keys("c1", "Node").await.unwrap().is_empty());
+    let page = store
+        .objects_at("c1", "Pod", &["b/p2".into(), "gone/x".into()])
+        .await
+        .unwrap();
+    assert_eq!(page, [Some("{\"p\":2}".to_string()), None]);
+    assert!(store.objects_at("c1", "Pod", &[]).await.unwrap().is_empty());
+}

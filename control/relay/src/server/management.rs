@@ -33,6 +33,46 @@ fn registry_status(e: RegistryError) -> Status {
     }
 }
 
+/// Every registered cluster with its relay state, meta and resource
+/// counts: what `sluice cluster list` and the dashboard show.
+pub async fn list_clusters(hub: &Hub) -> Result<ListClustersResponse, sluice_store::StoreError> {
+    let registrations: Vec<Registration> = hub.registry().all().cloned().collect();
+    let mut clusters = Vec::new();
+    for r in registrations {
+        let live = hub.live(&r.name);
+        let unavailable = |e: sluice_store::StoreError| {
+            hub.redis_error("list clusters", &e);
+            e
+        };
+        let meta = hub
+            .store
+            .meta(&r.name)
+            .await
+            .map_err(unavailable)?
+            .unwrap_or_default();
+        let counts = hub.store.counts(&r.name).await.map_err(unavailable)?;
+        clusters.push(ClusterInfo {
+            name: r.name,
+            cluster_domain: r.cluster_domain,
+            skip_warming: r.skip_warming,
+            connected: live.connected,
+            warm: live.warm,
+            last_snapshot_unix: meta.last_snapshot_unix,
+            resource_counts: counts.into_iter().collect(),
+            agents_ready: meta.agents_ready,
+            agents_total: meta.agents_total,
+            sluice_version: meta.sluice_version,
+            registered_unix: r.registered_unix,
+            push_status: live.push_status.into_iter().collect(),
+            agents: super::agent_rows::from_rows(&meta.agents),
+        });
+    }
+    Ok(ListClustersResponse {
+        clusters,
+        safe_mode: hub.safe_mode(),
+    })
+}
+
 #[tonic::async_trait]
 impl Management for ManagementService {
     async fn register_cluster(
@@ -67,42 +107,10 @@ impl Management for ManagementService {
         &self,
         _: Request<ListClustersRequest>,
     ) -> Result<Response<ListClustersResponse>, Status> {
-        let registrations: Vec<Registration> = self.hub.registry().all().cloned().collect();
-        let mut clusters = Vec::new();
-        for r in registrations {
-            let live = self.hub.live(&r.name);
-            let unavailable = |e: sluice_store::StoreError| {
-                self.hub.redis_error("list clusters", &e);
-                Status::unavailable(format!("management store: {e}"))
-            };
-            let meta = self
-                .hub
-                .store
-                .meta(&r.name)
-                .await
-                .map_err(unavailable)?
-                .unwrap_or_default();
-            let counts = self.hub.store.counts(&r.name).await.map_err(unavailable)?;
-            clusters.push(ClusterInfo {
-                name: r.name,
-                cluster_domain: r.cluster_domain,
-                skip_warming: r.skip_warming,
-                connected: live.connected,
-                warm: live.warm,
-                last_snapshot_unix: meta.last_snapshot_unix,
-                resource_counts: counts.into_iter().collect(),
-                agents_ready: meta.agents_ready,
-                agents_total: meta.agents_total,
-                sluice_version: meta.sluice_version,
-                registered_unix: r.registered_unix,
-                push_status: live.push_status.into_iter().collect(),
-                agents: super::agent_rows::from_rows(&meta.agents),
-            });
-        }
-        Ok(Response::new(ListClustersResponse {
-            clusters,
-            safe_mode: self.hub.safe_mode(),
-        }))
+        list_clusters(&self.hub)
+            .await
+            .map(Response::new)
+            .map_err(|e| Status::unavailable(format!("management store: {e}")))
     }
 
     async fn deregister_cluster(
