@@ -17,7 +17,7 @@ pub fn visible_clusters(hub: &Hub, scope: &Scope) -> Vec<String> {
         .registry()
         .all()
         .map(|r| r.name.clone())
-        .filter(|name| scope.sees_cluster(name))
+        .filter(|name| scope.allows_cluster(name))
         .collect();
     names.sort();
     names

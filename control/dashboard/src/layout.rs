@@ -47,6 +47,12 @@ pub fn page(viewer: &Viewer, current: &str, title: &str, content: Markup) -> Res
                         }
                     }
                     span.viewer { "Viewer: " (viewer.name) }
+                    @if viewer.authenticated {
+                        form.logout method="post" action="/auth/logout" {
+                            input type="hidden" name="csrf_token" value=(viewer.csrf_token);
+                            button type="submit" { "Log out" }
+                        }
+                    }
                 }
                 main #main tabindex="-1" {
                     h1 { (title) }
@@ -79,4 +85,33 @@ pub fn filters(action: &str, fields: &[(&str, &str, &str, Vec<String>)]) -> Mark
             button type="submit" { "Filter" }
         }
     }
+}
+
+/// A logged-in user whose clusters' RBAC grants nothing: why, and what
+/// to ask for (403).
+pub fn denied(user: &str, why: &str, csrf_token: &str) -> Response {
+    let body = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "Access denied · Sluice" }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                main #main {
+                    h1 { "Access denied" }
+                    p { "You are logged in as " strong { (user) } ", but no cluster lets you see anything." }
+                    p.denial { (why) }
+                    p { "Ask a cluster administrator for a RoleBinding (or ClusterRoleBinding) that grants "
+                        code { "get" } " on " code { "pods" } " to your user or one of your groups." }
+                    form method="post" action="/auth/logout" {
+                        input type="hidden" name="csrf_token" value=(csrf_token);
+                        button type="submit" { "Log out" }
+                    }
+                }
+            }
+        }
+    };
+    (axum::http::StatusCode::FORBIDDEN, Html(body.into_string())).into_response()
 }

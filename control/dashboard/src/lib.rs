@@ -6,9 +6,9 @@
 //! Access: every page handler takes a [`Viewer`] (who, and which clusters
 //! and namespaces they may see) from the request's extensions and filters
 //! every query by its [`Scope`]. A layer in front of the router inserts it:
-//! in this build only [`no_auth`] (everything visible, a banner says
-//! authentication is disabled); an authenticating layer supplies another
-//! scope without the pages changing.
+//! [`with_auth`] (OpenID Connect login, the scope from the clusters' RBAC:
+//! `sluice-auth`) or [`no_auth`] (everything visible, a banner says
+//! authentication is disabled).
 #![forbid(unsafe_code)]
 
 mod assets;
@@ -29,7 +29,7 @@ use axum::{Router, routing::get};
 use sluice_insights::api::InsightsService;
 use sluice_relay::server::Hub;
 
-pub use crate::viewer::{ClusterScope, Scope, Viewer, no_auth};
+pub use crate::viewer::{Auth, ClusterScope, Scope, Viewer, no_auth, with_auth};
 
 /// The dashboard's default listener (DESIGN: port 8090).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
@@ -52,8 +52,8 @@ impl Dashboard {
 }
 
 /// Every page and asset. The pages need a [`Viewer`] in the request's
-/// extensions: wrap the router in [`no_auth`] or an authenticating layer
-/// (a request without one is refused, never shown everything).
+/// extensions: use [`router_with_auth`] or [`router_without_auth`] (a
+/// request without one is refused, never shown everything).
 pub fn router(dashboard: Dashboard) -> Router {
     Router::new()
         .route("/", get(pages::overview::page))
@@ -77,6 +77,19 @@ pub fn router_without_auth(dashboard: Dashboard) -> Router {
     router(dashboard).layer(axum::middleware::from_fn(no_auth))
 }
 
+/// The dashboard behind OpenID Connect login (docs/dashboard-auth.md):
+/// `/auth/*` routes, every page with the session user's RBAC scope, CSRF
+/// checked on every state-changing request. Serve it with client addresses
+/// ([`serve`] does) so the login rate limit sees them.
+pub fn router_with_auth(dashboard: Dashboard, auth: Auth) -> Router {
+    let pages = router(dashboard).layer(axum::middleware::from_fn_with_state(
+        auth.clone(),
+        with_auth,
+    ));
+    let app = auth.router::<()>().merge(auth.protect(pages));
+    app.layer(axum::middleware::from_fn(headers::security_headers))
+}
+
 /// Without authentication the dashboard may only listen on loopback, unless
 /// the operator explicitly accepts an unauthenticated dashboard on the
 /// network (`--dashboard-insecure-no-auth`).
@@ -85,9 +98,9 @@ pub fn check_listen(addr: SocketAddr, insecure_no_auth: bool) -> Result<(), Stri
         Ok(())
     } else {
         Err(format!(
-            "--dashboard-listen {addr} is not a loopback address and the dashboard has no \
-             authentication yet: anyone reaching it would see every cluster. Listen on \
-             127.0.0.1 (and forward), or pass --dashboard-insecure-no-auth to accept that"
+            "--dashboard-listen {addr} is not a loopback address and login is not configured \
+             (--oidc-issuer): anyone reaching it would see every cluster. Configure login, \
+             listen on 127.0.0.1 (and forward), or pass --dashboard-insecure-no-auth to accept that"
         ))
     }
 }
@@ -98,9 +111,12 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 #[cfg(test)]

@@ -1,69 +1,13 @@
 //! Who is looking, and what they may see. Pages never read the store
 //! without a [`Viewer`]; its [`Scope`] filters every row.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use axum::{
-    extract::{FromRequestParts, Request},
+    extract::{FromRequestParts, Request, State},
     http::{StatusCode, request::Parts},
     middleware::Next,
     response::Response,
 };
-
-/// The namespaces a viewer may see in one cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClusterScope {
-    /// Every namespace and the cluster-scoped objects (nodes, cluster-wide
-    /// policies): a cluster-wide binding.
-    Everything,
-    /// Only these namespaces; nothing cluster-scoped.
-    Namespaces(BTreeSet<String>),
-}
-
-/// What a viewer may see across clusters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// Every cluster, every namespace (no-auth mode, administrators).
-    All,
-    /// Only the listed clusters, each with its namespaces; a cluster not
-    /// listed is invisible.
-    Clusters(BTreeMap<String, ClusterScope>),
-}
-
-impl Scope {
-    /// Whether `cluster` shows up at all.
-    pub fn sees_cluster(&self, cluster: &str) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Clusters(map) => map.contains_key(cluster),
-        }
-    }
-
-    /// Whether everything of `cluster` is visible (its totals, nodes,
-    /// cluster-scoped objects).
-    pub fn sees_whole_cluster(&self, cluster: &str) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Clusters(map) => matches!(map.get(cluster), Some(ClusterScope::Everything)),
-        }
-    }
-
-    /// Whether an object of `cluster` in `namespace` is visible; an empty
-    /// namespace is a cluster-scoped object.
-    pub fn allows(&self, cluster: &str, namespace: &str) -> bool {
-        if namespace.is_empty() {
-            return self.sees_whole_cluster(cluster);
-        }
-        match self {
-            Scope::All => true,
-            Scope::Clusters(map) => match map.get(cluster) {
-                Some(ClusterScope::Everything) => true,
-                Some(ClusterScope::Namespaces(set)) => set.contains(namespace),
-                None => false,
-            },
-        }
-    }
-}
+pub use sluice_auth::{Auth, ClusterScope, Scope};
 
 /// The person (or nobody, without authentication) a page is rendered for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +17,8 @@ pub struct Viewer {
     pub scope: Scope,
     /// False in no-auth mode: every page carries a banner saying so.
     pub authenticated: bool,
+    /// The session's CSRF token, for forms (logout); empty without auth.
+    pub csrf_token: String,
 }
 
 impl Viewer {
@@ -82,8 +28,31 @@ impl Viewer {
             name: "anonymous".into(),
             scope: Scope::All,
             authenticated: false,
+            csrf_token: String::new(),
         }
     }
+}
+
+/// Middleware of the authenticated mode: the session's user and the scope
+/// their clusters' RBAC gives them. No session: the login redirect (pages)
+/// or 401; logged in but allowed nothing: 403 with the reason.
+pub async fn with_auth(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let viewer = match sluice_auth::Viewer::from_request_parts(&mut parts, &auth).await {
+        Ok(v) => v,
+        Err(refusal) => return refusal,
+    };
+    if let Some(why) = &viewer.denial {
+        return crate::layout::denied(&viewer.user, why, &viewer.csrf_token);
+    }
+    let mut request = Request::from_parts(parts, body);
+    request.extensions_mut().insert(Viewer {
+        name: viewer.user,
+        scope: viewer.scope,
+        authenticated: !viewer.anonymous,
+        csrf_token: viewer.csrf_token,
+    });
+    next.run(request).await
 }
 
 /// Middleware of the no-auth mode: every request is the unauthenticated
@@ -107,6 +76,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
 
     fn alice() -> Scope {
@@ -115,7 +86,7 @@ mod tests {
                 "c1".to_string(),
                 ClusterScope::Namespaces(BTreeSet::from(["a".to_string()])),
             ),
-            ("c2".to_string(), ClusterScope::Everything),
+            ("c2".to_string(), ClusterScope::AllNamespaces),
         ]))
     }
 
@@ -149,7 +120,7 @@ mod tests {
 
     #[test]
     fn all_sees_everything_including_cluster_scoped_objects() {
-        assert!(Scope::All.sees_cluster("any"));
+        assert!(Scope::All.allows_cluster("any"));
         assert!(Scope::All.allows("any", "ns"));
         assert!(Scope::All.allows("any", ""));
     }
@@ -157,11 +128,11 @@ mod tests {
     #[test]
     fn a_namespace_scope_sees_only_its_namespaces_and_nothing_cluster_scoped() {
         let s = alice();
-        assert!(s.sees_cluster("c1"));
+        assert!(s.allows_cluster("c1"));
         assert!(s.allows("c1", "a"));
         assert!(!s.allows("c1", "b"));
         assert!(!s.allows("c1", ""), "nodes are cluster-scoped");
-        assert!(!s.sees_whole_cluster("c1"));
+        assert!(!s.allows_whole_cluster("c1"));
     }
 
     #[test]
@@ -169,8 +140,8 @@ mod tests {
         let s = alice();
         assert!(s.allows("c2", "anything"));
         assert!(s.allows("c2", ""));
-        assert!(s.sees_whole_cluster("c2"));
-        assert!(!s.sees_cluster("c3"));
+        assert!(s.allows_whole_cluster("c2"));
+        assert!(!s.allows_cluster("c3"));
         assert!(!s.allows("c3", "a"));
     }
 }

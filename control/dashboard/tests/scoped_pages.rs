@@ -53,6 +53,7 @@ fn alice() -> Viewer {
             ClusterScope::Namespaces(BTreeSet::from(["a".to_string()])),
         )])),
         authenticated: true,
+        csrf_token: String::new(),
     }
 }
 

@@ -136,8 +136,8 @@ pub struct Config {
     pub insights_interval: u64,
 
     /// Dashboard (web UI, docs/dashboard.md) listener. Without
-    /// authentication (this build) only a loopback address is accepted
-    /// unless --dashboard-insecure-no-auth.
+    /// authentication (no --oidc-issuer) only a loopback address is
+    /// accepted unless --dashboard-insecure-no-auth.
     #[arg(long, env = "SLUICE_DASHBOARD_LISTEN", default_value = sluice_dashboard::DEFAULT_LISTEN)]
     pub dashboard_listen: SocketAddr,
 
@@ -149,6 +149,51 @@ pub struct Config {
     /// everyone who reaches it sees every cluster.
     #[arg(long, env = "SLUICE_DASHBOARD_INSECURE_NO_AUTH")]
     pub dashboard_insecure_no_auth: bool,
+
+    /// Dashboard login: the OpenID provider's issuer URL (discovery at
+    /// ISSUER/.well-known/openid-configuration). Turns authentication on
+    /// (docs/dashboard-auth.md); needs the other --oidc-* settings.
+    #[arg(long, env = "SLUICE_OIDC_ISSUER", requires_all = ["oidc_client_id", "oidc_client_secret_file", "oidc_redirect_url"])]
+    pub oidc_issuer: Option<String>,
+
+    /// The dashboard's client id at the provider.
+    #[arg(long, env = "SLUICE_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// File holding the client secret (never on a command line).
+    #[arg(long, env = "SLUICE_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+
+    /// The dashboard's public callback URL (…/auth/callback), as
+    /// registered at the provider.
+    #[arg(long, env = "SLUICE_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+
+    /// ID token claim naming the user (matched against RBAC subjects).
+    #[arg(long, env = "SLUICE_OIDC_USERNAME_CLAIM", default_value = "sub")]
+    pub oidc_username_claim: String,
+
+    /// ID token claim listing the user's groups.
+    #[arg(long, env = "SLUICE_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+
+    /// Prepended to user names before RBAC matching (like the API
+    /// server's --oidc-username-prefix).
+    #[arg(long, env = "SLUICE_OIDC_USERNAME_PREFIX", default_value = "")]
+    pub oidc_username_prefix: String,
+
+    /// Prepended to group names before RBAC matching.
+    #[arg(long, env = "SLUICE_OIDC_GROUPS_PREFIX", default_value = "")]
+    pub oidc_groups_prefix: String,
+
+    /// Session cookies without `Secure`: only for a plain-http redirect
+    /// URL on loopback (refused otherwise).
+    #[arg(long, env = "SLUICE_DASHBOARD_INSECURE_COOKIES")]
+    pub dashboard_insecure_cookies: bool,
+
+    /// Dashboard session lifetime (s, from login).
+    #[arg(long, env = "SLUICE_DASHBOARD_SESSION_TTL_SECS", default_value_t = 8 * 3600)]
+    pub dashboard_session_ttl_secs: u64,
 
     /// Prometheus the insights engine queries (`http://host:port`); without
     /// it the PromQL-based insights are not evaluated (SYS0001 says so).

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod dashboard;
 mod http;
 mod insights;
 mod telemetry;
@@ -33,9 +34,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let dashboard_auth = dashboard::auth_config(&config)?;
     if !config.no_dashboard {
-        sluice_dashboard::check_listen(config.dashboard_listen, config.dashboard_insecure_no_auth)
-            .map_err(anyhow::Error::msg)?;
+        // With login, any address; without, loopback unless explicitly insecure.
+        sluice_dashboard::check_listen(
+            config.dashboard_listen,
+            config.dashboard_insecure_no_auth || dashboard::authenticated(&config),
+        )
+        .map_err(anyhow::Error::msg)?;
     }
     if config.otlp_plaintext && !config.no_telemetry {
         sluice_telemetry::server::check_plaintext(config.otlp_addr).map_err(anyhow::Error::msg)?;
@@ -108,10 +114,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "sluice-control listening"
     );
     if let Some(listener) = &dashboard_listener {
-        tracing::warn!(
-            dashboard = %format!("http://{}/", listener.local_addr()?),
-            "dashboard without authentication: everyone who reaches it sees every cluster"
-        );
+        let url = format!("http://{}/", listener.local_addr()?);
+        if dashboard_auth.is_some() {
+            tracing::info!(dashboard = %url, "dashboard with OpenID Connect login");
+        } else {
+            tracing::warn!(
+                dashboard = %url,
+                "dashboard without authentication: everyone who reaches it sees every cluster"
+            );
+        }
     }
 
     tokio::spawn(hub.clone().run());
@@ -167,15 +178,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     let dashboard = {
         let serve = dashboard_listener.map(|listener| {
-            let router = sluice_dashboard::router_without_auth(sluice_dashboard::Dashboard::new(
+            dashboard::router(
+                dashboard_auth,
                 hub.clone(),
                 sluice_insights::api::InsightsService::new(
                     insights_history.clone(),
                     insights_enabled,
                 ),
-            ));
-            sluice_dashboard::serve(listener, router, wait(shutdown.clone()))
+            )
+            .map(|router| sluice_dashboard::serve(listener, router, wait(shutdown.clone())))
         });
+        let serve = serve.transpose()?;
         async move {
             match serve {
                 Some(serve) => serve.await,

@@ -64,7 +64,9 @@ impl OidcProvider {
             .to_string(),
         )
         .unwrap();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/provider.mjs");
+        // Also included by the dashboard's tests: a path valid from both crates.
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../auth/tests/oidc/provider.mjs");
         let mut child = Command::new("node")
             .arg(script)
             .arg(&config)

@@ -11,7 +11,7 @@ pub async fn page(State(d): State<Dashboard>, viewer: Viewer) -> Result<Response
     let clusters: Vec<_> = listed
         .clusters
         .into_iter()
-        .filter(|c| viewer.scope.sees_cluster(&c.name))
+        .filter(|c| viewer.scope.allows_cluster(&c.name))
         .collect();
     let content = html! {
         @if listed.safe_mode {
@@ -44,7 +44,7 @@ pub async fn page(State(d): State<Dashboard>, viewer: Viewer) -> Result<Response
                             td { (c.agents_ready) " / " (c.agents_total) }
                             td { (c.sluice_version) }
                             td {
-                                @if viewer.scope.sees_whole_cluster(&c.name) {
+                                @if viewer.scope.allows_whole_cluster(&c.name) {
                                     ul.counts {
                                         @for (kind, n) in c.resource_counts.iter().collect::<std::collections::BTreeMap<_, _>>() {
                                             li { (kind) ": " (n) }

@@ -17,7 +17,7 @@ pub async fn page(State(d): State<Dashboard>, viewer: Viewer) -> Result<Response
     let clusters: Vec<_> = listed
         .clusters
         .into_iter()
-        .filter(|c| viewer.scope.sees_cluster(&c.name))
+        .filter(|c| viewer.scope.allows_cluster(&c.name))
         .collect();
     let insights = visible_insights(&d, &viewer, ListInsightsRequest::default()).await?;
     let count = |severity: &str| {
@@ -31,7 +31,7 @@ pub async fn page(State(d): State<Dashboard>, viewer: Viewer) -> Result<Response
     let warm = clusters.iter().filter(|c| c.warm).count();
     let whole: Vec<_> = clusters
         .iter()
-        .filter(|c| viewer.scope.sees_whole_cluster(&c.name))
+        .filter(|c| viewer.scope.allows_whole_cluster(&c.name))
         .collect();
     let nodes: u64 = whole
         .iter()
@@ -82,7 +82,7 @@ pub async fn page(State(d): State<Dashboard>, viewer: Viewer) -> Result<Response
                                 td { @if c.warm { "warm" } @else { "not warm" } }
                                 td { (c.agents_ready) " / " (c.agents_total) }
                                 td { (c.sluice_version) }
-                                td { @if viewer.scope.sees_whole_cluster(&c.name) { (c.resource_counts.get("Pod").copied().unwrap_or(0)) } @else { "—" } }
+                                td { @if viewer.scope.allows_whole_cluster(&c.name) { (c.resource_counts.get("Pod").copied().unwrap_or(0)) } @else { "—" } }
                             }
                         }
                     }
