@@ -95,6 +95,15 @@ done
 if "$helm" template sluice-control "$control_chart" --set redis.urlSecret= >/dev/null 2>&1; then
     fail "helm template accepted sluice-control without redis.urlSecret"
 fi
+if "$helm" template sluice-control "$control_chart" --set dashboard.oidc.issuer=https://x >/dev/null 2>&1; then
+    fail "helm template accepted dashboard.oidc.issuer without the client settings"
+fi
+"$helm" template sluice-control "$control_chart" -f "$control_chart/ci/full-values.yaml" \
+    | grep -A1 'name: SLUICE_DASHBOARD_LISTEN' | grep -q '"0.0.0.0:8090"' \
+    || fail "with login the dashboard does not listen on the pod's address"
+"$helm" template sluice-control "$control_chart" \
+    | grep -A1 'name: SLUICE_DASHBOARD_LISTEN' | grep -q '"127.0.0.1:8090"' \
+    || fail "without login the dashboard is not loopback-only"
 if "$helm" template sluice-control "$control_chart" --set service.type=Bogus >/dev/null 2>&1; then
     fail "helm template accepted sluice-control service.type=Bogus"
 fi
