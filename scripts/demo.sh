@@ -46,6 +46,8 @@ echo "The management plane: both clusters report to sluice-control (connected/wa
 "$SLUICE" cluster list --mesh "$MESH" -o json \
     | grep -c '"warm": true' | grep -qx 2 \
     || { echo "demo: expected both clusters warm" >&2; exit 1; }
+echo "Every node agent reports its own status (readiness, version, map pressure, rejected objects):"
+"$SLUICE" cluster agents cluster-2 --mesh "$MESH"
 
 # probe CLUSTER: exit 0 connected, 1 denied (timed out or refused).
 probe() {
@@ -94,12 +96,23 @@ echo "Insights from the management plane (analyzer, snapshots and PromQL on that
 "$SLUICE" insights list --mesh "$MESH" -o json | grep -q '"code": "SEC0001"' \
     || { echo "demo: expected SEC0001 (namespace demo has no default deny)" >&2; exit 1; }
 
+echo
+dashboard=$("$SLUICE" dashboard --mesh "$MESH")
+echo "The dashboard (the management plane's web UI, no login in the local mesh): $dashboard"
+overview=$(curl -sf "$dashboard") || { echo "demo: the dashboard at $dashboard did not answer" >&2; exit 1; }
+for cluster in cluster-1 cluster-2; do
+    grep -q "$cluster" <<<"$overview" \
+        || { echo "demo: the dashboard's overview does not show $cluster" >&2; exit 1; }
+done
+echo "its overview lists cluster-1 and cluster-2."
+
 cat <<'NEXT'
 
 Try next (while the mesh is up, e.g. with `sluice mesh up` in your own shell):
   sluice mesh probe --from demo/frontend-0 --to demo/backend-1 --port 8080/tcp
   sluice mesh exec demo/frontend-0 -- ip route
   sluice mesh status --cluster cluster-2
+  sluice dashboard                              # then open the URL it prints
   sluice mesh relay stop --cluster cluster-2    # then apply a global policy, and start it again
   curl -s "<prometheus URL from sluice mesh status>/api/v1/query?query=sluice_flows_total"
 Tear it down with: sluice mesh down
