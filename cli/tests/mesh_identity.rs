@@ -273,10 +273,16 @@ fn identities_are_cluster_wide_across_three_nodes() {
         for pod in [format!("front-{node}"), format!("back-{node}")] {
             let (ip, number, labels) = local_endpoint(&mesh, &home, &pod).expect("endpoint");
             assert_eq!(node1.get(&labels), Some(&u64::from(number)), "{pod}");
-            assert!(
-                all_nodes_agree(&mesh, &runtime, &home, &ip, number),
-                "{pod} ({ip}) is not {number} in every ipcache"
-            );
+            // Other nodes learn the pod from its SluiceEndpoint: converged,
+            // not instant (bounded so a broken propagation fails).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !all_nodes_agree(&mesh, &runtime, &home, &ip, number) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{pod} ({ip}) is not {number} in every ipcache after 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
     }
 
