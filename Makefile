@@ -49,7 +49,8 @@ vmtests: setup
 ## and the privileged vmtests) in one cargo run, so one build serves them all
 test: lint
 	$(CARGO) build $(WORKSPACE)
-	$(CARGO) test $(WORKSPACE)
+	# --no-fail-fast: one run names every failing test binary, not the first.
+	$(CARGO) test $(WORKSPACE) --no-fail-fast
 	# The cross-node traffic suites again over VXLAN (about 30 s; the
 	# tunnel-only checks, capture and identity, are in tunnel_traffic).
 	SLUICE_VMTEST_ROUTING=tunnel $(CARGO) test $(WORKSPACE) --test cluster_traffic --test policy_traffic --test service_traffic
