@@ -5,6 +5,7 @@ pub mod analyzers;
 pub mod context;
 pub mod engine;
 pub mod kinds;
+pub mod log_record;
 pub mod mesh;
 pub mod message;
 pub mod output;

@@ -26,13 +26,14 @@ use sluice_api::relay::v1::{
     ServerMessage, SnapshotChunk, agent_message::Msg, relay_client::RelayClient, server_message,
 };
 use sluice_pki::{cert_info, new_key_and_csr, renewal_due, tls};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::{
     MAX_MESSAGE_BYTES, SNAPSHOT_CHUNK_OBJECTS,
     agents::{AgentStatuses, agents_status, split_agent_statuses},
+    analysis_loop::{self, AnalysisConfig},
     files::{self, ObjectMap},
     source::{ClusterSource, FilesSource},
     tls_io::{self, error_chain},
@@ -119,6 +120,19 @@ pub struct RelayAgent {
     config: AgentConfig,
     source: Arc<dyn ClusterSource>,
     report: Arc<Mutex<AgentReport>>,
+    /// The analyzer loop's settings (off when None).
+    analysis: Option<AnalysisConfig>,
+    /// Wakes the analyzer loop when the cluster's objects changed.
+    analysis_poke: Arc<Notify>,
+}
+
+/// Aborts the analyzer loop when [`RelayAgent::run`] ends or is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl RelayAgent {
@@ -134,7 +148,16 @@ impl RelayAgent {
             config,
             source,
             report: Arc::default(),
+            analysis: None,
+            analysis_poke: Arc::default(),
         }
+    }
+
+    /// Also runs the analyzer on the cluster's objects and ships the
+    /// messages over OTLP (see [`analysis_loop`]).
+    pub fn with_analysis(mut self, analysis: AnalysisConfig) -> Self {
+        self.analysis = Some(analysis);
+        self
     }
 
     pub fn report(&self) -> AgentReport {
@@ -148,8 +171,25 @@ impl RelayAgent {
         f(&mut self.report.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// Runs forever: connect, stream, back off, reconnect.
+    /// Runs forever: connect, stream, back off, reconnect (and the
+    /// analyzer loop beside, when configured).
     pub async fn run(&self) {
+        let _analysis = match &self.analysis {
+            Some(config) => match analysis_loop::logger_provider(config, &self.config.cluster) {
+                Ok(provider) => Some(AbortOnDrop(tokio::spawn(analysis_loop::run(
+                    config.clone(),
+                    self.config.cluster.clone(),
+                    self.source.clone(),
+                    self.analysis_poke.clone(),
+                    provider,
+                )))),
+                Err(e) => {
+                    tracing::error!(cluster = self.config.cluster, "analysis off: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
         let mut backoff = self.config.backoff_min;
         loop {
             let result = self.run_once().await;
@@ -295,6 +335,7 @@ impl RelayAgent {
         loop {
             tokio::select! {
                 () = self.source.changed() => {
+                    self.analysis_poke.notify_one();
                     let now;
                     (now, statuses) = split_agent_statuses(self.source.objects().await);
                     let (upserts, deletes) = files::diff(&sent, &now);

@@ -6,6 +6,8 @@
 //! - [`agent`]: the per-cluster relay agent (the operator's relay role):
 //!   trust bootstrap, the stream with jittered backoff, certificate renewal;
 //! - [`agents`]: the cluster's node agents from their own statuses (pure);
+//! - [`analysis`], [`analysis_loop`]: the agent runs the analyzer on its
+//!   cluster's objects and ships the messages as OTLP logs;
 //! - [`source`]: what a relay agent reads and writes ([`source::ClusterSource`]),
 //!   with [`files`], the agent's files mode (a manifests directory);
 //! - [`dir_watch`]: inotify plus a slow resync, for files mode and the
@@ -16,6 +18,8 @@
 
 pub mod agent;
 pub mod agents;
+pub mod analysis;
+pub mod analysis_loop;
 pub mod dir_watch;
 pub mod files;
 pub mod registry;
