@@ -9,6 +9,7 @@
 //! [`metrics`] exports the `sluice_insights` gauge.
 #![forbid(unsafe_code)]
 
+pub mod analyzer_logs;
 pub mod api;
 pub mod catalog;
 pub mod docs;

@@ -1,7 +1,7 @@
 //! Where a pass's inputs come from. The engine is pure; these traits let a
 //! pass read recorded answers (tests) or the real systems: PromQL answers
 //! (Prometheus' HTTP API, [`crate::prometheus`]) and analyzer log messages
-//! (the telemetry pipeline's Redis streams, once it lands).
+//! (the telemetry pipeline's Redis streams, [`crate::analyzer_logs`]).
 
 use std::{collections::BTreeMap, future::Future};
 
@@ -27,7 +27,15 @@ pub trait AnalyzerLogSource {
     fn messages(
         &self,
         cluster: &str,
-    ) -> impl Future<Output = Result<Vec<AnalyzerMessage>, String>> + Send;
+    ) -> impl Future<Output = Result<ClusterAnalysis, String>> + Send;
+}
+
+/// A cluster's latest analysis as read, with what had to be skipped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterAnalysis {
+    pub messages: Vec<AnalyzerMessage>,
+    /// Entries that could not be read (garbage, an incomplete analysis).
+    pub problems: Vec<String>,
 }
 
 /// Recorded answers: query -> samples; a query not recorded fails.
@@ -48,8 +56,11 @@ impl PromSource for RecordedProm {
 pub struct RecordedLogs(pub BTreeMap<String, Vec<AnalyzerMessage>>);
 
 impl AnalyzerLogSource for RecordedLogs {
-    async fn messages(&self, cluster: &str) -> Result<Vec<AnalyzerMessage>, String> {
-        Ok(self.0.get(cluster).cloned().unwrap_or_default())
+    async fn messages(&self, cluster: &str) -> Result<ClusterAnalysis, String> {
+        Ok(ClusterAnalysis {
+            messages: self.0.get(cluster).cloned().unwrap_or_default(),
+            problems: Vec::new(),
+        })
     }
 }
 
@@ -87,10 +98,21 @@ pub async fn clusters_from_store(
             .into_iter()
             .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|v| (k, v)))
             .collect();
-        let analyzer = logs.messages(&name).await.unwrap_or_else(|e| {
-            problems.push(format!("{name}: analyzer messages: {e}"));
-            Vec::new()
-        });
+        let analyzer = match logs.messages(&name).await {
+            Ok(analysis) => {
+                problems.extend(
+                    analysis
+                        .problems
+                        .iter()
+                        .map(|p| format!("{name}: analyzer messages: {p}")),
+                );
+                analysis.messages
+            }
+            Err(e) => {
+                problems.push(format!("{name}: analyzer messages: {e}"));
+                Vec::new()
+            }
+        };
         let agents = store
             .meta(&name)
             .await?

@@ -1,6 +1,7 @@
 //! The periodic insights pass (`--insights-interval`, 0 turns it off):
 //! snapshots and InsightsConfig from Redis, relay state from the hub,
-//! PromQL from `--prometheus-url`; results to the history in Redis (the
+//! PromQL from `--prometheus-url`, analyzer messages from the relay
+//! agents' analyses in the clusters' Redis log streams; results to the history in Redis (the
 //! insights API reads it) and the `sluice_insights` gauge.
 
 use std::{
@@ -9,12 +10,13 @@ use std::{
 };
 
 use sluice_insights::{
+    analyzer_logs::RedisAnalyzerLogs,
     history::History,
     input::{Certificate, RelayStatus, Sample, Thresholds},
     metrics::InsightsMetrics,
     pass::Pass,
     prometheus::PrometheusHttp,
-    sources::{PromSource, RecordedLogs},
+    sources::PromSource,
 };
 use sluice_relay::server::Hub;
 
@@ -37,9 +39,9 @@ pub async fn run(
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Analyzer messages arrive through the telemetry pipeline's Redis
-    // streams; until that lands, a pass has none.
-    let logs = RecordedLogs::default();
+    // The relay agents ship their analyses through the telemetry gateway
+    // into the clusters' log streams, in the store's Redis.
+    let logs = RedisAnalyzerLogs::new(&hub.store);
     loop {
         ticker.tick().await;
         let pass = Pass {
