@@ -13,7 +13,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use sluice_relay::agent::{AgentConfig, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, RelayAgent};
+use sluice_relay::{
+    agent::{AgentConfig, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, RelayAgent},
+    analysis_loop::{self, AnalysisConfig},
+};
 
 pub const DEFAULT_RELAY_SERVER: &str = "sluice-control:9900";
 pub const DEFAULT_SERVER_NAME: &str = "sluice-control";
@@ -76,9 +79,42 @@ pub struct RelayArgs {
     /// certificate renewal is checked (ms).
     #[arg(long, default_value_t = DEFAULT_POLL_MS)]
     pub poll_ms: u64,
+
+    /// Telemetry gateway the analyzer's messages are shipped to as OTLP
+    /// logs: `https://HOST:4317` (TLS; see --otlp-ca) or
+    /// `http://127.0.0.1:4317`. The relay agent analyzes its cluster's
+    /// objects (`sluice analyze`'s analyzers) only when this is set.
+    #[arg(long, env = "SLUICE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// CA certificate (PEM) the gateway's certificate must chain to (the
+    /// management plane's root).
+    #[arg(long, env = "SLUICE_OTLP_CA")]
+    pub otlp_ca: Option<PathBuf>,
+
+    /// Name the gateway's certificate must carry (default: the endpoint's
+    /// host).
+    #[arg(long, env = "SLUICE_OTLP_SERVER_NAME")]
+    pub otlp_server_name: Option<String>,
+
+    /// Seconds between two analyses while nothing changes (a change
+    /// triggers one 2 s after it).
+    #[arg(long, default_value_t = analysis_loop::DEFAULT_INTERVAL.as_secs())]
+    pub analysis_interval_secs: u64,
 }
 
 impl RelayArgs {
+    /// The analyzer loop's settings; None (off) without --otlp-endpoint.
+    pub fn analysis_config(&self) -> Option<AnalysisConfig> {
+        Some(AnalysisConfig {
+            otlp_endpoint: self.otlp_endpoint.clone()?,
+            otlp_ca: self.otlp_ca.clone(),
+            otlp_server_name: self.otlp_server_name.clone(),
+            interval: Duration::from_secs(self.analysis_interval_secs.max(1)),
+            debounce: analysis_loop::DEBOUNCE,
+        })
+    }
+
     pub fn agent_config(&self) -> Result<AgentConfig> {
         let manifests = match self.source {
             Source::Files => self
@@ -125,6 +161,10 @@ pub async fn run(args: RelayArgs) -> Result<()> {
             let source = kubernetes::KubernetesSource::start(client);
             RelayAgent::with_source(config, Arc::new(source))
         }
+    };
+    let agent = match args.analysis_config() {
+        Some(analysis) => agent.with_analysis(analysis),
+        None => agent,
     };
     agent.ensure_registered().await?;
     tracing::info!(
@@ -181,5 +221,32 @@ mod tests {
             .agent_config()
             .unwrap_err();
         assert!(format!("{err:#}").contains("root CA"), "{err:#}");
+    }
+
+    #[test]
+    fn analysis_is_off_without_an_endpoint_and_takes_the_otlp_flags() {
+        assert!(
+            parse(&["/r", "--manifests", "/m"])
+                .analysis_config()
+                .is_none()
+        );
+        let config = parse(&[
+            "/r",
+            "--otlp-endpoint",
+            "https://gw:4317",
+            "--otlp-ca",
+            "/ca.pem",
+            "--otlp-server-name",
+            "sluice-telemetry",
+            "--analysis-interval-secs",
+            "15",
+        ])
+        .analysis_config()
+        .unwrap();
+        assert_eq!(config.otlp_endpoint, "https://gw:4317");
+        assert_eq!(config.otlp_ca, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(config.otlp_server_name.as_deref(), Some("sluice-telemetry"));
+        assert_eq!(config.interval, Duration::from_secs(15));
+        assert_eq!(config.debounce, analysis_loop::DEBOUNCE);
     }
 }
