@@ -317,7 +317,8 @@ fn write_private(path: &Path, content: &str) -> Result<()> {
 }
 
 /// The cluster's relay agent (`sluice-operator relay`, files mode on the
-/// cluster's manifests directory), on the cluster's node-1 like a
+/// cluster's manifests directory, its analyzer loop shipping to the
+/// gateway), on the cluster's node-1 like a
 /// host-network Deployment: its traffic to sluice-control crosses the
 /// underlay. Started by `up` and by `sluice mesh relay start`.
 pub fn start_relay(cluster: &Layout, journal: &Journal) -> Result<ProcessRef> {
@@ -335,6 +336,8 @@ pub fn start_relay(cluster: &Layout, journal: &Journal) -> Result<ProcessRef> {
         .arg(cluster.relay_dir().join("state"))
         .args(["--source", "files", "--manifests"])
         .arg(cluster.manifests_dir())
+        // Its analyzer loop ships to the gateway the node agents use.
+        .args(agent_telemetry(cluster).relay_args())
         .env("RUST_LOG", "info");
     in_netns(&mut cmd, &netns_path(&node_ns))?;
     let log = cluster.logs_dir().join("relay.log");

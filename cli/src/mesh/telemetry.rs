@@ -34,6 +34,9 @@ pub const GATEWAY_METRICS_ADDR: &str = "127.0.0.1:9464";
 pub const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
 /// How often agents export and Prometheus scrapes.
 pub const INTERVAL: Duration = Duration::from_secs(5);
+/// How often a relay agent analyzes its cluster while nothing changes
+/// (a change triggers an analysis 2 s later).
+pub const ANALYSIS_INTERVAL: Duration = Duration::from_secs(30);
 /// The product's alert rules, loaded by the mesh's Prometheus.
 const RULES: &str = include_str!("../../../deploy/prometheus/sluice-rules.yaml");
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -74,6 +77,21 @@ impl AgentTelemetry {
             INTERVAL.as_secs().to_string().into(),
             "--cluster-name".into(),
             cluster.into(),
+        ]
+    }
+
+    /// The relay agent's `--otlp-*` arguments: its analyzer loop ships the
+    /// analyses to the same gateway (the cluster is the relay's own).
+    pub fn relay_args(&self) -> Vec<OsString> {
+        vec![
+            "--otlp-endpoint".into(),
+            format!("https://{MGMT_ADDRESS}:{OTLP_PORT}").into(),
+            "--otlp-ca".into(),
+            self.ca.clone().into(),
+            "--otlp-server-name".into(),
+            self.server_name.clone().into(),
+            "--analysis-interval-secs".into(),
+            ANALYSIS_INTERVAL.as_secs().to_string().into(),
         ]
     }
 }
@@ -191,6 +209,30 @@ mod tests {
         );
         assert!(joined.contains("--otlp-ca /run/x/root.crt"), "{joined}");
         assert!(joined.contains("--cluster-name cluster-2"), "{joined}");
+    }
+
+    #[test]
+    fn relay_agents_ship_analyses_to_the_same_gateway() {
+        let t = AgentTelemetry {
+            ca: "/run/x/root.crt".into(),
+            server_name: "sluice-control".into(),
+        };
+        let joined = t
+            .relay_args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            joined.contains(&format!("--otlp-endpoint https://{MGMT_ADDRESS}:4317")),
+            "{joined}"
+        );
+        assert!(joined.contains("--otlp-ca /run/x/root.crt"), "{joined}");
+        assert!(
+            joined.contains("--otlp-server-name sluice-control"),
+            "{joined}"
+        );
+        assert!(joined.contains("--analysis-interval-secs 30"), "{joined}");
     }
 
     #[test]
