@@ -38,7 +38,9 @@ Active insights are exported as \
 `sluice_insights{category,code,severity,cluster,target_type,target}` (1 while \
 active, the series is removed when the insight resolves); their history (first \
 seen, last seen, resolved) is kept in Redis (see [control.md](control.md), Redis \
-key schema).\n\n\
+key schema). Analyzer messages come from each cluster's relay agent, which \
+analyzes its cluster's objects and ships the messages as OTLP logs into the \
+cluster's Redis log stream (see [control.md](control.md#analyzer-in-the-loop)).\n\n\
 ## Suppression\n\n\
 An `InsightsConfig` (management level, `control.sluice.io/v1alpha1`) hides \
 insights; deleting it brings them back on the next pass. A config that does not \
