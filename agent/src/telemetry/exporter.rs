@@ -7,10 +7,6 @@ use std::{any::Any, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use opentelemetry::{KeyValue, metrics::MeterProvider};
-use opentelemetry_otlp::{
-    LogExporter, MetricExporter, RetryPolicy, WithExportConfig, WithTonicConfig,
-    tonic_types::transport::{Certificate, ClientTlsConfig},
-};
 use opentelemetry_sdk::{
     Resource,
     logs::SdkLoggerProvider,
@@ -60,18 +56,6 @@ fn resource(cluster: &str, node: &str) -> Resource {
         .build()
 }
 
-fn tls(config: &TelemetryConfig) -> anyhow::Result<Option<ClientTlsConfig>> {
-    let Some(ca) = &config.otlp_ca else {
-        return Ok(None);
-    };
-    let pem = std::fs::read(ca).with_context(|| format!("--otlp-ca {}", ca.display()))?;
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-    if let Some(name) = &config.otlp_server_name {
-        tls = tls.domain_name(name.clone());
-    }
-    Ok(Some(tls))
-}
-
 /// Starts exporting to `config.otlp_endpoint` (None when unset). Must run
 /// inside the tokio runtime (the gRPC channel lives on it).
 pub fn start(
@@ -83,24 +67,14 @@ pub fn start(
     let Some(endpoint) = &config.otlp_endpoint else {
         return Ok(None);
     };
-    let tls = tls(config)?;
-    let retry = RetryPolicy::recommended();
-    let mut metric_exporter = MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint.clone())
-        .with_timeout(EXPORT_TIMEOUT)
-        .with_retry_policy(retry.clone());
-    let mut log_exporter = LogExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint.clone())
-        .with_timeout(EXPORT_TIMEOUT)
-        .with_retry_policy(retry);
-    if let Some(tls) = tls {
-        metric_exporter = metric_exporter.with_tls_config(tls.clone());
-        log_exporter = log_exporter.with_tls_config(tls);
-    }
-    let metric_exporter = metric_exporter.build().context("OTLP metric exporter")?;
-    let log_exporter = log_exporter.build().context("OTLP log exporter")?;
+    let target = sluice_otlp_client::Target {
+        endpoint: endpoint.clone(),
+        ca: config.otlp_ca.clone(),
+        server_name: config.otlp_server_name.clone(),
+        timeout: EXPORT_TIMEOUT,
+    };
+    let metric_exporter = target.metric_exporter()?;
+    let log_exporter = target.log_exporter()?;
     let resource = resource(&config.cluster_name, node);
     let reader = PeriodicReader::builder(metric_exporter)
         .with_interval(std::time::Duration::from_secs(config.otlp_interval.max(1)))

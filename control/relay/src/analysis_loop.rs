@@ -11,12 +11,9 @@ use opentelemetry::{
     KeyValue,
     logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity},
 };
-use opentelemetry_otlp::{
-    LogExporter, RetryPolicy, WithExportConfig, WithTonicConfig,
-    tonic_types::transport::{Certificate, ClientTlsConfig},
-};
 use opentelemetry_sdk::{Resource, logs::SdkLoggerProvider};
 use sluice_analyzer::{log_record, message::Level};
+use sluice_otlp_client::{OtlpError, Target};
 use tokio::sync::Notify;
 
 use crate::{
@@ -45,42 +42,19 @@ pub struct AnalysisConfig {
     pub debounce: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AnalysisError {
-    #[error("--otlp-ca {path}: {source}")]
-    Ca {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("OTLP log exporter: {0}")]
-    Exporter(String),
-}
-
 /// The OTLP logger provider for `cluster`'s analyses. Must be built inside
 /// the tokio runtime (the gRPC channel lives on it).
 pub fn logger_provider(
     config: &AnalysisConfig,
     cluster: &str,
-) -> Result<SdkLoggerProvider, AnalysisError> {
-    let mut exporter = LogExporter::builder()
-        .with_tonic()
-        .with_endpoint(config.otlp_endpoint.clone())
-        .with_timeout(EXPORT_TIMEOUT)
-        .with_retry_policy(RetryPolicy::recommended());
-    if let Some(ca) = &config.otlp_ca {
-        let pem = std::fs::read(ca).map_err(|source| AnalysisError::Ca {
-            path: ca.display().to_string(),
-            source,
-        })?;
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-        if let Some(name) = &config.otlp_server_name {
-            tls = tls.domain_name(name.clone());
-        }
-        exporter = exporter.with_tls_config(tls);
+) -> Result<SdkLoggerProvider, OtlpError> {
+    let exporter = Target {
+        endpoint: config.otlp_endpoint.clone(),
+        ca: config.otlp_ca.clone(),
+        server_name: config.otlp_server_name.clone(),
+        timeout: EXPORT_TIMEOUT,
     }
-    let exporter = exporter
-        .build()
-        .map_err(|e| AnalysisError::Exporter(e.to_string()))?;
+    .log_exporter()?;
     let resource = Resource::builder_empty()
         .with_attributes([
             KeyValue::new("service.name", "sluice-relay-agent"),
