@@ -4,8 +4,11 @@
 //! its objects, a GlobalNetworkPolicy applied once at the management plane
 //! is enforced in both datapaths within 2 s, deleting it restores traffic,
 //! a relay agent stopped during the change converges after restart, every
-//! node agent reports itself ready with its version (`cluster list`), and
-//! a killed node agent's row goes not ready (stale) within its bound.
+//! node agent reports itself ready with its version (`cluster list`), a
+//! VirtualService routing to a missing host raises CFG0001 (IST0101 from
+//! the relay agent's analysis, through OTLP and Redis) in `sluice insights
+//! list` and resolves when it is removed, and a killed node agent's row
+//! goes not ready (stale) within its bound.
 
 mod mesh_support;
 
@@ -38,6 +41,38 @@ spec:
     ingress:
       - from: [{podSelector: {matchLabels: {app: db}}}]
 ";
+
+/// Routes to a host that exists in no cluster: the analyzer's IST0101.
+const VS_TO_NOWHERE: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: analyzerloop-vs, namespace: default}
+spec:
+  exportTo: [.]
+  hosts: [analyzerloop-vs]
+  http: [{route: [{destination: {host: analyzerloop-nowhere}}]}]
+";
+
+/// True when `sluice insights list` has CFG0001 for IST0101 on the
+/// VirtualService of [`VS_TO_NOWHERE`] in cluster-2.
+fn ist0101_insight(mesh: &Mesh) -> bool {
+    let out = Command::new(sluice())
+        .args(["insights", "--mesh", &mesh.name, "--cluster", "cluster-2"])
+        .args(["--category", "CFG", "list", "-o", "json"])
+        .output()
+        .expect("run sluice insights list");
+    assert!(
+        out.status.success(),
+        "sluice insights list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).expect("insights JSON");
+    list.as_array().expect("a list").iter().any(|i| {
+        i["code"] == "CFG0001"
+            && i["target_kind"] == "VirtualService"
+            && i["target"] == "default/analyzerloop-vs"
+            && i["details"].as_str().is_some_and(|d| d.contains("IST0101"))
+    })
+}
 
 /// `sluice mesh --name N --cluster C probe …`: true when connected.
 fn connects(mesh: &Mesh, cluster: &str, from: &str, to: &str, port: &str) -> bool {
@@ -439,6 +474,25 @@ fn two_clusters_one_management_plane_one_global_policy() {
     let status = mesh.ok(&["--cluster", "cluster-2", "status"]);
     assert!(status.contains("answers PING"), "{status}");
     assert!(status.contains("connected/warm"), "{status}");
+
+    // The analyzer in the loop: cluster-2's relay agent analyzes its
+    // objects 2 s after the change, ships IST0101 over OTLP to the gateway,
+    // Redis keeps it, the next insights pass (10 s) raises CFG0001.
+    let vs = cluster_dir(&mesh, "cluster-2").join("manifests/analyzerloop-vs.yaml");
+    std::fs::write(&vs, VS_TO_NOWHERE).expect("write the VirtualService");
+    let raised = within(
+        "CFG0001 for IST0101 in cluster-2",
+        Duration::from_secs(45),
+        || ist0101_insight(&mesh),
+    );
+    println!("analyzer insight raised after {raised:.1?}");
+    std::fs::remove_file(&vs).expect("remove the VirtualService");
+    let resolved = within(
+        "CFG0001 resolved in cluster-2",
+        Duration::from_secs(45),
+        || !ist0101_insight(&mesh),
+    );
+    println!("analyzer insight resolved after {resolved:.1?}");
 
     // cluster-2's node-2 agent dies (no restart): its row goes not ready,
     // stale, within 3 heartbeat intervals + the relay's re-check. (Last:
