@@ -99,7 +99,7 @@ pub struct RelayArgs {
 
     /// Seconds between two analyses while nothing changes (a change
     /// triggers one 2 s after it).
-    #[arg(long, default_value_t = analysis_loop::DEFAULT_INTERVAL.as_secs())]
+    #[arg(long, env = "SLUICE_ANALYSIS_INTERVAL_SECS", default_value_t = analysis_loop::DEFAULT_INTERVAL.as_secs())]
     pub analysis_interval_secs: u64,
 }
 
@@ -179,6 +179,30 @@ pub async fn run(args: RelayArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `SLUICE_*` variable the chart's relay Deployment sets is one
+    /// the relay reads: a typo would silently fall back to a default.
+    #[test]
+    fn the_charts_environment_names_real_settings() {
+        use clap::CommandFactory;
+        let known: Vec<String> = RelayArgs::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        let template = include_str!("../../deploy/helm/sluice/templates/relay-deployment.yaml");
+        let set: Vec<&str> = template
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- name: "))
+            .filter(|n| n.starts_with("SLUICE_"))
+            .collect();
+        assert!(set.len() >= 8, "{set:?}");
+        for name in set {
+            assert!(
+                known.iter().any(|k| k == name),
+                "{name} is not a relay setting"
+            );
+        }
+    }
 
     fn parse(extra: &[&str]) -> RelayArgs {
         let mut args = vec!["relay", "--cluster", "c1", "--root-ca"];
