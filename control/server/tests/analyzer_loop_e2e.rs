@@ -7,10 +7,14 @@
 //! insights engine raises CFG0001 for it. Fixing the manifest (the Service
 //! appears) triggers a new analysis (debounced) that resolves it.
 
+mod common;
+
+use common::{Killed, wait_for};
+
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
 use sluice_api::{
@@ -26,23 +30,6 @@ use sluice_telemetry::{
     logs::stream_key,
     testing::{free_port, http_get},
 };
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The active CFG insights of the cluster.
 async fn cfg_insights(socket: &Path) -> Option<Vec<Insight>> {
@@ -95,7 +82,7 @@ async fn an_analyzer_error_travels_through_otlp_and_redis_into_an_insight_and_re
     let state = dir.path().join("state");
     let (relay_port, otlp_port, exposition_port) = (free_port(), free_port(), free_port());
     let socket = dir.path().join("control.sock");
-    let _server = Server(
+    let _server = Killed(
         Command::new(env!("CARGO_BIN_EXE_sluice-control"))
             .arg(format!("--relay-addr=127.0.0.1:{relay_port}"))
             .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))

@@ -8,10 +8,15 @@
 //! Without chromium/chromedriver the test fails under CI (CI=true) and
 //! says so and skips elsewhere.
 
+mod common;
+
+use common::{Killed, wait_for};
+use sluice_telemetry::testing::free_port;
+
 use std::{
     io::{Read, Write},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -25,32 +30,6 @@ const EAST: &str = "dashui-east";
 const WEST: &str = "dashui-west";
 /// Pods of the `shop` namespace in EAST: more than two pages of 50.
 const SHOP_PODS: usize = 120;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// One plain HTTP/1.0 GET: (status, headers lowercased, body).
 fn http_get(port: u16, path: &str) -> (u16, String, String) {
@@ -180,7 +159,7 @@ async fn every_page_works_in_chromium_against_real_clusters() {
     let dir = tempfile::tempdir().unwrap();
     let (relay_port, metrics_port, dashboard_port) = (free_port(), free_port(), free_port());
     let socket = dir.path().join("control.sock");
-    let _control = Process(
+    let _control = Killed(
         Command::new(env!("CARGO_BIN_EXE_sluice-control"))
             .arg(format!("--relay-addr=127.0.0.1:{relay_port}"))
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))

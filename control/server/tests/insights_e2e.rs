@@ -4,11 +4,16 @@
 //! /metrics; an InsightsConfig disabling it hides it; removing the config
 //! and fixing the object resolves it, and the history says when.
 
+mod common;
+
+use common::{Killed, wait_for};
+use sluice_telemetry::testing::free_port;
+
 use std::{
     io::{Read, Write},
     path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
 use sluice_api::{
@@ -18,23 +23,6 @@ use sluice_api::{
 use sluice_relay::agent::{AgentConfig, RelayAgent};
 use sluice_store::testing::RedisServer;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn metrics(port: u16) -> String {
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
@@ -43,14 +31,6 @@ fn metrics(port: u16) -> String {
     let mut out = String::new();
     let _ = stream.read_to_string(&mut out);
     out
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn list(socket: &Path, history: bool) -> Option<ListInsightsResponse> {
@@ -81,7 +61,7 @@ async fn a_best_practice_insight_appears_is_suppressed_and_resolves() {
     std::fs::create_dir_all(&resources).unwrap();
     let (relay_port, metrics_port) = (free_port(), free_port());
     let socket = dir.path().join("control.sock");
-    let _server = Server(
+    let _server = Killed(
         Command::new(env!("CARGO_BIN_EXE_sluice-control"))
             .arg(format!("--relay-addr=127.0.0.1:{relay_port}"))
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
