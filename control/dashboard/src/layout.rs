@@ -115,3 +115,21 @@ pub fn denied(user: &str, why: &str, csrf_token: &str) -> Response {
     };
     (axum::http::StatusCode::FORBIDDEN, Html(body.into_string())).into_response()
 }
+
+/// A data table: a caption for screen readers, one header cell per column
+/// (`scope="col"`), and `rows` (the `tr`s) as its body.
+pub fn table(caption: &str, columns: &[&str], rows: Markup) -> Markup {
+    html! {
+        table {
+            caption.visually-hidden { (caption) }
+            thead {
+                tr {
+                    @for column in columns {
+                        th scope="col" { (column) }
+                    }
+                }
+            }
+            tbody { (rows) }
+        }
+    }
+}

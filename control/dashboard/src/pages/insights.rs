@@ -115,19 +115,10 @@ pub async fn list(
         }
         (form)
         (nav)
-        table {
-            caption.visually-hidden { "Open insights, most severe first" }
-            thead {
-                tr {
-                    th scope="col" { "Severity" }
-                    th scope="col" { "Code" }
-                    th scope="col" { "Cluster" }
-                    th scope="col" { "Target" }
-                    th scope="col" { "Summary" }
-                    th scope="col" { "Last seen" }
-                }
-            }
-            tbody {
+        (layout::table(
+            "Open insights, most severe first",
+            &["Severity", "Code", "Cluster", "Target", "Summary", "Last seen"],
+            html! {
                 @for i in shown {
                     tr {
                         td class=(format!("sev-{}", i.severity.to_lowercase())) { (i.severity) }
@@ -140,8 +131,8 @@ pub async fn list(
                         td { (utc(i.last_seen_unix)) }
                     }
                 }
-            }
-        }
+            },
+        ))
         (nav)
     };
     Ok(layout::page(&viewer, "/insights", "Insights", content))

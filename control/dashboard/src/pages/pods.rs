@@ -51,21 +51,10 @@ pub async fn page(
     let content = html! {
         (form)
         (nav)
-        table {
-            caption.visually-hidden { "Pods" }
-            thead {
-                tr {
-                    th scope="col" { "Cluster" }
-                    th scope="col" { "Namespace" }
-                    th scope="col" { "Pod" }
-                    th scope="col" { "Node" }
-                    th scope="col" { "IP" }
-                    th scope="col" { "Phase" }
-                    th scope="col" { "Identity" }
-                    th scope="col" { "Labels" }
-                }
-            }
-            tbody {
+        (layout::table(
+            "Pods",
+            &["Cluster", "Namespace", "Pod", "Node", "IP", "Phase", "Identity", "Labels"],
+            html! {
                 @for row in &listing.rows {
                     @let pod = &row.object;
                     tr {
@@ -84,8 +73,8 @@ pub async fn page(
                         td.labels { (data::labels_text(&pod["metadata"]["labels"])) }
                     }
                 }
-            }
-        }
+            },
+        ))
         (nav)
     };
     Ok(layout::page(&viewer, "/pods", "Pods", content))

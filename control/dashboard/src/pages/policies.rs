@@ -42,20 +42,10 @@ pub async fn page(
     let content = html! {
         (form)
         (nav)
-        table {
-            caption.visually-hidden { "Policies" }
-            thead {
-                tr {
-                    th scope="col" { "Cluster" }
-                    th scope="col" { "Kind" }
-                    th scope="col" { "Namespace" }
-                    th scope="col" { "Policy" }
-                    th scope="col" { "Applies to" }
-                    th scope="col" { "Rules" }
-                    th scope="col" { "Valid" }
-                }
-            }
-            tbody {
+        (layout::table(
+            "Policies",
+            &["Cluster", "Kind", "Namespace", "Policy", "Applies to", "Rules", "Valid"],
+            html! {
                 @for row in &listing.rows {
                     tr {
                         td { (row.at.cluster) }
@@ -67,8 +57,8 @@ pub async fn page(
                         td { (validity(&row.object)) }
                     }
                 }
-            }
-        }
+            },
+        ))
         (nav)
     };
     Ok(layout::page(&viewer, "/policies", "Policies", content))

@@ -104,19 +104,10 @@ pub async fn page(
     let content = html! {
         (form)
         (nav)
-        table {
-            caption.visually-hidden { "Services" }
-            thead {
-                tr {
-                    th scope="col" { "Cluster" }
-                    th scope="col" { "Namespace" }
-                    th scope="col" { "Service" }
-                    th scope="col" { "Type" }
-                    th scope="col" { "Frontends" }
-                    th scope="col" { "Backends" }
-                }
-            }
-            tbody {
+        (layout::table(
+            "Services",
+            &["Cluster", "Namespace", "Service", "Type", "Frontends", "Backends"],
+            html! {
                 @for row in &listing.rows {
                     @let svc = &row.object;
                     @let backends = backends(row);
@@ -139,8 +130,8 @@ pub async fn page(
                         }
                     }
                 }
-            }
-        }
+            },
+        ))
         (nav)
     };
     Ok(layout::page(&viewer, "/services", "Services", content))
