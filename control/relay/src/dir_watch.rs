@@ -9,7 +9,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -18,6 +18,13 @@ use tokio::sync::Notify;
 /// How long after a directory appears the watcher wakes again (see
 /// `ensure_watching`).
 const NEW_DIRECTORY_REWAKE: Duration = Duration::from_millis(200);
+
+async fn sleep_until_or_forever(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 fn created_a_directory(event: &notify::Event) -> bool {
     matches!(
@@ -35,6 +42,9 @@ pub struct DirWatch {
     /// `None` while the directory cannot be watched (e.g. absent); retried
     /// at every resync.
     watcher: Mutex<Option<RecommendedWatcher>>,
+    /// When [`DirWatch::changed`] must wake again because a directory
+    /// appeared (see `ensure_watching`); the latest such moment.
+    rewake_at: Arc<Mutex<Option<Instant>>>,
 }
 
 impl DirWatch {
@@ -44,6 +54,7 @@ impl DirWatch {
             wake: Arc::new(Notify::new()),
             resync,
             watcher: Mutex::new(None),
+            rewake_at: Arc::new(Mutex::new(None)),
         };
         watch.ensure_watching();
         watch
@@ -63,6 +74,7 @@ impl DirWatch {
             return;
         }
         let wake = self.wake.clone();
+        let rewake_at = self.rewake_at.clone();
         let started = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             // Reads (access events) change nothing; errors (queue overflow)
             // may hide changes, so they wake too.
@@ -70,19 +82,18 @@ impl DirWatch {
                 Ok(e) => !matches!(e.kind, notify::EventKind::Access(_)),
                 Err(_) => true,
             };
-            if relevant {
-                wake.notify_one();
-            }
             if event.as_ref().is_ok_and(created_a_directory) {
                 // notify adds the watch on a new directory only after this
                 // handler returns; files written into it in between give no
                 // event. Wake once more after the watch is in place so the
-                // reader re-reads them.
-                let wake = wake.clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(NEW_DIRECTORY_REWAKE);
-                    wake.notify_one();
-                });
+                // reader re-reads them (the waiter in `changed` times it).
+                // Set before the wake below, so the woken reader's next
+                // `changed` sees it.
+                *rewake_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Instant::now() + NEW_DIRECTORY_REWAKE);
+            }
+            if relevant {
+                wake.notify_one();
             }
         })
         .and_then(|mut w| w.watch(&self.dir, RecursiveMode::Recursive).map(|()| w));
@@ -100,8 +111,16 @@ impl DirWatch {
     /// resync period. Changes made while nobody waited are not lost (one
     /// stored wake-up). Cancel-safe.
     pub async fn changed(&self) {
+        let rewake_at = *self.rewake_at.lock().unwrap_or_else(|e| e.into_inner());
         tokio::select! {
             () = self.wake.notified() => {}
+            () = sleep_until_or_forever(rewake_at) => {
+                let mut pending = self.rewake_at.lock().unwrap_or_else(|e| e.into_inner());
+                // A later directory moved the moment: keep that one.
+                if *pending == rewake_at {
+                    *pending = None;
+                }
+            }
             () = tokio::time::sleep(self.resync) => self.ensure_watching(),
         }
     }
